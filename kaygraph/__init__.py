@@ -1,0 +1,130 @@
+"""KayGraph: build AI applications (agents, RAG, multi-step LLM pipelines) as graphs of nodes.
+
+Each node runs ``prep`` (read the shared store), ``exec`` (compute, with retries) and ``post``
+(write back and return an action); the action picks the edge to the next node. The core has zero
+dependencies; production features are extras (``pip install kaygraph[persistence]``, ...).
+
+Basic usage:
+
+    >>> from kaygraph import Graph, Node
+    >>> class Double(Node):
+    ...     def prep(self, shared):
+    ...         return shared["input"]
+    ...     def exec(self, value):
+    ...         return value * 2
+    ...     def post(self, shared, prep_res, exec_res):
+    ...         shared["result"] = exec_res
+    >>> shared = {"input": 21}
+    >>> Graph(start=Double()).run(shared)
+    >>> shared
+    {'input': 21, 'result': 42}
+
+Extensions load on first touch (``kaygraph.ext.persistence``) and fail with an install hint
+when their extra is missing:
+
+    pip install kaygraph[persistence]    # durable, resumable runs (SQLite, Redis, PostgreSQL)
+    pip install kaygraph[observability]  # OpenTelemetry traces, Prometheus metrics
+    pip install kaygraph[all]            # every extension
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kaygraph.core import (
+    AsyncBatchGraph,
+    AsyncBatchNode,
+    AsyncGraph,
+    AsyncNode,
+    AsyncParallelBatchGraph,
+    AsyncParallelBatchNode,
+    BaseNode,
+    BatchGraph,
+    BatchNode,
+    GraphDefinitionError,
+    GraphExecutionError,
+    Graph,
+    KayGraphError,
+    MetricsNode,
+    Node,
+    NodeExecutionError,
+    ParallelBatchNode,
+    ResumePoint,
+    RunContext,
+    RunListener,
+    ValidatedNode,
+    ValidationError,
+    __version__,
+    add_listener,
+    get_listeners,
+    remove_listener,
+)
+
+if TYPE_CHECKING:
+    from kaygraph import ext, plugins
+    from kaygraph.config import Config, configure, get_config
+    from kaygraph.info import list_extensions, show_info
+
+# Names served lazily, so `import kaygraph` loads no extension, plugin or config file.
+_LAZY = {
+    "ext": ("kaygraph.utils.imports", "_lazy_ext"),
+    "plugins": ("kaygraph.utils.imports", "_lazy_plugins"),
+    "list_extensions": ("kaygraph.info", "list_extensions"),
+    "show_info": ("kaygraph.info", "show_info"),
+    "Config": ("kaygraph.config", "Config"),
+    "configure": ("kaygraph.config", "configure"),
+    "get_config": ("kaygraph.config", "get_config"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'kaygraph' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "BaseNode",
+    "Node",
+    "Graph",
+    "BatchNode",
+    "ParallelBatchNode",
+    "BatchGraph",
+    "AsyncNode",
+    "AsyncBatchNode",
+    "AsyncParallelBatchNode",
+    "AsyncGraph",
+    "AsyncBatchGraph",
+    "AsyncParallelBatchGraph",
+    "ValidatedNode",
+    "MetricsNode",
+    "RunListener",
+    "RunContext",
+    "ResumePoint",
+    "add_listener",
+    "remove_listener",
+    "get_listeners",
+    "KayGraphError",
+    "NodeExecutionError",
+    "GraphExecutionError",
+    "GraphDefinitionError",
+    "ValidationError",
+    "ext",
+    "plugins",
+    "list_extensions",
+    "show_info",
+    "Config",
+    "configure",
+    "get_config",
+    "__version__",
+]

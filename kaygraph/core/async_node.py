@@ -1,0 +1,299 @@
+"""Async twins of the nodes and graphs. ``asyncio`` is imported only when something waits or
+gathers, so ``import kaygraph`` stays fast."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterable
+
+from .batch_node import (
+    BatchGraph,
+    BatchNode,
+    _batch_resume,
+    _check_workers,
+    _item_finished,
+    _item_started,
+    _listening,
+)
+from .events import ResumePoint, RunContext
+from .exceptions import NodeExecutionError
+from .graph import Graph
+from .node import Node, _mark_attempts
+
+
+class AsyncNode(Node):
+    """A node whose lifecycle is ``prep_async`` -> ``exec_async`` -> ``post_async``, awaited in an
+    AsyncGraph or with ``await node.run_async(shared)``."""
+
+    async def prep_async(self, shared: Any) -> Any:
+        """Async ``prep``."""
+
+    async def exec_async(self, prep_res: Any) -> Any:
+        """Async ``exec``; retried like ``exec``."""
+
+    async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
+        """Called when the last attempt failed; re-raise by default."""
+        raise exc
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Async ``post``; returns the next action."""
+
+    async def _exec(self, prep_res: Any) -> Any:  # type: ignore[override]
+        for self.cur_retry in range(self.max_retries):
+            try:
+                return await self.exec_async(prep_res)
+            except Exception as exc:
+                if self.cur_retry == self.max_retries - 1:
+                    return await self._fall_back_async(prep_res, exc)
+                self._retrying(exc)
+                if self.wait > 0:
+                    import asyncio
+
+                    await asyncio.sleep(self.wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fall_back_async(self, prep_res: Any, exc: Exception) -> Any:
+        try:
+            return await self.exec_fallback_async(prep_res, exc)
+        except BaseException as final:
+            _mark_attempts(final, self.cur_retry + 1)
+            raise
+
+    async def run_async(self, shared: Any) -> Any:
+        """Run this node alone (successors are not followed: put it in an AsyncGraph for that)."""
+        if self.successors:
+            warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
+        return await self._run_async(shared)
+
+    async def _run_async(self, shared: Any) -> Any:
+        if not self._has_hooks:
+            prep_res = await self.prep_async(shared)
+            return await self.post_async(shared, prep_res, await self._exec(prep_res))
+        try:
+            self.before_prep(shared)
+            prep_res = await self.prep_async(shared)
+            exec_res = await self._exec(prep_res)
+            self.after_exec(shared, prep_res, exec_res)
+            return await self.post_async(shared, prep_res, exec_res)
+        except Exception as exc:
+            self.on_error(shared, exc)
+            raise
+
+    def _run(self, shared: Any) -> Any:
+        raise NodeExecutionError(
+            f"{type(self).__name__} {self.node_id!r} is async and cannot run synchronously: use "
+            "`await node.run_async(shared)` or put it in an AsyncGraph and "
+            "`await graph.run_async(shared)`",
+            node_id=self.node_id,
+        )
+
+
+async def _run_any(node: Any, shared: Any) -> Any:
+    if isinstance(node, AsyncNode):
+        return await node._run_async(shared)
+    return node._run(shared)
+
+
+class AsyncBatchNode(AsyncNode, BatchNode):
+    """Awaits ``exec_async`` once per item, one item after another."""
+
+    async def _exec(self, items: Any) -> Any:  # type: ignore[override]
+        done = self._kg_done_items or {}
+        return [
+            done[index] if index in done else await self._exec_item_async(index, item)
+            for index, item in enumerate(items or [])
+        ]
+
+    async def _exec_item_async(self, index: int, item: Any) -> Any:
+        if not _listening(self):
+            return await AsyncNode._exec(self, item)
+        started = _item_started(self, index, item)
+        try:
+            result = await AsyncNode._exec(self, item)
+        except Exception as exc:
+            _item_finished(self, index, None, exc, started)
+            raise
+        _item_finished(self, index, result, None, started)
+        return result
+
+
+class AsyncParallelBatchNode(AsyncBatchNode):
+    """Awaits ``exec_async`` for all items concurrently, at most ``max_concurrency`` at a time
+    (None: unbounded). Rate-limited APIs want a limit; results keep item order."""
+
+    def __init__(
+        self,
+        max_retries: int = 1,
+        wait: float = 0,
+        *,
+        max_concurrency: int | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        super().__init__(max_retries, wait, node_id=node_id)
+        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        self.max_concurrency = max_concurrency
+
+    async def _exec(self, items: Any) -> Any:  # type: ignore[override]
+        items = list(items or [])
+        done = self._kg_done_items or {}
+
+        async def run_item(index: int) -> Any:
+            if index in done:
+                return done[index]
+            return await self._fresh_copy()._exec_item_async(index, items[index])
+
+        return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
+
+
+async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
+    """``gather`` over ``run(i)`` with at most ``limit`` awaiting at once."""
+    import asyncio
+
+    if limit is None:
+        return list(await asyncio.gather(*(run(index) for index in indices)))
+    semaphore = asyncio.Semaphore(limit)
+
+    async def bounded(index: int) -> Any:
+        async with semaphore:
+            return await run(index)
+
+    return list(await asyncio.gather(*(bounded(index) for index in indices)))
+
+
+class AsyncGraph(Graph, AsyncNode):
+    """A graph that awaits async nodes and calls sync ones; run it with ``await graph.run_async(shared)``."""
+
+    async def run_async(  # type: ignore[override]
+        self,
+        shared: Any,
+        *,
+        listeners: Iterable[Any] | None = None,
+        run_id: str | None = None,
+        resume: ResumePoint | None = None,
+    ) -> Any:
+        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``."""
+        if self.successors:
+            warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
+        runner = self._begin_run(listeners, run_id, resume)
+        ctx = runner._run_ctx
+        assert ctx is not None
+        if not ctx.listeners:
+            return await runner._run_async(shared)
+        import time
+
+        started = time.perf_counter()
+        ctx.emit("on_run_start", graph=self, shared=shared)
+        try:
+            action = await runner._run_async(shared)
+        except BaseException as exc:
+            self._end_run(ctx, shared, None, exc, started)
+            raise
+        self._end_run(ctx, shared, action, None, started)
+        return action
+
+    def _run(self, shared: Any) -> Any:
+        return AsyncNode._run(self, shared)
+
+    async def _run_async(self, shared: Any) -> Any:
+        prep_res = await self.prep_async(shared)
+        return await self.post_async(shared, prep_res, await self._orch_async(shared))
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        return exec_res
+
+    async def _orch_async(
+        self, shared: Any, params: dict[str, Any] | None = None, prefix: Any = None
+    ) -> Any:
+        ctx = self._run_ctx or RunContext(self)
+        curr, done_items, resumed_action = self._entry(ctx)
+        if curr is None:
+            return resumed_action
+        merged = params or {**self.params}
+        listening = bool(ctx.listeners)
+        if prefix is None:
+            prefix = self._kg_path
+        limit = self.max_steps
+        steps = 0
+        last_action = None
+        path: Any = ()
+        started = 0.0
+        while curr is not None:
+            steps += 1
+            if limit is not None and steps > limit:
+                self._too_many_steps(curr)
+            node = curr._fresh_copy()
+            node.set_params(merged)
+            node._run_ctx = ctx
+            if done_items is not None:
+                node._kg_done_items, done_items = done_items, None
+            if listening:
+                path, started = self._step_started(node, shared, merged, prefix)
+            try:
+                last_action = await _run_any(node, shared)
+            except Exception as exc:
+                if listening:
+                    self._step_failed(node, path, exc, started)
+                else:
+                    self._note_failure(exc, node)
+                raise
+            nxt = self.get_next_node(curr, last_action)
+            if listening:
+                self._step_finished(node, path, shared, merged, last_action, nxt, started)
+            curr = nxt
+        return last_action
+
+
+class AsyncBatchGraph(AsyncGraph, BatchGraph):
+    """Runs its graph once per parameter set from ``prep_async``, one set after another."""
+
+    async def _run_async(self, shared: Any) -> Any:
+        param_sets = await self.prep_async(shared) or []
+        ctx = self._run_ctx or RunContext(self)
+        skip_below, done = _batch_resume(self, ctx)
+        for index, batch_params in enumerate(param_sets):
+            if index < skip_below or index in done:
+                continue
+            await self._run_param_set_async(shared, index, batch_params)
+        return await self.post_async(shared, param_sets, None)
+
+    async def _run_param_set_async(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
+        params = {**self.params, **batch_params}
+        if not _listening(self):
+            await self._orch_async(shared, params)
+            return
+        started = _item_started(self, index, batch_params)
+        try:
+            await self._orch_async(shared, params, (*self._kg_path, index))
+        except Exception as exc:
+            _item_finished(self, index, None, exc, started)
+            raise
+        _item_finished(self, index, None, None, started)
+
+
+class AsyncParallelBatchGraph(AsyncBatchGraph):
+    """Runs its graph for all parameter sets concurrently, at most ``max_concurrency`` at a time."""
+
+    def __init__(
+        self,
+        start: Any = None,
+        *,
+        name: str | None = None,
+        node_id: str | None = None,
+        max_steps: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(start, name=name, node_id=node_id, max_steps=max_steps)
+        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        self.max_concurrency = max_concurrency
+
+    async def _run_async(self, shared: Any) -> Any:
+        param_sets = await self.prep_async(shared) or []
+        ctx = self._run_ctx or RunContext(self)
+        _, done = _batch_resume(self, ctx)
+
+        async def run_set(index: int) -> None:
+            if index not in done:
+                await self._run_param_set_async(shared, index, param_sets[index])
+
+        await _gather_limited(run_set, range(len(param_sets)), self.max_concurrency)
+        return await self.post_async(shared, param_sets, None)

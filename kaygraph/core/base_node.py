@@ -1,0 +1,193 @@
+"""BaseNode: the prep -> exec -> post lifecycle and the edges that connect nodes."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import GraphDefinitionError, InvalidActionError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .events import Path, RunContext
+
+_new_object = object.__new__
+
+#: Bumped whenever an edge or a start node changes, so graphs know their cached ids are stale.
+_topology_version = 0
+
+
+def _topology_changed() -> None:
+    global _topology_version
+    _topology_version += 1
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """PEP 678 note, also on Python 3.10 (which stores but does not print ``__notes__``)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        try:
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+
+
+_HOOKS = ("before_prep", "after_exec", "on_error")
+
+
+class BaseNode:
+    """A step of a graph: ``prep`` reads the shared store, ``exec`` computes, ``post`` writes back
+    and returns the action that selects the next node (``None`` means ``"default"``).
+
+    A node is a template: each time a graph reaches it, the graph runs a shallow copy, so
+    attributes set during one step never leak into another run of the same graph.
+    """
+
+    # Per-step state lives on the copy; these class attributes are the defaults of a bare node.
+    _run_ctx: RunContext | None = None
+    _kg_path: Path = ()
+    _kg_done_items: dict[int, Any] | None = None
+    _explicit_id: str | None = None
+    _node_id: str | None = None
+    _has_hooks = False
+
+    def __init__(self, *, node_id: str | None = None) -> None:
+        self.params: dict[str, Any] = {}
+        self.successors: dict[str, BaseNode] = {}
+        if node_id is not None:
+            if not isinstance(node_id, str) or not node_id:
+                raise GraphDefinitionError(
+                    f"node_id must be a non-empty string, got {node_id!r} for {type(self).__name__}"
+                )
+            self._explicit_id = node_id
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has_hooks = any(getattr(cls, hook) is not getattr(BaseNode, hook) for hook in _HOOKS)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        """Stable id: the explicit ``node_id=``, else the one the graph derived (class name, de-duplicated
+        in graph order), else the class name. The same graph built in two processes gets the same ids."""
+        return self._explicit_id or self._node_id or type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.node_id!r}>"
+
+    # -- lifecycle (override these) -----------------------------------------------------------
+
+    def prep(self, shared: Any) -> Any:
+        """Read what ``exec`` needs from the shared store."""
+
+    def exec(self, prep_res: Any) -> Any:
+        """Do the work. Must not touch the shared store, so it can be retried safely."""
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        """Write results to the shared store and return the next action (a string, or None)."""
+
+    def before_prep(self, shared: Any) -> None:
+        """Hook: runs before ``prep`` on every step (e.g. to open a per-step resource)."""
+
+    def after_exec(self, shared: Any, prep_res: Any, exec_res: Any) -> None:
+        """Hook: runs after ``exec`` succeeded (or fell back), before ``post``."""
+
+    def on_error(self, shared: Any, error: BaseException) -> None:
+        """Hook: the step failed with ``error``; the error propagates after this returns."""
+
+    def setup_resources(self) -> None:
+        """Acquire long-lived resources; called by ``with node:``."""
+
+    def cleanup_resources(self) -> None:
+        """Release what :meth:`setup_resources` acquired; called when the ``with`` block ends."""
+
+    def __enter__(self) -> Self:
+        self.setup_resources()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup_resources()
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def next(self, node: BaseNode, action: str = "default") -> BaseNode:
+        """Connect ``node`` as the successor for ``action``; returns ``node`` so calls chain."""
+        if not isinstance(action, str):
+            raise InvalidActionError(
+                f"action must be a string, got {action!r} ({type(action).__name__}) "
+                f"on {type(self).__name__}.next(); write node - \"action\" >> other"
+            )
+        if not isinstance(node, BaseNode):
+            raise GraphDefinitionError(
+                f"cannot connect {type(self).__name__} to {node!r}: successors must be nodes "
+                "or graphs (instances of kaygraph.BaseNode)"
+            )
+        if action in self.successors:
+            warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)
+        self.successors[action] = node
+        _topology_changed()
+        return node
+
+    def __rshift__(self, other: BaseNode) -> BaseNode:
+        return self.next(other)
+
+    def __sub__(self, action: str) -> _ConditionalTransition:
+        if isinstance(action, str):
+            return _ConditionalTransition(self, action)
+        raise InvalidActionError(
+            f"action must be a string, got {action!r} ({type(action).__name__}); "
+            "write node - \"action\" >> other"
+        )
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, shared: Any) -> Any:
+        """Run this node alone (successors are not followed: put it in a Graph for that)."""
+        if self.successors:
+            warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
+        return self._run(shared)
+
+    def _fresh_copy(self) -> Self:
+        """A shallow copy made for one step: what ``copy.copy`` does, several times faster."""
+        clone: Self = _new_object(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def _exec(self, prep_res: Any) -> Any:
+        return self.exec(prep_res)
+
+    def _run(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return self._run_with_hooks(shared)
+        prep_res = self.prep(shared)
+        return self.post(shared, prep_res, self._exec(prep_res))
+
+    def _run_with_hooks(self, shared: Any) -> Any:
+        try:
+            self.before_prep(shared)
+            prep_res = self.prep(shared)
+            exec_res = self._exec(prep_res)
+            self.after_exec(shared, prep_res, exec_res)
+            return self.post(shared, prep_res, exec_res)
+        except Exception as exc:
+            self.on_error(shared, exc)
+            raise
+
+
+class _ConditionalTransition:
+    """The half-built edge ``node - "action"``, completed by ``>> target``."""
+
+    __slots__ = ("source", "action")
+
+    def __init__(self, source: BaseNode, action: str) -> None:
+        self.source = source
+        self.action = action
+
+    def __rshift__(self, target: BaseNode) -> BaseNode:
+        return self.source.next(target, self.action)

@@ -1,0 +1,167 @@
+"""Batch variants: a node that maps ``exec`` over items, in order or on threads, and a graph run
+once per parameter set."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .base_node import BaseNode
+from .events import RunContext
+from .exceptions import GraphDefinitionError
+from .graph import Graph
+from .node import Node
+
+
+def _listening(node: BaseNode) -> bool:
+    ctx = node._run_ctx
+    return ctx is not None and bool(ctx.listeners)
+
+
+def _item_started(node: BaseNode, index: int, item: Any) -> float:
+    ctx = node._run_ctx
+    assert ctx is not None
+    ctx.emit(
+        "on_batch_item_start", node=node, node_id=node.node_id, path=node._kg_path, index=index, item=item
+    )
+    return time.perf_counter()
+
+
+def _item_finished(
+    node: BaseNode, index: int, result: Any, error: BaseException | None, started: float
+) -> None:
+    ctx = node._run_ctx
+    assert ctx is not None
+    ctx.emit(
+        "on_batch_item_end",
+        node=node,
+        node_id=node.node_id,
+        path=node._kg_path,
+        index=index,
+        result=result,
+        error=error,
+        duration=time.perf_counter() - started,
+    )
+
+
+def _check_workers(owner: str, name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise GraphDefinitionError(f"{owner}: {name} must be an int >= 1 or None, got {value!r}")
+
+
+class BatchNode(Node):
+    """``prep`` returns an iterable; ``exec`` runs once per item (with retries per item) and
+    ``post`` receives the list of results in item order."""
+
+    def _exec(self, items: Any) -> Any:
+        if self._kg_done_items is None and not _listening(self):
+            return [super(BatchNode, self)._exec(item) for item in (items or [])]
+        done = self._kg_done_items or {}
+        return [
+            done[index] if index in done else self._exec_item(index, item)
+            for index, item in enumerate(items or [])
+        ]
+
+    def _exec_item(self, index: int, item: Any) -> Any:
+        """One item with its retries, reported to listeners (persistence checkpoints it)."""
+        if not _listening(self):
+            return super(BatchNode, self)._exec(item)
+        started = _item_started(self, index, item)
+        try:
+            result = super(BatchNode, self)._exec(item)
+        except Exception as exc:
+            _item_finished(self, index, None, exc, started)
+            raise
+        _item_finished(self, index, result, None, started)
+        return result
+
+
+class ParallelBatchNode(BatchNode):
+    """A BatchNode whose items run on a thread pool (``max_workers`` threads; None: Python's default).
+
+    For I/O-bound work such as LLM calls. Results keep item order; the first failure cancels the
+    items not yet started and propagates. Each item runs on its own copy of the node, so
+    ``cur_retry`` and attributes set in ``exec`` never race.
+    """
+
+    def __init__(
+        self,
+        max_retries: int = 1,
+        wait: float = 0,
+        *,
+        max_workers: int | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        super().__init__(max_retries, wait, node_id=node_id)
+        _check_workers(type(self).__name__, "max_workers", max_workers)
+        self.max_workers = max_workers
+
+    def _exec(self, items: Any) -> Any:
+        items = list(items or [])
+        done = self._kg_done_items or {}
+        todo = [index for index in range(len(items)) if index not in done]
+        results: list[Any] = [done.get(index) for index in range(len(items))]
+        if not todo:
+            return results
+        import contextvars
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        def run_item(index: int) -> Any:
+            return self._fresh_copy()._exec_item(index, items[index])
+
+        pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="kaygraph")
+        try:
+            futures = {
+                pool.submit(contextvars.copy_context().run, run_item, index): index for index in todo
+            }
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise future.exception()  # type: ignore[misc]
+            for future, index in futures.items():
+                results[index] = future.result()
+        finally:
+            pool.shutdown(wait=True)
+        return results
+
+
+class BatchGraph(Graph):
+    """Runs its graph once per parameter set: ``prep`` returns a list of dicts, each merged over the
+    graph's params for one pass. ``post`` receives that list and None."""
+
+    def _run(self, shared: Any) -> Any:
+        param_sets = self.prep(shared) or []
+        ctx = self._run_ctx or RunContext(self)
+        skip_below, done = _batch_resume(self, ctx)
+        for index, batch_params in enumerate(param_sets):
+            if index < skip_below or index in done:
+                continue
+            self._run_param_set(shared, index, batch_params)
+        return self.post(shared, param_sets, None)
+
+    def _run_param_set(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
+        params = {**self.params, **batch_params}
+        if not _listening(self):
+            self._orch(shared, params)
+            return
+        started = _item_started(self, index, batch_params)
+        try:
+            self._orch(shared, params, (*self._kg_path, index))
+        except Exception as exc:
+            _item_finished(self, index, None, exc, started)
+            raise
+        _item_finished(self, index, None, None, started)
+
+
+def _batch_resume(graph: BaseNode, ctx: RunContext) -> tuple[int, dict[int, Any]]:
+    """For a batch graph being resumed: the first parameter set to run and the ones already done."""
+    done = graph._kg_done_items or {}
+    resume = ctx.resume
+    if resume is None or not isinstance(resume.peek(), int):
+        return 0, done
+    index, is_last = resume.take()
+    if is_last:
+        ctx.resume = None
+    assert isinstance(index, int)
+    return index, done

@@ -1,0 +1,292 @@
+"""Lifecycle events: how extensions (persistence, tracing, metrics, the dashboard) observe a run.
+
+A listener is any object with some of the ``on_*`` methods of :class:`RunListener`. Every hook
+takes keyword arguments only and must accept ``**kwargs``, so the engine can add fields without
+breaking listeners. Listeners are attached globally (:func:`add_listener`) or for one run
+(``graph.run(shared, listeners=[...])``) and are checked when attached, never mid-run.
+
+Hooks run synchronously in the thread or task of the node they describe, so context variables
+(e.g. the OpenTelemetry current span) nest correctly. An exception raised by a hook fails the run:
+a checkpoint that cannot be written must not be silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
+
+from .exceptions import ListenerError
+
+if TYPE_CHECKING:
+    from .base_node import BaseNode
+    from .graph import Graph
+
+#: A position in a graph: node ids, with batch indices for the levels inside a batch graph.
+Path = tuple[Union[str, int], ...]
+
+
+class RunListener:
+    """Base class for lifecycle listeners; override the hooks you need, all are optional.
+
+    ``path`` is the position of a node from the top graph down, e.g. ``("ingest", 3, "embed")``
+    for node ``embed`` of the nested batch graph ``ingest`` while it handles item 3.
+    """
+
+    def on_run_start(self, *, run: RunContext, graph: Graph, shared: Any, **kwargs: Any) -> None:
+        """A top-level run begins."""
+
+    def on_run_end(
+        self,
+        *,
+        run: RunContext,
+        graph: Graph,
+        shared: Any,
+        action: Any,
+        error: BaseException | None,
+        duration: float,
+        **kwargs: Any,
+    ) -> None:
+        """A top-level run ended, with its last action or the error that stopped it."""
+
+    def on_node_start(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        shared: Any,
+        params: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        """A node (or nested graph) is about to run ``prep``."""
+
+    def on_node_end(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        shared: Any,
+        params: dict[str, Any],
+        action: Any,
+        duration: float,
+        next_node_id: str | None,
+        **kwargs: Any,
+    ) -> None:
+        """A node completed: ``post`` returned ``action``; ``next_node_id`` is None when its level ends."""
+
+    def on_node_error(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        error: BaseException,
+        attempts: int | None,
+        duration: float,
+        **kwargs: Any,
+    ) -> None:
+        """A node failed; the error propagates after the listeners have seen it."""
+
+    def on_retry(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        attempt: int,
+        error: BaseException,
+        wait: float,
+        **kwargs: Any,
+    ) -> None:
+        """Attempt number ``attempt`` (1-based) of ``exec`` failed and will be retried after ``wait`` s."""
+
+    def on_batch_item_start(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        index: int,
+        item: Any,
+        **kwargs: Any,
+    ) -> None:
+        """A batch node starts item ``index`` (for a batch graph: one parameter set)."""
+
+    def on_batch_item_end(
+        self,
+        *,
+        run: RunContext,
+        node: BaseNode,
+        node_id: str,
+        path: Path,
+        index: int,
+        result: Any,
+        error: BaseException | None,
+        duration: float,
+        **kwargs: Any,
+    ) -> None:
+        """A batch item finished (``error`` is None) or failed for good."""
+
+
+EVENTS = (
+    "on_run_start",
+    "on_run_end",
+    "on_node_start",
+    "on_node_end",
+    "on_node_error",
+    "on_retry",
+    "on_batch_item_start",
+    "on_batch_item_end",
+)
+
+_global_listeners: tuple[Any, ...] = ()
+
+
+def validate_listener(listener: Any) -> None:
+    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments."""
+    import inspect  # only when attaching: keeps `import kaygraph` light
+
+    hooks = [name for name in dir(listener) if name.startswith("on_")]
+    unknown = [name for name in hooks if name not in EVENTS and callable(getattr(listener, name))]
+    if unknown:
+        import difflib
+
+        name = unknown[0]
+        close = difflib.get_close_matches(name, EVENTS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ListenerError(
+            f"listener {type(listener).__name__} has unknown hook {name!r}.{hint} "
+            f"Known hooks: {', '.join(EVENTS)}."
+        )
+    known = [name for name in hooks if name in EVENTS]
+    if not known:
+        raise ListenerError(
+            f"{listener!r} is not a listener: it has none of the hooks {', '.join(EVENTS)}. "
+            "Subclass kaygraph.RunListener and override the hooks you need."
+        )
+    for name in known:
+        hook = getattr(listener, name)
+        if not callable(hook):
+            raise ListenerError(f"listener {type(listener).__name__}.{name} is not callable")
+        params = inspect.signature(hook).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            raise ListenerError(
+                f"listener hook {type(listener).__name__}.{name} must accept **kwargs so that "
+                "new event fields do not break it: def "
+                f"{name}(self, *, run, ..., **kwargs)"
+            )
+
+
+def add_listener(listener: Any) -> None:
+    """Attach ``listener`` to every run started from now on, in every thread."""
+    global _global_listeners
+    validate_listener(listener)
+    if listener not in _global_listeners:
+        _global_listeners = (*_global_listeners, listener)
+
+
+def remove_listener(listener: Any) -> None:
+    """Detach a listener added with :func:`add_listener`; unknown listeners are ignored."""
+    global _global_listeners
+    _global_listeners = tuple(other for other in _global_listeners if other is not listener)
+
+
+def get_listeners() -> tuple[Any, ...]:
+    """The listeners attached globally, in the order they were added."""
+    return _global_listeners
+
+
+def _overrides(listener: Any, event: str) -> bool:
+    hook = getattr(type(listener), event, None)
+    return hook is not None and hook is not getattr(RunListener, event)
+
+
+class ResumePoint:
+    """Where a run restarts: the seam the persistence extension uses to resume a run.
+
+    ``path`` names the next node at each graph level (see :data:`Path`); a final ``None`` means
+    that level had already finished, with ``last_action`` as its result. ``completed_items`` maps
+    batch indices to results already obtained by the node at the end of the path (or, for an
+    async parallel batch graph at the end of the path, the indices of the parameter sets done).
+    """
+
+    __slots__ = ("path", "last_action", "completed_items", "_depth")
+
+    def __init__(
+        self,
+        path: Sequence[str | int | None],
+        *,
+        last_action: Any = None,
+        completed_items: dict[int, Any] | None = None,
+    ) -> None:
+        if not path:
+            raise ValueError("a ResumePoint needs a non-empty path")
+        self.path = tuple(path)
+        self.last_action = last_action
+        self.completed_items = completed_items
+        self._depth = 0
+
+    def take(self) -> tuple[str | int | None, bool]:
+        """Consume the next path element; returns it and whether it was the last one."""
+        element = self.path[self._depth]
+        self._depth += 1
+        return element, self._depth == len(self.path)
+
+    def peek(self) -> str | int | None:
+        return self.path[self._depth]
+
+    def __repr__(self) -> str:
+        return f"ResumePoint(path={self.path!r}, last_action={self.last_action!r})"
+
+
+class RunContext:
+    """One run of a graph: its id, its listeners, and scratch space for extensions.
+
+    Created by ``Graph.run``/``run_async`` and shared by every node of that run only, so two runs
+    of one graph never see each other's state.
+    """
+
+    __slots__ = ("graph", "listeners", "resume", "started_at", "data", "_run_id", "_hooks")
+
+    def __init__(
+        self,
+        graph: Graph,
+        listeners: Iterable[Any] = (),
+        *,
+        run_id: str | None = None,
+        resume: ResumePoint | None = None,
+    ) -> None:
+        self.graph = graph
+        self.listeners: tuple[Any, ...] = tuple(listeners)
+        self.resume = resume
+        self.started_at = time.time()
+        #: Free space for listeners to keep per-run state (keyed by their own name).
+        self.data: dict[str, Any] = {}
+        self._run_id = run_id
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {
+            event: tuple(getattr(lst, event) for lst in self.listeners if _overrides(lst, event))
+            for event in EVENTS
+        } if self.listeners else {}
+
+    @property
+    def run_id(self) -> str:
+        """The id given to ``run(..., run_id=)``, or a random one made on first use."""
+        if self._run_id is None:
+            self._run_id = os.urandom(16).hex()
+        return self._run_id
+
+    def wants(self, event: str) -> bool:
+        """Whether any listener of this run handles ``event``."""
+        return bool(self._hooks.get(event))
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Call every listener's ``event`` hook with ``run=self`` and ``fields``."""
+        for hook in self._hooks.get(event, ()):
+            hook(run=self, **fields)

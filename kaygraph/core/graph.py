@@ -1,0 +1,435 @@
+"""Graph: runs nodes one after another, following the edge labelled by each node's action."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from typing import Any, Iterable, Iterator
+
+from . import base_node as _base
+from . import events as _events
+from .base_node import BaseNode, _add_note
+from .events import Path, ResumePoint, RunContext
+from .exceptions import GraphDefinitionError, GraphExecutionError
+
+_UNLIMITED = sys.maxsize
+
+
+class Graph(BaseNode):
+    """Nodes connected by labelled edges, run from ``start``; a graph is itself a node, so graphs nest.
+
+    ``run(shared)`` returns the last action. ``max_steps`` stops a run whose loop never ends.
+    Listeners (see :mod:`kaygraph.core.events`) observe a run without changing it.
+    """
+
+    _index: dict[str, BaseNode] = {}
+    _ids_version = -1
+
+    def __init__(
+        self,
+        start: BaseNode | None = None,
+        *,
+        name: str | None = None,
+        node_id: str | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        super().__init__(node_id=node_id)
+        if max_steps is not None and (
+            not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
+        ):
+            raise GraphDefinitionError(
+                f"{type(self).__name__}: max_steps must be an int >= 1 or None, got {max_steps!r}"
+            )
+        self.start_node = start
+        self.name = name or type(self).__name__
+        self.max_steps = max_steps
+
+    @property
+    def start_node(self) -> BaseNode | None:
+        return self._start_node
+
+    @start_node.setter
+    def start_node(self, node: BaseNode | None) -> None:
+        self._start_node = node
+        _base._topology_changed()
+
+    def start(self, start: BaseNode) -> BaseNode:
+        """Set the first node; returns it so ``graph.start(a) >> b`` reads naturally."""
+        self.start_node = start
+        return start
+
+    # -- structure ----------------------------------------------------------------------------
+
+    def _ensure_ids(self) -> None:
+        if self._ids_version != _base._topology_version:
+            version = _base._topology_version
+            _assign_ids(self, set())
+            self._ids_version = version
+
+    def nodes(self) -> dict[str, BaseNode]:
+        """The nodes of this level, by id, in graph order (breadth-first from the start node)."""
+        self._ensure_ids()
+        return dict(self._index)
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """``(source_id, action, target_id)`` for every edge of this level."""
+        self._ensure_ids()
+        return [
+            (source_id, action, target.node_id)
+            for source_id, source in self._index.items()
+            for action, target in source.successors.items()
+        ]
+
+    def walk(self) -> Iterator[tuple[Path, BaseNode]]:
+        """Every node with its path, nested graphs included (a nested graph comes before its nodes)."""
+        self._ensure_ids()
+        yield from _walk(self, ())
+
+    def to_mermaid(self) -> str:
+        """The graph as Mermaid flowchart text; nested graphs become subgraphs."""
+        self._ensure_ids()
+        lines = ["flowchart TD"]
+        _mermaid(self, (), lines, "    ")
+        return "\n".join(lines)
+
+    def __enter__(self) -> Graph:
+        """Set up the resources of every node (nested graphs included)."""
+        for _, node in self.walk():
+            if not isinstance(node, Graph):
+                node.setup_resources()
+        self.setup_resources()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.cleanup_resources()
+        finally:
+            for _, node in reversed(list(self.walk())):
+                if not isinstance(node, Graph):
+                    node.cleanup_resources()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def get_next_node(self, curr: BaseNode, action: Any) -> BaseNode | None:
+        successors = curr.successors
+        try:
+            nxt = successors.get(action or "default")
+        except TypeError:  # unhashable action
+            nxt = None
+        if nxt is None and successors:
+            if action is not None and not isinstance(action, str):
+                raise GraphExecutionError(
+                    f"node {curr.node_id!r} returned {action!r} ({type(action).__name__}) from "
+                    f"post(); actions must be strings or None. Its edges are {list(successors)}",
+                    graph=self.name,
+                    node_id=curr.node_id,
+                )
+            warnings.warn(f"Graph ends: '{action}' not found in {list(successors)}")
+        return nxt
+
+    def run(
+        self,
+        shared: Any,
+        *,
+        listeners: Iterable[Any] | None = None,
+        run_id: str | None = None,
+        resume: ResumePoint | None = None,
+    ) -> Any:
+        """Run the graph on ``shared`` and return the last action.
+
+        ``listeners`` observe this run only; ``run_id`` names it for them; ``resume`` restarts it
+        at a checkpointed position (used by the persistence extension).
+        """
+        if self.successors:
+            warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
+        runner = self._begin_run(listeners, run_id, resume)
+        ctx = runner._run_ctx
+        assert ctx is not None
+        if not ctx.listeners:
+            return runner._run(shared)
+        started = time.perf_counter()
+        ctx.emit("on_run_start", graph=self, shared=shared)
+        try:
+            action = runner._run(shared)
+        except BaseException as exc:
+            self._end_run(ctx, shared, None, exc, started)
+            raise
+        self._end_run(ctx, shared, action, None, started)
+        return action
+
+    def _begin_run(
+        self, listeners: Iterable[Any] | None, run_id: str | None, resume: ResumePoint | None
+    ) -> Graph:
+        self._ensure_ids()
+        attached = _events.get_listeners()
+        if listeners:
+            extra = tuple(listeners)
+            for listener in extra:
+                _events.validate_listener(listener)
+            attached = attached + extra
+        runner = self._fresh_copy()
+        runner._run_ctx = RunContext(self, attached, run_id=run_id, resume=resume)
+        runner._kg_path = ()
+        return runner
+
+    def _end_run(
+        self,
+        ctx: RunContext,
+        shared: Any,
+        action: Any,
+        error: BaseException | None,
+        started: float,
+    ) -> None:
+        ctx.emit(
+            "on_run_end",
+            graph=self,
+            shared=shared,
+            action=action,
+            error=error,
+            duration=time.perf_counter() - started,
+        )
+
+    def _run(self, shared: Any) -> Any:
+        prep_res = self.prep(shared)
+        return self.post(shared, prep_res, self._orch(shared))
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        return exec_res
+
+    def _orch(self, shared: Any, params: dict[str, Any] | None = None, prefix: Path | None = None) -> Any:
+        ctx = self._run_ctx or RunContext(self)
+        curr, done_items, resumed_action = self._entry(ctx)
+        if curr is None:
+            return resumed_action
+        merged = params or {**self.params}
+        listening = bool(ctx.listeners)
+        if prefix is None:
+            prefix = self._kg_path
+        limit = self.max_steps or _UNLIMITED
+        steps = 0
+        last_action = None
+        while curr is not None:
+            steps += 1
+            if steps > limit:
+                self._too_many_steps(curr)
+            node = curr._fresh_copy()
+            node.set_params(merged)
+            node._run_ctx = ctx
+            if done_items is not None:
+                node._kg_done_items, done_items = done_items, None
+            if listening:
+                path, started = self._step_started(node, shared, merged, prefix)
+                try:
+                    last_action = node._run(shared)
+                except Exception as exc:
+                    self._step_failed(node, path, exc, started)
+                    raise
+                nxt = self.get_next_node(curr, last_action)
+                self._step_finished(node, path, shared, merged, last_action, nxt, started)
+                curr = nxt
+                continue
+            try:
+                last_action = node._run(shared)
+            except Exception as exc:
+                self._note_failure(exc, node)
+                raise
+            curr = self.get_next_node(curr, last_action)
+        return last_action
+
+    # -- helpers shared with AsyncGraph and the batch graphs -----------------------------------
+
+    def _entry(self, ctx: RunContext) -> tuple[BaseNode | None, dict[int, Any] | None, Any]:
+        """The first node of this level; when resuming, the checkpointed one and its finished items."""
+        resume = ctx.resume
+        if resume is None:
+            if self.start_node is None:
+                raise GraphExecutionError(
+                    f"graph {self.name!r} has no start node: pass Graph(start=node) or call "
+                    "graph.start(node) before running it",
+                    graph=self.name,
+                )
+            return self.start_node, None, None
+        element, is_last = resume.take()
+        if is_last:
+            ctx.resume = None
+        if element is None:
+            return None, None, resume.last_action
+        node = self._index.get(element) if isinstance(element, str) else None
+        if node is None:
+            raise GraphExecutionError(
+                f"cannot resume run {ctx.run_id!r} at node {element!r}: graph {self.name!r} has no "
+                f"such node (its nodes are {list(self._index)}). The graph changed since the "
+                "checkpoint was written; restore the node or start a new run.",
+                graph=self.name,
+                node_id=str(element),
+            )
+        return node, (resume.completed_items if is_last else None), None
+
+    def _too_many_steps(self, curr: BaseNode) -> None:
+        raise GraphExecutionError(
+            f"graph {self.name!r} exceeded max_steps={self.max_steps} when about to run node "
+            f"{curr.node_id!r}: it is probably looping. Raise max_steps or make the loop end.",
+            graph=self.name,
+            node_id=curr.node_id,
+        )
+
+    def _note_failure(self, exc: BaseException, node: BaseNode) -> None:
+        """Name the failing node on the exception once (innermost graph wins), as a PEP 678 note."""
+        if getattr(exc, "kaygraph_node_id", None) is not None:
+            return
+        node_id = node.node_id
+        try:
+            exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover
+            return
+        attempts = getattr(exc, "kaygraph_attempts", None)
+        detail = f" after {attempts} attempt(s)" if attempts else ""
+        _add_note(
+            exc,
+            f"KayGraph: node {node_id!r} ({type(node).__name__}) of graph {self.name!r} "
+            f"failed{detail}",
+        )
+
+    def _step_started(
+        self, node: BaseNode, shared: Any, params: dict[str, Any], prefix: Path
+    ) -> tuple[Path, float]:
+        node_id = node.node_id
+        path = (*prefix, node_id)
+        node._kg_path = path
+        ctx = node._run_ctx
+        assert ctx is not None
+        ctx.emit(
+            "on_node_start", node=node, node_id=node_id, path=path, shared=shared, params=params
+        )
+        return path, time.perf_counter()
+
+    def _step_failed(self, node: BaseNode, path: Path, exc: BaseException, started: float) -> None:
+        self._note_failure(exc, node)
+        ctx = node._run_ctx
+        assert ctx is not None
+        ctx.emit(
+            "on_node_error",
+            node=node,
+            node_id=node.node_id,
+            path=path,
+            error=exc,
+            attempts=getattr(exc, "kaygraph_attempts", None),
+            duration=time.perf_counter() - started,
+        )
+
+    def _step_finished(
+        self,
+        node: BaseNode,
+        path: Path,
+        shared: Any,
+        params: dict[str, Any],
+        action: Any,
+        nxt: BaseNode | None,
+        started: float,
+    ) -> None:
+        ctx = node._run_ctx
+        assert ctx is not None
+        ctx.emit(
+            "on_node_end",
+            node=node,
+            node_id=node.node_id,
+            path=path,
+            shared=shared,
+            params=params,
+            action=action,
+            duration=time.perf_counter() - started,
+            next_node_id=None if nxt is None else nxt.node_id,
+        )
+
+
+def _reachable(graph: Graph) -> list[BaseNode]:
+    """Nodes reachable from the start node, breadth-first, edges in the order they were added."""
+    start = graph.start_node
+    if start is None:
+        return []
+    order: list[BaseNode] = [start]
+    seen = {id(start)}
+    position = 0
+    while position < len(order):
+        for successor in order[position].successors.values():
+            if id(successor) not in seen:
+                seen.add(id(successor))
+                order.append(successor)
+        position += 1
+    return order
+
+
+def _assign_ids(graph: Graph, visiting: set[int]) -> None:
+    """Give every node without an explicit id its class name, de-duplicated in graph order."""
+    if id(graph) in visiting:
+        raise GraphDefinitionError(f"graph {graph.name!r} contains itself")
+    visiting.add(id(graph))
+    nodes = _reachable(graph)
+    taken: set[str] = set()
+    for node in nodes:
+        explicit = node._explicit_id
+        if explicit is not None:
+            if explicit in taken:
+                raise GraphDefinitionError(
+                    f"graph {graph.name!r} has two nodes with node_id {explicit!r}; node ids must be "
+                    "unique within a graph"
+                )
+            taken.add(explicit)
+    counters: dict[str, int] = {}
+    index: dict[str, BaseNode] = {}
+    for node in nodes:
+        node_id = node._explicit_id
+        if node_id is None:
+            base = type(node).__name__
+            count = counters.get(base, 0)
+            while True:
+                count += 1
+                node_id = base if count == 1 else f"{base}_{count}"
+                if node_id not in taken:
+                    break
+            counters[base] = count
+            taken.add(node_id)
+            node._node_id = node_id
+        index[node_id] = node
+        if isinstance(node, Graph):
+            _assign_ids(node, visiting)
+            node._ids_version = _base._topology_version
+    graph._index = index
+    visiting.discard(id(graph))
+
+
+def _walk(graph: Graph, prefix: Path) -> Iterator[tuple[Path, BaseNode]]:
+    for node_id, node in graph._index.items():
+        path = (*prefix, node_id)
+        yield path, node
+        if isinstance(node, Graph):
+            yield from _walk(node, path)
+
+
+def _mermaid_id(path: Path) -> str:
+    return "n_" + "__".join("".join(c if c.isalnum() else "_" for c in str(p)) for p in path)
+
+
+def _mermaid_label(node_id: str, node: BaseNode) -> str:
+    kind = type(node).__name__
+    text = node_id if node_id == kind else f"{node_id} ({kind})"
+    return '"' + text.replace('"', "#quot;") + '"'
+
+
+def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str) -> None:
+    for node_id, node in graph._index.items():
+        path = (*prefix, node_id)
+        if isinstance(node, Graph):
+            lines.append(f"{indent}subgraph {_mermaid_id(path)} [{_mermaid_label(node_id, node)}]")
+            _mermaid(node, path, lines, indent + "    ")
+            lines.append(f"{indent}end")
+        else:
+            lines.append(f"{indent}{_mermaid_id(path)}[{_mermaid_label(node_id, node)}]")
+    for node_id, node in graph._index.items():
+        for action, target in node.successors.items():
+            arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
+            lines.append(
+                f"{indent}{_mermaid_id((*prefix, node_id))} {arrow} "
+                f"{_mermaid_id((*prefix, target.node_id))}"
+            )

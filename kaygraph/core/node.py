@@ -1,0 +1,85 @@
+"""Node: a BaseNode whose ``exec`` is retried, with a wait between attempts and a fallback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .base_node import BaseNode
+from .exceptions import GraphDefinitionError
+
+
+def _check_retry_settings(owner: str, max_retries: Any, wait: Any) -> None:
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
+        raise GraphDefinitionError(
+            f"{owner}: max_retries must be an int >= 1 (the number of attempts), got {max_retries!r}"
+        )
+    if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
+        raise GraphDefinitionError(
+            f"{owner}: wait must be a number of seconds >= 0, got {wait!r}"
+        )
+
+
+def _mark_attempts(exc: BaseException, attempts: int) -> None:
+    """Remember how many attempts failed, for the note the graph adds when the error escapes."""
+    try:
+        exc.kaygraph_attempts = attempts  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - exceptions with __slots__
+        pass
+
+
+class Node(BaseNode):
+    """A node whose ``exec`` is attempted up to ``max_retries`` times, ``wait`` seconds apart.
+
+    When every attempt failed, ``exec_fallback(prep_res, exc)`` decides: return a value to carry
+    on, or raise (the default re-raises the last error). ``self.cur_retry`` is the 0-based attempt.
+    """
+
+    def __init__(self, max_retries: int = 1, wait: float = 0, *, node_id: str | None = None) -> None:
+        super().__init__(node_id=node_id)
+        _check_retry_settings(type(self).__name__, max_retries, wait)
+        self.max_retries = max_retries
+        self.wait = wait
+        self.cur_retry = 0
+
+    def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
+        """Called when the last attempt failed; re-raise by default."""
+        raise exc
+
+    def _exec(self, prep_res: Any) -> Any:
+        if self.max_retries == 1:
+            self.cur_retry = 0
+            try:
+                return self.exec(prep_res)
+            except Exception as exc:
+                return self._fall_back(prep_res, exc)
+        for self.cur_retry in range(self.max_retries):
+            try:
+                return self.exec(prep_res)
+            except Exception as exc:
+                if self.cur_retry == self.max_retries - 1:
+                    return self._fall_back(prep_res, exc)
+                self._retrying(exc)
+                if self.wait > 0:
+                    time.sleep(self.wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fall_back(self, prep_res: Any, exc: Exception) -> Any:
+        try:
+            return self.exec_fallback(prep_res, exc)
+        except BaseException as final:
+            _mark_attempts(final, self.cur_retry + 1)
+            raise
+
+    def _retrying(self, exc: Exception) -> None:
+        ctx = self._run_ctx
+        if ctx is not None and ctx.listeners:
+            ctx.emit(
+                "on_retry",
+                node=self,
+                node_id=self.node_id,
+                path=self._kg_path,
+                attempt=self.cur_retry + 1,
+                error=exc,
+                wait=self.wait,
+            )

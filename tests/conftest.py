@@ -1,0 +1,74 @@
+"""Shared fixtures: real servers on 127.0.0.1 and isolation of KayGraph's global state.
+
+Tests that need a server use the ``redis_url`` / ``postgres_url`` fixtures. When the server is not
+reachable they skip with the reason, except when ``KAYGRAPH_REQUIRE_SERVICES=1`` (set by
+``.ci/run``): then they fail, so CI can never pass by skipping a backend.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+REDIS_URL = os.environ.get("KAYGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("KAYGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) unless ``name`` listens on ``host:port``."""
+    if _reachable(host, port):
+        return
+    reason = (
+        f"{name} is not reachable on {host}:{port}; start it (see .ci/run) or point "
+        f"KAYGRAPH_TEST_{name.upper()}_URL at one"
+    )
+    if os.environ.get("KAYGRAPH_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason + " (KAYGRAPH_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(REDIS_URL)
+    require_service("redis", parts.hostname or "127.0.0.1", parts.port or 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(POSTGRES_URL)
+    require_service("postgres", parts.hostname or "127.0.0.1", parts.port or 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture(autouse=True)
+def _isolate_kaygraph_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees another's global listeners, and the global config is rebuilt per test."""
+    from kaygraph.core import events
+
+    for key in list(os.environ):
+        if key.startswith("KAYGRAPH_") and key != "KAYGRAPH_REQUIRE_SERVICES" and not key.startswith("KAYGRAPH_TEST_"):
+            monkeypatch.delenv(key)
+    saved = events._global_listeners
+    yield
+    events._global_listeners = saved
+    try:
+        import kaygraph.config as config_module
+    except ImportError:
+        return
+    reset = getattr(config_module, "_reset_for_tests", None)
+    if reset is not None:
+        reset()
