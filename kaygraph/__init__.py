@@ -29,8 +29,6 @@ when their extra is missing:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from kaygraph.core import (
     AsyncBatchGraph,
     AsyncBatchNode,
@@ -41,9 +39,9 @@ from kaygraph.core import (
     BaseNode,
     BatchGraph,
     BatchNode,
+    Graph,
     GraphDefinitionError,
     GraphExecutionError,
-    Graph,
     KayGraphError,
     MetricsNode,
     Node,
@@ -60,7 +58,11 @@ from kaygraph.core import (
     remove_listener,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from kaygraph import ext, plugins
     from kaygraph.config import Config, configure, get_config
     from kaygraph.info import list_extensions, show_info
@@ -94,37 +96,37 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "BaseNode",
-    "Node",
-    "Graph",
-    "BatchNode",
-    "ParallelBatchNode",
-    "BatchGraph",
-    "AsyncNode",
-    "AsyncBatchNode",
-    "AsyncParallelBatchNode",
-    "AsyncGraph",
     "AsyncBatchGraph",
+    "AsyncBatchNode",
+    "AsyncGraph",
+    "AsyncNode",
     "AsyncParallelBatchGraph",
-    "ValidatedNode",
-    "MetricsNode",
-    "RunListener",
-    "RunContext",
-    "ResumePoint",
-    "add_listener",
-    "remove_listener",
-    "get_listeners",
-    "KayGraphError",
-    "NodeExecutionError",
-    "GraphExecutionError",
-    "GraphDefinitionError",
-    "ValidationError",
-    "ext",
-    "plugins",
-    "list_extensions",
-    "show_info",
+    "AsyncParallelBatchNode",
+    "BaseNode",
+    "BatchGraph",
+    "BatchNode",
     "Config",
-    "configure",
-    "get_config",
+    "Graph",
+    "GraphDefinitionError",
+    "GraphExecutionError",
+    "KayGraphError",
+    "MetricsNode",
+    "Node",
+    "NodeExecutionError",
+    "ParallelBatchNode",
+    "ResumePoint",
+    "RunContext",
+    "RunListener",
+    "ValidatedNode",
+    "ValidationError",
     "__version__",
+    "add_listener",
+    "configure",
+    "ext",
+    "get_config",
+    "get_listeners",
+    "list_extensions",
+    "plugins",
+    "remove_listener",
+    "show_info",
 ]

@@ -4,7 +4,6 @@ gathers, so ``import kaygraph`` stays fast."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable
 
 from .batch_node import (
     BatchGraph,
@@ -15,10 +14,19 @@ from .batch_node import (
     _item_started,
     _listening,
 )
-from .events import ResumePoint, RunContext
+from .events import RunContext
 from .exceptions import NodeExecutionError
 from .graph import Graph
 from .node import Node, _mark_attempts
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from .events import ResumePoint
+
 
 
 class AsyncNode(Node):
@@ -38,8 +46,9 @@ class AsyncNode(Node):
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         """Async ``post``; returns the next action."""
 
-    async def _exec(self, prep_res: Any) -> Any:  # type: ignore[override]
-        for self.cur_retry in range(self.max_retries):
+    async def _exec(self, prep_res: Any) -> Any:
+        for attempt in range(self.max_retries):
+            self.cur_retry = attempt
             try:
                 return await self.exec_async(prep_res)
             except Exception as exc:
@@ -97,7 +106,7 @@ async def _run_any(node: Any, shared: Any) -> Any:
 class AsyncBatchNode(AsyncNode, BatchNode):
     """Awaits ``exec_async`` once per item, one item after another."""
 
-    async def _exec(self, items: Any) -> Any:  # type: ignore[override]
+    async def _exec(self, items: Any) -> Any:
         done = self._kg_done_items or {}
         return [
             done[index] if index in done else await self._exec_item_async(index, item)
@@ -133,7 +142,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
         _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
-    async def _exec(self, items: Any) -> Any:  # type: ignore[override]
+    async def _exec(self, items: Any) -> Any:
         items = list(items or [])
         done = self._kg_done_items or {}
 
@@ -163,7 +172,7 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
 class AsyncGraph(Graph, AsyncNode):
     """A graph that awaits async nodes and calls sync ones; run it with ``await graph.run_async(shared)``."""
 
-    async def run_async(  # type: ignore[override]
+    async def run_async(
         self,
         shared: Any,
         *,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
 
 from .exceptions import GraphDefinitionError, InvalidActionError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from typing_extensions import Self
 
     from .events import Path, RunContext
@@ -183,7 +186,7 @@ class BaseNode:
 class _ConditionalTransition:
     """The half-built edge ``node - "action"``, completed by ``>> target``."""
 
-    __slots__ = ("source", "action")
+    __slots__ = ("action", "source")
 
     def __init__(self, source: BaseNode, action: str) -> None:
         self.source = source

@@ -4,13 +4,18 @@ once per parameter set."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from .base_node import BaseNode
 from .events import RunContext
 from .exceptions import GraphDefinitionError
 from .graph import Graph
 from .node import Node
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 def _listening(node: BaseNode) -> bool:
@@ -65,10 +70,10 @@ class BatchNode(Node):
     def _exec_item(self, index: int, item: Any) -> Any:
         """One item with its retries, reported to listeners (persistence checkpoints it)."""
         if not _listening(self):
-            return super(BatchNode, self)._exec(item)
+            return super()._exec(item)
         started = _item_started(self, index, item)
         try:
-            result = super(BatchNode, self)._exec(item)
+            result = super()._exec(item)
         except Exception as exc:
             _item_finished(self, index, None, exc, started)
             raise

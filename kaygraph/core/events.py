@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
 
 from .exceptions import ListenerError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
+
     from .base_node import BaseNode
     from .graph import Graph
 
-#: A position in a graph: node ids, with batch indices for the levels inside a batch graph.
-Path = tuple[Union[str, int], ...]
+    #: A position in a graph: node ids, with batch indices for the levels inside a batch graph.
+    Path = tuple[str | int, ...]
 
 
 class RunListener:
@@ -217,7 +221,7 @@ class ResumePoint:
     async parallel batch graph at the end of the path, the indices of the parameter sets done).
     """
 
-    __slots__ = ("path", "last_action", "completed_items", "_depth")
+    __slots__ = ("_depth", "completed_items", "last_action", "path")
 
     def __init__(
         self,
@@ -253,7 +257,7 @@ class RunContext:
     of one graph never see each other's state.
     """
 
-    __slots__ = ("graph", "listeners", "resume", "started_at", "data", "_run_id", "_hooks")
+    __slots__ = ("_hooks", "_run_id", "data", "graph", "listeners", "resume", "started_at")
 
     def __init__(
         self,

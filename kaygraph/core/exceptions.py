@@ -8,7 +8,10 @@ without parsing the message.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class KayGraphError(Exception):
@@ -157,22 +160,22 @@ class ObservabilityError(KayGraphError):
 
 
 __all__ = [
-    "KayGraphError",
-    "NodeExecutionError",
-    "GraphExecutionError",
-    "GraphDefinitionError",
-    "InvalidActionError",
-    "ValidationError",
-    "ListenerError",
+    "CheckpointCorruptError",
     "ConfigurationError",
     "ExtensionError",
+    "GraphDefinitionError",
+    "GraphExecutionError",
+    "InvalidActionError",
+    "KayGraphError",
+    "ListenerError",
     "MissingExtraError",
-    "PluginError",
-    "PersistenceError",
-    "RunNotFoundError",
-    "RunLockedError",
-    "CheckpointCorruptError",
-    "SerializationError",
-    "ResumeError",
+    "NodeExecutionError",
     "ObservabilityError",
+    "PersistenceError",
+    "PluginError",
+    "ResumeError",
+    "RunLockedError",
+    "RunNotFoundError",
+    "SerializationError",
+    "ValidationError",
 ]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from typing import Any, Iterable, Iterator
 
 from . import base_node as _base
 from . import events as _events
 from .base_node import BaseNode, _add_note
-from .events import Path, ResumePoint, RunContext
+from .events import RunContext
 from .exceptions import GraphDefinitionError, GraphExecutionError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+    from typing_extensions import Self
+
+    from .events import Path, ResumePoint
 
 _UNLIMITED = sys.maxsize
 
@@ -125,7 +134,7 @@ class Graph(BaseNode):
                     graph=self.name,
                     node_id=curr.node_id,
                 )
-            warnings.warn(f"Graph ends: '{action}' not found in {list(successors)}")
+            warnings.warn(f"Graph ends: '{action}' not found in {list(successors)}", stacklevel=1)
         return nxt
 
     def run(
@@ -160,7 +169,7 @@ class Graph(BaseNode):
 
     def _begin_run(
         self, listeners: Iterable[Any] | None, run_id: str | None, resume: ResumePoint | None
-    ) -> Graph:
+    ) -> Self:
         self._ensure_ids()
         attached = _events.get_listeners()
         if listeners:

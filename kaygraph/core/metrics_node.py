@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import time
 from _thread import allocate_lock
-from typing import Any
 
 from .node import Node
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class _Stats:
     """Counters shared by a node and the per-step copies the graph makes of it."""
 
-    __slots__ = ("lock", "executions", "successes", "failures", "retries", "durations")
+    __slots__ = ("durations", "executions", "failures", "lock", "retries", "successes")
 
     def __init__(self) -> None:
         self.lock = allocate_lock()

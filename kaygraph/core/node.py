@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from .base_node import BaseNode
 from .exceptions import GraphDefinitionError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _check_retry_settings(owner: str, max_retries: Any, wait: Any) -> None:
@@ -53,7 +57,8 @@ class Node(BaseNode):
                 return self.exec(prep_res)
             except Exception as exc:
                 return self._fall_back(prep_res, exc)
-        for self.cur_retry in range(self.max_retries):
+        for attempt in range(self.max_retries):
+            self.cur_retry = attempt
             try:
                 return self.exec(prep_res)
             except Exception as exc:

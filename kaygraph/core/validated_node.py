@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 from .exceptions import ValidationError
 from .node import Node
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class ValidatedNode(Node):
