@@ -5,6 +5,7 @@ Started by bench/core_speed.py with the interpreter of each library's own venv.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -69,7 +70,7 @@ def loop_graph():
 
 def chain_graph():
     nodes = [Link() for _ in range(CHAIN_LENGTH)]
-    for left, right in zip(nodes, nodes[1:]):
+    for left, right in itertools.pairwise(nodes):
         left >> right
     return Graph(start=nodes[0])
 

@@ -290,6 +290,10 @@ class RunContext:
         """Whether any listener of this run handles ``event``."""
         return bool(self._hooks.get(event))
 
+    def hooks(self, event: str) -> tuple[Callable[..., Any], ...]:
+        """The bound hooks for ``event``; the engine calls them directly on its hot paths."""
+        return self._hooks.get(event, ())
+
     def emit(self, event: str, **fields: Any) -> None:
         """Call every listener's ``event`` hook with ``run=self`` and ``fields``."""
         for hook in self._hooks.get(event, ()):

@@ -308,9 +308,8 @@ class Graph(BaseNode):
         node._kg_path = path
         ctx = node._run_ctx
         assert ctx is not None
-        ctx.emit(
-            "on_node_start", node=node, node_id=node_id, path=path, shared=shared, params=params
-        )
+        for hook in ctx.hooks("on_node_start"):
+            hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
         return path, time.perf_counter()
 
     def _step_failed(self, node: BaseNode, path: Path, exc: BaseException, started: float) -> None:
@@ -339,17 +338,23 @@ class Graph(BaseNode):
     ) -> None:
         ctx = node._run_ctx
         assert ctx is not None
-        ctx.emit(
-            "on_node_end",
-            node=node,
-            node_id=node.node_id,
-            path=path,
-            shared=shared,
-            params=params,
-            action=action,
-            duration=time.perf_counter() - started,
-            next_node_id=None if nxt is None else nxt.node_id,
-        )
+        hooks = ctx.hooks("on_node_end")
+        if not hooks:
+            return
+        duration = time.perf_counter() - started
+        next_node_id = None if nxt is None else nxt.node_id
+        for hook in hooks:
+            hook(
+                run=ctx,
+                node=node,
+                node_id=path[-1],
+                path=path,
+                shared=shared,
+                params=params,
+                action=action,
+                duration=duration,
+                next_node_id=next_node_id,
+            )
 
 
 def _reachable(graph: Graph) -> list[BaseNode]:

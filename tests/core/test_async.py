@@ -197,3 +197,16 @@ def test_async_graph_cannot_run_synchronously():
 
     with pytest.raises(NodeExecutionError, match="run_async"):
         AsyncGraph(start=Tag()).run({})
+
+
+def test_async_graph_max_steps_stops_an_endless_loop():
+    from kaygraph import GraphExecutionError
+
+    class Spin(AsyncNode):
+        async def post_async(self, shared, prep_res, exec_res):
+            return "again"
+
+    spin = Spin(node_id="spin")
+    spin - "again" >> spin
+    with pytest.raises(GraphExecutionError, match="exceeded max_steps=3 when about to run node 'spin'"):
+        asyncio.run(AsyncGraph(start=spin, max_steps=3).run_async({}))

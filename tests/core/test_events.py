@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -150,7 +151,10 @@ def test_parallel_and_async_parallel_items_are_each_reported_once():
 
     for graph, runner in (
         (Graph(start=Threads(max_workers=4)), lambda g, r: g.run({}, listeners=[r])),
-        (AsyncGraph(start=Tasks(max_concurrency=3)), lambda g, r: asyncio.run(g.run_async({}, listeners=[r]))),
+        (
+            AsyncGraph(start=Tasks(max_concurrency=3)),
+            lambda g, r: asyncio.run(g.run_async({}, listeners=[r])),
+        ),
     ):
         recorder = Recorder()
         runner(graph, recorder)
@@ -189,7 +193,7 @@ def test_listener_with_a_misspelled_hook_is_rejected_with_a_suggestion():
         def on_node_ends(self, **kwargs):
             pass
 
-    with pytest.raises(ListenerError, match="unknown hook 'on_node_ends'. Did you mean 'on_node_end'"):
+    with pytest.raises(ListenerError, match=r"unknown hook 'on_node_ends'\. Did you mean 'on_node_end'"):
         Graph(start=Step()).run({}, listeners=[Typo()])
 
 
@@ -236,7 +240,7 @@ def test_run_ids_are_unique_when_not_given():
 
 def chain(*ids, graph_id=None):
     nodes = [Step(node_id=i) for i in ids]
-    for left, right in zip(nodes, nodes[1:]):
+    for left, right in itertools.pairwise(nodes):
         left >> right
     return Graph(start=nodes[0], node_id=graph_id)
 
