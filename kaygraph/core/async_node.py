@@ -10,6 +10,7 @@ from .batch_node import (
     BatchNode,
     _batch_resume,
     _check_workers,
+    _item_failed,
     _item_finished,
     _item_started,
     _listening,
@@ -65,7 +66,7 @@ class AsyncNode(Node):
         try:
             return await self.exec_fallback_async(prep_res, exc)
         except BaseException as final:
-            _mark_attempts(final, self.cur_retry + 1)
+            _mark_attempts(final, self.cur_retry + 1, self._run_ctx)
             raise
 
     async def run_async(self, shared: Any) -> Any:
@@ -75,18 +76,28 @@ class AsyncNode(Node):
         return await self._run_async(shared)
 
     async def _run_async(self, shared: Any) -> Any:
-        if not self._has_hooks:
-            prep_res = await self.prep_async(shared)
-            return await self.post_async(shared, prep_res, await self._exec(prep_res))
+        if self._has_hooks:
+            return await self._run_async_with_hooks(shared)
+        prep_res = await self.prep_async(shared)
+        return await self.post_async(shared, prep_res, await self._exec(prep_res))
+
+    async def _run_async_with_hooks(self, shared: Any) -> Any:
+        enabled = self._hooks_enabled
         try:
-            self.before_prep(shared)
+            if "before_prep" in enabled:
+                self.before_prep(shared)
             prep_res = await self.prep_async(shared)
-            exec_res = await self._exec(prep_res)
-            self.after_exec(shared, prep_res, exec_res)
+            exec_res = await self._hooked_exec_async(shared, prep_res)
+            if "after_exec" in enabled:
+                self.after_exec(shared, prep_res, exec_res)
             return await self.post_async(shared, prep_res, exec_res)
         except Exception as exc:
-            self.on_error(shared, exc)
+            if "on_error" in enabled:
+                self.on_error(shared, exc)
             raise
+
+    async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
+        return await self._exec(prep_res)
 
     def _run(self, shared: Any) -> Any:
         raise NodeExecutionError(
@@ -110,19 +121,20 @@ class AsyncBatchNode(AsyncNode, BatchNode):
         done = self._kg_done_items or {}
         return [
             done[index] if index in done else await self._exec_item_async(index, item)
-            for index, item in enumerate(items or [])
+            for index, item in enumerate(items if items is not None else ())
         ]
 
     async def _exec_item_async(self, index: int, item: Any) -> Any:
         if not _listening(self):
             return await AsyncNode._exec(self, item)
-        started = _item_started(self, index, item)
+        started = 0.0
         try:
+            started = _item_started(self, index, item)
             result = await AsyncNode._exec(self, item)
+            _item_finished(self, index, result, started)
         except Exception as exc:
-            _item_finished(self, index, None, exc, started)
+            _item_failed(self, index, exc, started)
             raise
-        _item_finished(self, index, result, None, started)
         return result
 
 
@@ -143,7 +155,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
         self.max_concurrency = max_concurrency
 
     async def _exec(self, items: Any) -> Any:
-        items = list(items or [])
+        items = list(items if items is not None else ())
         done = self._kg_done_items or {}
 
         async def run_item(index: int) -> Any:
@@ -155,18 +167,36 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
 
 async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
-    """``gather`` over ``run(i)`` with at most ``limit`` awaiting at once."""
+    """Results of ``run(i)`` for every index, in order, at most ``limit`` awaiting at once.
+
+    Unlike a bare ``gather``, the first failure cancels every item still waiting or running, so
+    no LLM call starts after the run has already failed.
+    """
     import asyncio
 
-    if limit is None:
-        return list(await asyncio.gather(*(run(index) for index in indices)))
-    semaphore = asyncio.Semaphore(limit)
+    semaphore = asyncio.Semaphore(limit) if limit is not None else None
 
     async def bounded(index: int) -> Any:
+        if semaphore is None:
+            return await run(index)
         async with semaphore:
             return await run(index)
 
-    return list(await asyncio.gather(*(bounded(index) for index in indices)))
+    tasks = [asyncio.ensure_future(bounded(index)) for index in indices]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return [task.result() for task in tasks]
 
 
 class AsyncGraph(Graph, AsyncNode):
@@ -191,41 +221,42 @@ class AsyncGraph(Graph, AsyncNode):
         import time
 
         started = time.perf_counter()
-        ctx.emit("on_run_start", graph=self, shared=shared)
         try:
+            ctx.emit("on_run_start", graph=self, shared=shared)
             action = await runner._run_async(shared)
         except BaseException as exc:
-            self._end_run(ctx, shared, None, exc, started)
+            self._run_failed(ctx, shared, exc, started)
             raise
-        self._end_run(ctx, shared, action, None, started)
+        self._run_succeeded(ctx, shared, action, started)
         return action
 
     def _run(self, shared: Any) -> Any:
         return AsyncNode._run(self, shared)
 
     async def _run_async(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return await self._run_async_with_hooks(shared)
         prep_res = await self.prep_async(shared)
         return await self.post_async(shared, prep_res, await self._orch_async(shared))
+
+    async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
+        return await self._orch_async(shared)
 
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         return exec_res
 
-    async def _orch_async(
-        self, shared: Any, params: dict[str, Any] | None = None, prefix: Any = None
-    ) -> Any:
+    async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         ctx = self._run_ctx or RunContext(self)
         curr, done_items, resumed_action = self._entry(ctx)
         if curr is None:
             return resumed_action
         merged = params or {**self.params}
         listening = bool(ctx.listeners)
-        if prefix is None:
-            prefix = self._kg_path
+        prefix = self._kg_path if self._kg_prefix is None else self._kg_prefix
+        ids = self._ids
         limit = self.max_steps
         steps = 0
         last_action = None
-        path: Any = ()
-        started = 0.0
         while curr is not None:
             steps += 1
             if limit is not None and steps > limit:
@@ -235,19 +266,20 @@ class AsyncGraph(Graph, AsyncNode):
             node._run_ctx = ctx
             if done_items is not None:
                 node._kg_done_items, done_items = done_items, None
+            node_id = ids.get(id(curr)) or curr.node_id
             if listening:
-                path, started = self._step_started(node, shared, merged, prefix)
+                path, started = self._step_started(node, node_id, shared, merged, prefix)
             try:
                 last_action = await _run_any(node, shared)
+                nxt = self.get_next_node(node, last_action)
+                if listening:
+                    self._step_finished(node, path, shared, merged, last_action, nxt, started)
             except Exception as exc:
                 if listening:
                     self._step_failed(node, path, exc, started)
                 else:
-                    self._note_failure(exc, node)
+                    self._note_failure(exc, node, node_id, ctx)
                 raise
-            nxt = self.get_next_node(curr, last_action)
-            if listening:
-                self._step_finished(node, path, shared, merged, last_action, nxt, started)
             curr = nxt
         return last_action
 
@@ -270,17 +302,22 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
         if not _listening(self):
             await self._orch_async(shared, params)
             return
-        started = _item_started(self, index, batch_params)
+        started = 0.0
         try:
-            await self._orch_async(shared, params, (*self._kg_path, index))
+            started = _item_started(self, index, batch_params)
+            await self._for_param_set(index)._orch_async(shared, params)
+            _item_finished(self, index, None, started)
         except Exception as exc:
-            _item_finished(self, index, None, exc, started)
+            _item_failed(self, index, exc, started)
             raise
-        _item_finished(self, index, None, None, started)
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):
-    """Runs its graph for all parameter sets concurrently, at most ``max_concurrency`` at a time."""
+    """Runs its graph for all parameter sets concurrently, at most ``max_concurrency`` at a time.
+
+    The first failure cancels the sets still running. It resumes as a whole: finished sets are
+    skipped, unfinished ones run again from their start.
+    """
 
     def __init__(
         self,
@@ -296,13 +333,14 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
         self.max_concurrency = max_concurrency
 
     async def _run_async(self, shared: Any) -> Any:
-        param_sets = await self.prep_async(shared) or []
+        prepared = await self.prep_async(shared) or []
+        param_sets = list(prepared)
         ctx = self._run_ctx or RunContext(self)
-        _, done = _batch_resume(self, ctx)
+        _, done = _batch_resume(self, ctx, parallel=True)
 
         async def run_set(index: int) -> None:
             if index not in done:
                 await self._run_param_set_async(shared, index, param_sets[index])
 
         await _gather_limited(run_set, range(len(param_sets)), self.max_concurrency)
-        return await self.post_async(shared, param_sets, None)
+        return await self.post_async(shared, prepared, None)

@@ -37,7 +37,35 @@ def _add_note(exc: BaseException, note: str) -> None:
             pass
 
 
-_HOOKS = ("before_prep", "after_exec", "on_error")
+#: Lifecycle hooks and how many arguments each takes, self included.
+_HOOK_ARITY = {"before_prep": 2, "after_exec": 4, "on_error": 3}
+_HOOK_SIGNATURES = {
+    "before_prep": "before_prep(self, shared)",
+    "after_exec": "after_exec(self, shared, prep_res, exec_res)",
+    "on_error": "on_error(self, shared, error)",
+}
+_VARARGS = 0x04
+
+
+def _copy_with_copy_module(node: Any) -> Any:
+    """Per-step copy for nodes that define ``__copy__`` or ``__slots__``: what PocketFlow did."""
+    import copy
+
+    return copy.copy(node)
+
+
+def _needs_copy_module(cls: type) -> bool:
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        if "__copy__" in vars(klass):
+            return True
+        slots = vars(klass).get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        if any(slot not in ("__dict__", "__weakref__") for slot in slots):
+            return True
+    return False
 
 
 class BaseNode:
@@ -55,6 +83,7 @@ class BaseNode:
     _explicit_id: str | None = None
     _node_id: str | None = None
     _has_hooks = False
+    _hooks_enabled: frozenset[str] = frozenset()
 
     def __init__(self, *, node_id: str | None = None) -> None:
         self.params: dict[str, Any] = {}
@@ -68,7 +97,25 @@ class BaseNode:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._has_hooks = any(getattr(cls, hook) is not getattr(BaseNode, hook) for hook in _HOOKS)
+        enabled = []
+        for hook, arity in _HOOK_ARITY.items():
+            impl = getattr(cls, hook)
+            if impl is getattr(BaseNode, hook):
+                continue
+            code = getattr(impl, "__code__", None)
+            if code is None or code.co_flags & _VARARGS or code.co_argcount == arity:
+                enabled.append(hook)
+            elif hook in vars(cls):
+                warnings.warn(
+                    f"{cls.__qualname__}.{hook} takes {code.co_argcount - 1} argument(s), but KayGraph "
+                    f"calls {_HOOK_SIGNATURES[hook]} as a lifecycle hook; it will not be called as "
+                    "one. Rename the method if it is not meant as a hook.",
+                    stacklevel=2,
+                )
+        cls._hooks_enabled = frozenset(enabled)
+        cls._has_hooks = bool(enabled)
+        if _needs_copy_module(cls):
+            cls._fresh_copy = _copy_with_copy_module  # type: ignore[method-assign,assignment]
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -77,6 +124,15 @@ class BaseNode:
         """Stable id: the explicit ``node_id=``, else the one the graph derived (class name, de-duplicated
         in graph order), else the class name. The same graph built in two processes gets the same ids."""
         return self._explicit_id or self._node_id or type(self).__name__
+
+    @node_id.setter
+    def node_id(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise GraphDefinitionError(
+                f"node_id must be a non-empty string, got {value!r} for {type(self).__name__}"
+            )
+        self._explicit_id = value
+        _topology_changed()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.node_id!r}>"
@@ -172,15 +228,23 @@ class BaseNode:
         return self.post(shared, prep_res, self._exec(prep_res))
 
     def _run_with_hooks(self, shared: Any) -> Any:
+        enabled = self._hooks_enabled
         try:
-            self.before_prep(shared)
+            if "before_prep" in enabled:
+                self.before_prep(shared)
             prep_res = self.prep(shared)
-            exec_res = self._exec(prep_res)
-            self.after_exec(shared, prep_res, exec_res)
+            exec_res = self._hooked_exec(shared, prep_res)
+            if "after_exec" in enabled:
+                self.after_exec(shared, prep_res, exec_res)
             return self.post(shared, prep_res, exec_res)
         except Exception as exc:
-            self.on_error(shared, exc)
+            if "on_error" in enabled:
+                self.on_error(shared, exc)
             raise
+
+    def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
+        """The work between ``prep`` and ``post`` (a graph runs its nodes here)."""
+        return self._exec(prep_res)
 
 
 class _ConditionalTransition:

@@ -16,6 +16,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 if TYPE_CHECKING:
     from typing import Any
 
+    from typing_extensions import Self
+
 
 
 def _listening(node: BaseNode) -> bool:
@@ -32,9 +34,7 @@ def _item_started(node: BaseNode, index: int, item: Any) -> float:
     return time.perf_counter()
 
 
-def _item_finished(
-    node: BaseNode, index: int, result: Any, error: BaseException | None, started: float
-) -> None:
+def _item_finished(node: BaseNode, index: int, result: Any, started: float) -> None:
     ctx = node._run_ctx
     assert ctx is not None
     ctx.emit(
@@ -44,6 +44,22 @@ def _item_finished(
         path=node._kg_path,
         index=index,
         result=result,
+        error=None,
+        duration=time.perf_counter() - started,
+    )
+
+
+def _item_failed(node: BaseNode, index: int, error: BaseException, started: float) -> None:
+    ctx = node._run_ctx
+    assert ctx is not None
+    ctx.emit_after_error(
+        "on_batch_item_end",
+        error,
+        node=node,
+        node_id=node.node_id,
+        path=node._kg_path,
+        index=index,
+        result=None,
         error=error,
         duration=time.perf_counter() - started,
     )
@@ -71,13 +87,14 @@ class BatchNode(Node):
         """One item with its retries, reported to listeners (persistence checkpoints it)."""
         if not _listening(self):
             return super()._exec(item)
-        started = _item_started(self, index, item)
+        started = time.perf_counter()
         try:
+            started = _item_started(self, index, item)
             result = super()._exec(item)
+            _item_finished(self, index, result, started)
         except Exception as exc:
-            _item_finished(self, index, None, exc, started)
+            _item_failed(self, index, exc, started)
             raise
-        _item_finished(self, index, result, None, started)
         return result
 
 
@@ -127,7 +144,7 @@ class ParallelBatchNode(BatchNode):
             for future, index in futures.items():
                 results[index] = future.result()
         finally:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         return results
 
 
@@ -150,22 +167,39 @@ class BatchGraph(Graph):
         if not _listening(self):
             self._orch(shared, params)
             return
-        started = _item_started(self, index, batch_params)
+        started = time.perf_counter()
         try:
-            self._orch(shared, params, (*self._kg_path, index))
+            started = _item_started(self, index, batch_params)
+            self._for_param_set(index)._orch(shared, params)
+            _item_finished(self, index, None, started)
         except Exception as exc:
-            _item_finished(self, index, None, exc, started)
+            _item_failed(self, index, exc, started)
             raise
-        _item_finished(self, index, None, None, started)
+
+    def _for_param_set(self, index: int) -> Self:
+        """A copy whose nodes report paths through parameter set ``index`` (PocketFlow's
+        ``_orch(shared, params)`` signature stays as it was for subclasses that override it)."""
+        runner = self._fresh_copy()
+        runner._kg_prefix = (*self._kg_path, index)
+        return runner
 
 
-def _batch_resume(graph: BaseNode, ctx: RunContext) -> tuple[int, dict[int, Any]]:
+def _batch_resume(graph: Graph, ctx: RunContext, *, parallel: bool = False) -> tuple[int, dict[int, Any]]:
     """For a batch graph being resumed: the first parameter set to run and the ones already done."""
     done = graph._kg_done_items or {}
     resume = ctx.resume
-    if resume is None or not isinstance(resume.peek(), int):
+    if resume is None:
         return 0, done
+    if parallel:
+        graph._bad_resume(
+            ctx,
+            resume,
+            f"{type(graph).__name__} runs its parameter sets concurrently, so it resumes only as a "
+            "whole, with the finished set indices as completed_items",
+        )
     index, is_last = resume.take()
+    if not isinstance(index, int) or isinstance(index, bool):
+        graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")
     if is_last:
         ctx.resume = None
     assert isinstance(index, int)

@@ -153,8 +153,18 @@ EVENTS = (
 _global_listeners: tuple[Any, ...] = ()
 
 
+_validated_types: set[type] = set()
+
+
 def validate_listener(listener: Any) -> None:
-    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments."""
+    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments.
+
+    The result is cached per class (unless hooks live on the instance), so passing listeners to
+    every ``run()`` stays cheap.
+    """
+    instance_hooks = any(name.startswith("on_") for name in getattr(listener, "__dict__", ()))
+    if not instance_hooks and type(listener) in _validated_types:
+        return
     import inspect  # only when attaching: keeps `import kaygraph` light
 
     hooks = [name for name in dir(listener) if name.startswith("on_")]
@@ -186,6 +196,8 @@ def validate_listener(listener: Any) -> None:
                 "new event fields do not break it: def "
                 f"{name}(self, *, run, ..., **kwargs)"
             )
+    if not instance_hooks:
+        _validated_types.add(type(listener))
 
 
 def add_listener(listener: Any) -> None:
@@ -208,8 +220,11 @@ def get_listeners() -> tuple[Any, ...]:
 
 
 def _overrides(listener: Any, event: str) -> bool:
-    hook = getattr(type(listener), event, None)
-    return hook is not None and hook is not getattr(RunListener, event)
+    """Whether ``listener`` really handles ``event`` (a class method, or a callable on the instance)."""
+    hook = getattr(listener, event, None)
+    if hook is None:
+        return False
+    return getattr(hook, "__func__", hook) is not getattr(RunListener, event)
 
 
 class ResumePoint:
@@ -236,6 +251,12 @@ class ResumePoint:
         self.last_action = last_action
         self.completed_items = completed_items
         self._depth = 0
+
+    def restarted(self) -> ResumePoint:
+        """A copy positioned at the start of its path, so one ResumePoint can serve several runs."""
+        return ResumePoint(
+            self.path, last_action=self.last_action, completed_items=self.completed_items
+        )
 
     def take(self) -> tuple[str | int | None, bool]:
         """Consume the next path element; returns it and whether it was the last one."""
@@ -295,6 +316,33 @@ class RunContext:
         return self._hooks.get(event, ())
 
     def emit(self, event: str, **fields: Any) -> None:
-        """Call every listener's ``event`` hook with ``run=self`` and ``fields``."""
+        """Call every listener's ``event`` hook with ``run=self`` and ``fields``.
+
+        Every hook is called even if one raises; the first error is raised afterwards, so one
+        failing listener cannot leave the others half-informed.
+        """
+        first_error: Exception | None = None
         for hook in self._hooks.get(event, ()):
-            hook(run=self, **fields)
+            try:
+                hook(run=self, **fields)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
+
+    def emit_after_error(self, event: str, failure: BaseException, /, **fields: Any) -> None:
+        """Like :meth:`emit` while ``failure`` is propagating: a listener that fails here must not
+        replace the user's exception, so its failure becomes a note on ``failure`` instead."""
+        from .base_node import _add_note
+
+        for hook in self._hooks.get(event, ()):
+            try:
+                hook(run=self, **fields)
+            except Exception as exc:
+                owner = getattr(hook, "__self__", hook)
+                _add_note(
+                    failure,
+                    f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
+                    f"{type(exc).__name__}: {exc}",
+                )

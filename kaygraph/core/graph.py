@@ -29,11 +29,16 @@ class Graph(BaseNode):
     """Nodes connected by labelled edges, run from ``start``; a graph is itself a node, so graphs nest.
 
     ``run(shared)`` returns the last action. ``max_steps`` stops a run whose loop never ends.
-    Listeners (see :mod:`kaygraph.core.events`) observe a run without changing it.
+    Listeners (see :mod:`kaygraph.core.events`) observe a run without changing it. Edit edges with
+    ``>>``, ``- "action" >>`` or ``next()``: writing ``node.successors`` directly is not tracked
+    by the cached node ids. Every run executes copies of the graph and its nodes, so attributes
+    a run sets on ``self`` stay with that run (return results through ``shared``).
     """
 
     _index: dict[str, BaseNode] = {}
+    _ids: dict[int, str] = {}
     _ids_version = -1
+    _kg_prefix: Path | None = None
 
     def __init__(
         self,
@@ -50,8 +55,9 @@ class Graph(BaseNode):
             raise GraphDefinitionError(
                 f"{type(self).__name__}: max_steps must be an int >= 1 or None, got {max_steps!r}"
             )
-        self.start_node = start
-        self.name = name or type(self).__name__
+        self._start_node = start  # a new graph has no cached ids yet: no need to invalidate others
+        if name is not None or not isinstance(getattr(type(self), "name", None), str):
+            self.name = name or type(self).__name__
         self.max_steps = max_steps
 
     @property
@@ -85,7 +91,7 @@ class Graph(BaseNode):
         """``(source_id, action, target_id)`` for every edge of this level."""
         self._ensure_ids()
         return [
-            (source_id, action, target.node_id)
+            (source_id, action, self._ids[id(target)])
             for source_id, source in self._index.items()
             for action, target in source.successors.items()
         ]
@@ -102,21 +108,27 @@ class Graph(BaseNode):
         _mermaid(self, (), lines, "    ")
         return "\n".join(lines)
 
-    def __enter__(self) -> Graph:
-        """Set up the resources of every node (nested graphs included)."""
-        for _, node in self.walk():
-            if not isinstance(node, Graph):
-                node.setup_resources()
-        self.setup_resources()
+    def __enter__(self) -> Self:
+        """Set up the resources of every node (nested graphs included); undone if one fails."""
+        opened: list[BaseNode] = []
+        try:
+            for _, node in self.walk():
+                if not isinstance(node, Graph):
+                    node.setup_resources()
+                    opened.append(node)
+            self.setup_resources()
+        except BaseException:
+            _clean_up(opened)
+            raise
+        self._kg_opened = opened
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        opened = self.__dict__.pop("_kg_opened", [])
         try:
             self.cleanup_resources()
         finally:
-            for _, node in reversed(list(self.walk())):
-                if not isinstance(node, Graph):
-                    node.cleanup_resources()
+            _clean_up(opened)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -128,11 +140,12 @@ class Graph(BaseNode):
             nxt = None
         if nxt is None and successors:
             if action is not None and not isinstance(action, str):
+                node_id = self._ids.get(id(curr)) or curr.node_id
                 raise GraphExecutionError(
-                    f"node {curr.node_id!r} returned {action!r} ({type(action).__name__}) from "
+                    f"node {node_id!r} returned {action!r} ({type(action).__name__}) from "
                     f"post(); actions must be strings or None. Its edges are {list(successors)}",
                     graph=self.name,
-                    node_id=curr.node_id,
+                    node_id=node_id,
                 )
             warnings.warn(f"Graph ends: '{action}' not found in {list(successors)}", stacklevel=1)
         return nxt
@@ -158,13 +171,13 @@ class Graph(BaseNode):
         if not ctx.listeners:
             return runner._run(shared)
         started = time.perf_counter()
-        ctx.emit("on_run_start", graph=self, shared=shared)
         try:
+            ctx.emit("on_run_start", graph=self, shared=shared)
             action = runner._run(shared)
         except BaseException as exc:
-            self._end_run(ctx, shared, None, exc, started)
+            self._run_failed(ctx, shared, exc, started)
             raise
-        self._end_run(ctx, shared, action, None, started)
+        self._run_succeeded(ctx, shared, action, started)
         return action
 
     def _begin_run(
@@ -178,43 +191,54 @@ class Graph(BaseNode):
                 _events.validate_listener(listener)
             attached = attached + extra
         runner = self._fresh_copy()
-        runner._run_ctx = RunContext(self, attached, run_id=run_id, resume=resume)
+        runner._run_ctx = RunContext(
+            self, attached, run_id=run_id, resume=None if resume is None else resume.restarted()
+        )
         runner._kg_path = ()
         return runner
 
-    def _end_run(
-        self,
-        ctx: RunContext,
-        shared: Any,
-        action: Any,
-        error: BaseException | None,
-        started: float,
-    ) -> None:
+    def _run_succeeded(self, ctx: RunContext, shared: Any, action: Any, started: float) -> None:
         ctx.emit(
             "on_run_end",
             graph=self,
             shared=shared,
             action=action,
+            error=None,
+            duration=time.perf_counter() - started,
+        )
+
+    def _run_failed(self, ctx: RunContext, shared: Any, error: BaseException, started: float) -> None:
+        ctx.emit_after_error(
+            "on_run_end",
+            error,
+            graph=self,
+            shared=shared,
+            action=None,
             error=error,
             duration=time.perf_counter() - started,
         )
 
     def _run(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return self._run_with_hooks(shared)
         prep_res = self.prep(shared)
         return self.post(shared, prep_res, self._orch(shared))
+
+    def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
+        return self._orch(shared)
 
     def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         return exec_res
 
-    def _orch(self, shared: Any, params: dict[str, Any] | None = None, prefix: Path | None = None) -> Any:
+    def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         ctx = self._run_ctx or RunContext(self)
         curr, done_items, resumed_action = self._entry(ctx)
         if curr is None:
             return resumed_action
         merged = params or {**self.params}
         listening = bool(ctx.listeners)
-        if prefix is None:
-            prefix = self._kg_path
+        prefix = self._kg_path if self._kg_prefix is None else self._kg_prefix
+        ids = self._ids
         limit = self.max_steps or _UNLIMITED
         steps = 0
         last_action = None
@@ -228,23 +252,31 @@ class Graph(BaseNode):
             if done_items is not None:
                 node._kg_done_items, done_items = done_items, None
             if listening:
-                path, started = self._step_started(node, shared, merged, prefix)
-                try:
-                    last_action = node._run(shared)
-                except Exception as exc:
-                    self._step_failed(node, path, exc, started)
-                    raise
-                nxt = self.get_next_node(curr, last_action)
-                self._step_finished(node, path, shared, merged, last_action, nxt, started)
-                curr = nxt
+                last_action, curr = self._observed_step(
+                    node, ids.get(id(curr)) or curr.node_id, shared, merged, prefix
+                )
                 continue
             try:
                 last_action = node._run(shared)
+                nxt = self.get_next_node(node, last_action)
             except Exception as exc:
-                self._note_failure(exc, node)
+                self._note_failure(exc, node, ids.get(id(curr)) or curr.node_id, ctx)
                 raise
-            curr = self.get_next_node(curr, last_action)
+            curr = nxt
         return last_action
+
+    def _observed_step(
+        self, node: BaseNode, node_id: str, shared: Any, params: dict[str, Any], prefix: Path
+    ) -> tuple[Any, BaseNode | None]:
+        path, started = self._step_started(node, node_id, shared, params, prefix)
+        try:
+            action = node._run(shared)
+            nxt = self.get_next_node(node, action)
+            self._step_finished(node, path, shared, params, action, nxt, started)
+        except Exception as exc:
+            self._step_failed(node, path, exc, started)
+            raise
+        return action, nxt
 
     # -- helpers shared with AsyncGraph and the batch graphs -----------------------------------
 
@@ -252,17 +284,19 @@ class Graph(BaseNode):
         """The first node of this level; when resuming, the checkpointed one and its finished items."""
         resume = ctx.resume
         if resume is None:
-            if self.start_node is None:
+            if self._start_node is None:
                 raise GraphExecutionError(
                     f"graph {self.name!r} has no start node: pass Graph(start=node) or call "
                     "graph.start(node) before running it",
                     graph=self.name,
                 )
-            return self.start_node, None, None
+            return self._start_node, None, None
         element, is_last = resume.take()
         if is_last:
             ctx.resume = None
         if element is None:
+            if not is_last:
+                self._bad_resume(ctx, resume, "None (end of a level) must be the last element")
             return None, None, resume.last_action
         node = self._index.get(element) if isinstance(element, str) else None
         if node is None:
@@ -273,26 +307,38 @@ class Graph(BaseNode):
                 graph=self.name,
                 node_id=str(element),
             )
+        if not is_last and not isinstance(node, Graph):
+            self._bad_resume(ctx, resume, f"it continues past node {element!r}, which is not a graph")
         return node, (resume.completed_items if is_last else None), None
 
-    def _too_many_steps(self, curr: BaseNode) -> None:
+    def _bad_resume(self, ctx: RunContext, resume: ResumePoint, why: str) -> None:
         raise GraphExecutionError(
-            f"graph {self.name!r} exceeded max_steps={self.max_steps} when about to run node "
-            f"{curr.node_id!r}: it is probably looping. Raise max_steps or make the loop end.",
+            f"cannot resume run {ctx.run_id!r} in graph {self.name!r} at path {list(resume.path)!r}: "
+            f"{why}. The checkpoint does not match this graph's structure.",
             graph=self.name,
-            node_id=curr.node_id,
         )
 
-    def _note_failure(self, exc: BaseException, node: BaseNode) -> None:
-        """Name the failing node on the exception once (innermost graph wins), as a PEP 678 note."""
-        if getattr(exc, "kaygraph_node_id", None) is not None:
+    def _too_many_steps(self, curr: BaseNode) -> None:
+        node_id = self._ids.get(id(curr)) or curr.node_id
+        raise GraphExecutionError(
+            f"graph {self.name!r} exceeded max_steps={self.max_steps} when about to run node "
+            f"{node_id!r}: it is probably looping. Raise max_steps or make the loop end.",
+            graph=self.name,
+            node_id=node_id,
+        )
+
+    def _note_failure(
+        self, exc: BaseException, node: BaseNode, node_id: str, ctx: RunContext | None
+    ) -> None:
+        """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678 note."""
+        if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
             return
-        node_id = node.node_id
         try:
+            exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
             exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
-        except AttributeError:  # pragma: no cover
+        except AttributeError:  # pragma: no cover - exceptions with __slots__
             return
-        attempts = getattr(exc, "kaygraph_attempts", None)
+        attempts = _attempts(exc, ctx)
         detail = f" after {attempts} attempt(s)" if attempts else ""
         _add_note(
             exc,
@@ -301,28 +347,35 @@ class Graph(BaseNode):
         )
 
     def _step_started(
-        self, node: BaseNode, shared: Any, params: dict[str, Any], prefix: Path
+        self, node: BaseNode, node_id: str, shared: Any, params: dict[str, Any], prefix: Path
     ) -> tuple[Path, float]:
-        node_id = node.node_id
         path = (*prefix, node_id)
         node._kg_path = path
+        node._node_id = node_id
         ctx = node._run_ctx
         assert ctx is not None
-        for hook in ctx.hooks("on_node_start"):
-            hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
-        return path, time.perf_counter()
+        started = time.perf_counter()
+        try:
+            for hook in ctx.hooks("on_node_start"):
+                hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
+        except Exception as exc:
+            self._step_failed(node, path, exc, started)
+            raise
+        return path, started
 
     def _step_failed(self, node: BaseNode, path: Path, exc: BaseException, started: float) -> None:
-        self._note_failure(exc, node)
         ctx = node._run_ctx
         assert ctx is not None
-        ctx.emit(
+        node_id = str(path[-1])
+        self._note_failure(exc, node, node_id, ctx)
+        ctx.emit_after_error(
             "on_node_error",
+            exc,
             node=node,
-            node_id=node.node_id,
+            node_id=node_id,
             path=path,
             error=exc,
-            attempts=getattr(exc, "kaygraph_attempts", None),
+            attempts=_attempts(exc, ctx),
             duration=time.perf_counter() - started,
         )
 
@@ -342,7 +395,7 @@ class Graph(BaseNode):
         if not hooks:
             return
         duration = time.perf_counter() - started
-        next_node_id = None if nxt is None else nxt.node_id
+        next_node_id = None if nxt is None else (self._ids.get(id(nxt)) or nxt.node_id)
         for hook in hooks:
             hook(
                 run=ctx,
@@ -355,6 +408,26 @@ class Graph(BaseNode):
                 duration=duration,
                 next_node_id=next_node_id,
             )
+
+
+def _attempts(exc: BaseException, ctx: RunContext | None) -> int | None:
+    """How many exec attempts failed in this run before ``exc`` escaped, if it came from exec."""
+    if getattr(exc, "_kaygraph_attempts_by", None) is ctx:
+        return getattr(exc, "kaygraph_attempts", None)
+    return None
+
+
+def _clean_up(nodes: list[BaseNode]) -> None:
+    """Clean up ``nodes`` in reverse order; every one is attempted, the first error is raised."""
+    first_error: BaseException | None = None
+    for node in reversed(nodes):
+        try:
+            node.cleanup_resources()
+        except BaseException as exc:
+            if first_error is None:
+                first_error = exc
+    if first_error is not None:
+        raise first_error
 
 
 def _reachable(graph: Graph) -> list[BaseNode]:
@@ -392,6 +465,7 @@ def _assign_ids(graph: Graph, visiting: set[int]) -> None:
             taken.add(explicit)
     counters: dict[str, int] = {}
     index: dict[str, BaseNode] = {}
+    ids: dict[int, str] = {}
     for node in nodes:
         node_id = node._explicit_id
         if node_id is None:
@@ -406,10 +480,12 @@ def _assign_ids(graph: Graph, visiting: set[int]) -> None:
             taken.add(node_id)
             node._node_id = node_id
         index[node_id] = node
+        ids[id(node)] = node_id
         if isinstance(node, Graph):
             _assign_ids(node, visiting)
             node._ids_version = _base._topology_version
     graph._index = index
+    graph._ids = ids
     visiting.discard(id(graph))
 
 
@@ -442,8 +518,9 @@ def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str) -> None:
             lines.append(f"{indent}{_mermaid_id(path)}[{_mermaid_label(node_id, node)}]")
     for node_id, node in graph._index.items():
         for action, target in node.successors.items():
+            target_id = graph._ids[id(target)]
             arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
             lines.append(
                 f"{indent}{_mermaid_id((*prefix, node_id))} {arrow} "
-                f"{_mermaid_id((*prefix, target.node_id))}"
+                f"{_mermaid_id((*prefix, target_id))}"
             )

@@ -24,10 +24,11 @@ def _check_retry_settings(owner: str, max_retries: Any, wait: Any) -> None:
         )
 
 
-def _mark_attempts(exc: BaseException, attempts: int) -> None:
-    """Remember how many attempts failed, for the note the graph adds when the error escapes."""
+def _mark_attempts(exc: BaseException, attempts: int, ctx: object) -> None:
+    """Remember how many attempts failed (for this run), for the note the graph adds."""
     try:
         exc.kaygraph_attempts = attempts  # type: ignore[attr-defined]
+        exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - exceptions with __slots__
         pass
 
@@ -73,7 +74,7 @@ class Node(BaseNode):
         try:
             return self.exec_fallback(prep_res, exc)
         except BaseException as final:
-            _mark_attempts(final, self.cur_retry + 1)
+            _mark_attempts(final, self.cur_retry + 1, self._run_ctx)
             raise
 
     def _retrying(self, exc: Exception) -> None:
