@@ -67,10 +67,11 @@ if TYPE_CHECKING:
     from kaygraph.config import Config, configure, get_config
     from kaygraph.info import list_extensions, show_info
 
-# Names served lazily, so `import kaygraph` loads no extension, plugin or config file.
-_LAZY = {
-    "ext": ("kaygraph.utils.imports", "_lazy_ext"),
-    "plugins": ("kaygraph.utils.imports", "_lazy_plugins"),
+# Names served lazily, so `import kaygraph` loads no extension, plugin or config file. An
+# attribute of None means the module itself (its own __init__ is lazy in turn).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "ext": ("kaygraph.ext", None),
+    "plugins": ("kaygraph.plugins", None),
     "list_extensions": ("kaygraph.info", "list_extensions"),
     "show_info": ("kaygraph.info", "show_info"),
     "Config": ("kaygraph.config", "Config"),
@@ -86,7 +87,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'kaygraph' has no attribute {name!r}") from None
     import importlib
 
-    value = getattr(importlib.import_module(module_name), attribute)
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
 

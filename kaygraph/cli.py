@@ -1,0 +1,171 @@
+"""The ``kaygraph`` command (also ``python -m kaygraph``).
+
+``kaygraph info`` shows what is installed and where the configuration came from; ``kaygraph
+config`` shows every effective setting with its source.
+
+Extensions add subcommands: if ``kaygraph/ext/<name>/cli.py`` exists and imports, its
+``register(subparsers)`` is called with the ``argparse`` subparsers object. It adds its parsers and
+sets ``func`` on each, a callable taking the parsed ``argparse.Namespace`` and returning an exit
+code (or None for 0)::
+
+    def register(subparsers):
+        runs = subparsers.add_parser("runs", help="list and resume durable runs")
+        runs.set_defaults(func=lambda args: print("..."))
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kaygraph.config import Config
+
+
+def _config_origin(config: Config) -> list[str]:
+    import os
+
+    if config.file is not None:
+        lines = [f"Config: file {config.file}"]
+    elif config.searched:
+        lines = [f"Config: defaults (no file found; looked for {', '.join(config.searched)})"]
+    else:
+        lines = ["Config: defaults"]
+    overridden = sorted({source[4:] for _, _, source in config.items() if source.startswith("env ")})
+    if overridden:
+        lines.append(f"  overridden by environment: {', '.join(overridden)}")
+    if os.environ.get("KAYGRAPH_CONFIG"):
+        lines.append(f"  KAYGRAPH_CONFIG={os.environ['KAYGRAPH_CONFIG']}")
+    return lines
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from kaygraph.config import get_config
+    from kaygraph.core.exceptions import ConfigurationError
+    from kaygraph.info import info_lines
+
+    lines = info_lines()
+    status = 0
+    try:
+        lines += ["", *_config_origin(get_config())]
+    except ConfigurationError as exc:
+        lines += ["", f"Config: ERROR {exc}"]
+        status = 1
+    print("\n".join(lines))
+    return status
+
+
+def _redact(value: Any) -> Any:
+    """Hide the password of a URL value (``redis://:secret@host`` -> ``redis://:***@host``)."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return value
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if not parts.password:
+        return value
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def _format_value(value: Any) -> str:
+    import json
+
+    return json.dumps(_redact(value))
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from kaygraph.config import get_config
+
+    config = get_config()
+    rows = config.items()
+    if args.key:
+        config.source_of(args.key)  # unknown key: ConfigurationError with a suggestion
+        rows = [row for row in rows if row[0] == args.key]
+    if args.json:
+        import json
+
+        payload = {key: {"value": _redact(value), "source": source} for key, value, source in rows}
+        print(json.dumps(payload, indent=2))
+        return 0
+    width = max(len(key) for key, _, _ in rows)
+    value_width = max(len(_format_value(value)) for _, value, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {_format_value(value):<{value_width}}  ({source})")
+    return 0
+
+
+def _register_extension_commands(subparsers: Any) -> None:
+    """Let each installed extension that ships ``cli.py`` add its subcommands."""
+    import importlib
+    import os
+
+    from kaygraph import ext
+
+    for name in ext.EXTENSIONS:
+        directory = ext.package_directory(name)
+        if directory is None or not os.path.isfile(os.path.join(directory, "cli.py")):
+            continue
+        try:
+            module = importlib.import_module(f"kaygraph.ext.{name}.cli")
+            module.register(subparsers)
+        except ImportError:
+            continue  # its extra is not installed: the extension is absent, so are its commands
+        except Exception as exc:  # one broken extension must not take `kaygraph info` down with it
+            print(
+                f"kaygraph: warning: the {name} extension's commands are unavailable "
+                f"({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with the extensions' subcommands registered."""
+    import argparse
+
+    from kaygraph import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kaygraph", description="KayGraph: AI applications as graphs of nodes."
+    )
+    parser.add_argument("--version", action="version", version=f"kaygraph {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = subparsers.add_parser("info", help="show the version, extensions, plugins and config origin")
+    info.set_defaults(func=_cmd_info)
+
+    config = subparsers.add_parser("config", help="show the effective configuration and each value's source")
+    config.add_argument("key", nargs="?", help="show only this key (e.g. persistence.backend)")
+    config.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    config.set_defaults(func=_cmd_config)
+
+    _register_extension_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    from kaygraph.core.exceptions import ConfigurationError, KayGraphError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        result = func(args)
+    except ConfigurationError as exc:
+        print(f"kaygraph: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KayGraphError as exc:
+        print(f"kaygraph: error: {exc}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,227 @@
+"""KayGraph extensions: optional production features, each installed with its own pip extra.
+
+- ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
+- ``observability``: OpenTelemetry traces and Prometheus metrics
+- ``scheduler``, ``ui``, ``distributed``: planned
+
+Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
+extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
+``ImportError``) whose message is the ``pip install`` line that fixes it, whether it was reached as
+an attribute, with ``from kaygraph.ext import scheduler`` or with ``import kaygraph.ext.scheduler``.
+
+An extension counts as *installed* only when its package is a real package here (not an empty
+directory), every distribution its extra lists is installed and imports, and the package imports.
+:func:`status` answers that for ``kaygraph info`` and :func:`kaygraph.list_extensions`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from kaygraph.core.exceptions import ExtensionError, MissingExtraError
+
+#: Every extension KayGraph knows, with the line ``kaygraph info`` shows for it.
+EXTENSIONS: dict[str, str] = {
+    "persistence": "durable, resumable runs (SQLite, Redis, PostgreSQL)",
+    "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
+    "scheduler": "cron-style scheduled runs",
+    "ui": "web dashboard and HTTP API",
+    "distributed": "distributed graph execution",
+}
+
+
+class ExtensionStatus(NamedTuple):
+    """Whether one extension is usable here and, if not, why and how to fix it."""
+
+    name: str
+    description: str
+    installed: bool
+    reason: str  # empty when installed; otherwise a sentence: what is missing and the pip line
+    detail: str = ""  # the same, short, for the `kaygraph info` table
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`ExtensionError` unless ``name`` is one of :data:`EXTENSIONS`."""
+    if name in EXTENSIONS:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, EXTENSIONS, n=1)
+    suggestion = f"Did you mean {close[0]!r}? " if close else ""
+    raise ExtensionError(
+        f"There is no KayGraph extension named {name!r}. {suggestion}"
+        f"Known extensions: {', '.join(EXTENSIONS)}."
+    )
+
+
+def _not_installed_message(name: str) -> str:
+    from kaygraph.utils.imports import install_hint
+
+    hint = install_hint(name, quoted=False)
+    return f"The KayGraph extension {name!r} is not installed. Install it with: {hint}"
+
+
+def _import_root(dist: Any) -> str | None:
+    """One package a distribution installs (its shortest regular package), to try importing it."""
+    packages = sorted(
+        {
+            ".".join(file.parts[:-1])
+            for file in dist.files or ()
+            if file.name == "__init__.py" and not any(part.endswith(".dist-info") for part in file.parts)
+        },
+        key=lambda module: (module.count("."), module),
+    )
+    return next((module for module in packages if module.replace(".", "").isidentifier()), None)
+
+
+def _missing_distributions(extra: str) -> list[str]:
+    """Requirements of ``kaygraph[extra]`` that are not installed, or installed but fail to import.
+
+    Read from KayGraph's own metadata, so ``pyproject.toml`` stays the one list of what an extra
+    needs. Running from a source tree that is not installed gives no metadata: then the import
+    check of the extension package alone decides.
+    """
+    import importlib.metadata as metadata
+    import re
+
+    try:
+        requirements = metadata.requires("kaygraph") or []
+    except metadata.PackageNotFoundError:
+        return []
+    marker = re.compile(rf"""extra\s*==\s*['"]{re.escape(extra)}['"]""")
+    missing = []
+    for requirement in requirements:
+        spec, _, condition = requirement.partition(";")
+        name_match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if not marker.search(condition) or name_match is None or name_match.group(1) == "kaygraph":
+            continue
+        try:
+            dist = metadata.distribution(name_match.group(1))
+        except metadata.PackageNotFoundError:
+            missing.append(spec.strip())
+            continue
+        root = _import_root(dist)
+        try:
+            if root is not None:
+                importlib.import_module(root)
+        except Exception as exc:  # installed but broken counts as missing, with the reason
+            missing.append(f"{spec.strip()} (installed, but importing {root} fails: {exc})")
+    return missing
+
+
+def package_directory(name: str) -> str | None:
+    """The directory of extension ``name`` if it is a real package (has ``__init__.py``), else None.
+
+    Found without importing it; an empty or stale directory (a namespace package) does not count.
+    """
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec(f"{__name__}.{name}", __path__)
+    if spec is None or spec.origin in (None, "namespace") or not spec.has_location:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    return locations[0] if locations else None
+
+
+_status_lock = threading.Lock()
+_statuses: dict[str, ExtensionStatus] = {}
+
+
+def status(name: str, *, refresh: bool = False) -> ExtensionStatus:
+    """Find out (once, then cached) whether extension ``name`` is installed; imports it if so."""
+    check_name(name)
+    with _status_lock:
+        if not refresh and name in _statuses:
+            return _statuses[name]
+    result = _probe(name)
+    with _status_lock:
+        _statuses[name] = result
+    return result
+
+
+def _probe(name: str) -> ExtensionStatus:
+    from kaygraph.utils.imports import install_hint
+
+    description = EXTENSIONS[name]
+    hint = install_hint(name, quoted=False)
+    if package_directory(name) is None:
+        return ExtensionStatus(name, description, False, _not_installed_message(name), hint)
+    missing = ", ".join(_missing_distributions(name))
+    if missing:
+        reason = (
+            f"The KayGraph extension {name!r} needs {missing}, which is not installed. "
+            f"Install it with: {hint}"
+        )
+        return ExtensionStatus(name, description, False, reason, f"missing {missing}: {hint}")
+    try:
+        importlib.import_module(f"{__name__}.{name}")
+    except Exception as exc:  # an extension that cannot import is not installed, whatever the cause
+        error = f"{type(exc).__name__}: {exc}"
+        reason = f"The KayGraph extension {name!r} failed to import: {error}"
+        if not isinstance(exc, MissingExtraError):
+            reason += f". Reinstall it with: {hint}"
+        return ExtensionStatus(name, description, False, reason, f"failed to import ({error})")
+    return ExtensionStatus(name, description, True, "")
+
+
+def statuses(*, refresh: bool = False) -> list[ExtensionStatus]:
+    """The status of every known extension, in :data:`EXTENSIONS` order."""
+    return [status(name, refresh=refresh) for name in EXTENSIONS]
+
+
+def require(name: str) -> None:
+    """Raise :class:`MissingExtraError` (with the install line) unless extension ``name`` is installed."""
+    result = status(name)
+    if not result.installed:
+        raise MissingExtraError(result.reason, extra=name, name=f"{__name__}.{name}")
+
+
+class _MissingExtensionFinder:
+    """Last resort on ``sys.meta_path``: turns ``import kaygraph.ext.<known name>`` of an extension
+    that is not there into the install hint instead of a bare ``ModuleNotFoundError``.
+
+    Consulted only after the normal finders found nothing, and only for the five names above. One
+    consequence: ``importlib.util.find_spec("kaygraph.ext.ui")`` raises the same error instead of
+    returning None; ask :func:`status` whether an extension is there.
+    """
+
+    _kaygraph_missing_extension_finder = True
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> None:
+        prefix, _, name = fullname.rpartition(".")
+        if prefix == __name__ and name in EXTENSIONS:
+            raise MissingExtraError(_not_installed_message(name), extra=name, name=fullname)
+        return None
+
+
+if not any(getattr(finder, "_kaygraph_missing_extension_finder", False) for finder in sys.meta_path):
+    sys.meta_path.append(_MissingExtensionFinder())
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in EXTENSIONS:
+        # The import system puts the submodule into our namespace, so this runs once per name.
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(EXTENSIONS))
+
+
+# The extensions themselves are left out on purpose: a star import must not load them all (or fail
+# on the ones that are not installed).
+__all__ = [
+    "EXTENSIONS",
+    "ExtensionStatus",
+    "check_name",
+    "package_directory",
+    "require",
+    "status",
+    "statuses",
+]

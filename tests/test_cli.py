@@ -1,0 +1,147 @@
+"""The `kaygraph` command: `info`, `config`, and the seam through which extensions add commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaygraph import ext
+from kaygraph.cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "home").mkdir()
+    return tmp_path
+
+
+def kaygraph_cli(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m kaygraph`` in ``workdir`` with a clean KAYGRAPH_* environment plus ``env``."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("KAYGRAPH_")}
+    base["HOME"] = str(workdir / "home")
+    return subprocess.run(
+        [sys.executable, "-m", "kaygraph", *args],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env={**base, **env},
+    )
+
+
+def test_info_shows_version_extensions_and_config_origin(workdir: Path) -> None:
+    config_file = workdir / "kaygraph.json"
+    config_file.write_text('{"log_level": "DEBUG"}')
+
+    result = kaygraph_cli(workdir, "info", KAYGRAPH_DEBUG="1")
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("KayGraph 1.0.0 (Python ")
+    for name in ext.EXTENSIONS:
+        assert f"\n  {name} " in out
+    assert "scheduler      not installed" in out
+    assert "pip install kaygraph[scheduler]" in out
+    assert f"Config: file {config_file}" in out
+    assert "overridden by environment: KAYGRAPH_DEBUG" in out
+    assert "Plugins:" in out
+
+
+def test_info_without_a_file_says_where_it_looked(workdir: Path) -> None:
+    result = kaygraph_cli(workdir, "info", KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD="1")
+
+    assert result.returncode == 0, result.stderr
+    assert f"Config: defaults (no file found; looked for {workdir / 'kaygraph.json'}" in result.stdout
+    assert "discovery is off (KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD is set)" in result.stdout
+
+
+def test_info_reports_a_broken_config_but_still_shows_the_rest(workdir: Path) -> None:
+    (workdir / "kaygraph.json").write_text('{"debug": tru}')
+
+    result = kaygraph_cli(workdir, "info")
+
+    assert result.returncode == 1
+    assert "Extensions:" in result.stdout
+    assert f"Config: ERROR {workdir / 'kaygraph.json'}:1:11: invalid JSON" in result.stdout
+
+
+def test_config_lists_every_value_with_its_source(workdir: Path) -> None:
+    config_file = workdir / "kaygraph.json"
+    config_file.write_text('{"persistence": {"backend": "redis"}}')
+
+    result = kaygraph_cli(workdir, "config", KAYGRAPH_OBSERVABILITY_METRICS_PORT="9100")
+
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split(maxsplit=2)[1:] for line in result.stdout.splitlines()}
+    assert len(rows) == 25
+    assert rows["persistence.backend"] == ['"redis"', f"(file {config_file})"]
+    assert rows["observability.metrics_port"] == ["9100", "(env KAYGRAPH_OBSERVABILITY_METRICS_PORT)"]
+    assert rows["ui.host"] == ['"127.0.0.1"', "(default)"]
+
+
+def test_config_hides_passwords_in_urls(workdir: Path) -> None:
+    url = "postgresql://kay:s3cret@127.0.0.1:5432/runs"
+
+    table = kaygraph_cli(workdir, "config", KAYGRAPH_PERSISTENCE_URL=url)
+    as_json = kaygraph_cli(workdir, "config", "--json", "persistence.url", KAYGRAPH_PERSISTENCE_URL=url)
+
+    assert '"postgresql://kay:***@127.0.0.1:5432/runs"' in table.stdout
+    assert json.loads(as_json.stdout)["persistence.url"]["value"] == "postgresql://kay:***@127.0.0.1:5432/runs"
+    assert "s3cret" not in table.stdout + as_json.stdout
+
+
+def test_config_json_and_single_key(workdir: Path) -> None:
+    result = kaygraph_cli(workdir, "config", "--json", "log_level", KAYGRAPH_LOG_LEVEL="warning")
+
+    assert result.returncode == 0, result.stderr
+    expected = {"log_level": {"value": "WARNING", "source": "env KAYGRAPH_LOG_LEVEL"}}
+    assert json.loads(result.stdout) == expected
+
+
+def test_config_errors_exit_2_with_the_message(workdir: Path) -> None:
+    result = kaygraph_cli(workdir, "config", KAYGRAPH_UI_PORT="http")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Config key 'ui.port' has value 'http' (from env KAYGRAPH_UI_PORT)" in result.stderr
+
+    result = kaygraph_cli(workdir, "config", "ui.prot")
+    assert result.returncode == 2
+    assert "Did you mean 'ui.port'?" in result.stderr
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "info" in out
+    assert "config" in out
+
+
+@pytest.fixture
+def extension_with_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A stand-in 'distributed' extension whose cli.py adds `kaygraph workers`."""
+    package = tmp_path / "distributed"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(
+        "def register(subparsers):\n"
+        "    parser = subparsers.add_parser('workers', help='list workers')\n"
+        "    parser.add_argument('--count', type=int, default=1)\n"
+        "    parser.set_defaults(func=lambda args: print('workers:', args.count) or 3)\n"
+    )
+    monkeypatch.setattr(ext, "__path__", [*ext.__path__, str(tmp_path)])
+    yield
+    for name in ("kaygraph.ext.distributed.cli", "kaygraph.ext.distributed"):
+        sys.modules.pop(name, None)
+    ext.__dict__.pop("distributed", None)
+
+
+@pytest.mark.usefixtures("extension_with_cli")
+def test_extensions_add_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workers", "--count", "4"]) == 3
+    assert capsys.readouterr().out == "workers: 4\n"

@@ -1,0 +1,326 @@
+"""Plugins: `kaygraph_*` packages and entry points, found on first use, loaded once, and
+controllable through KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD and KAYGRAPH_PLUGINS."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kaygraph.core.exceptions import PluginError
+from kaygraph.plugins import PluginInfo, PluginRegistry
+
+TRACE = "kg_plugin_trace"  # a helper module the fake plugins append their lifecycle events to
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty site-packages directory on sys.path; modules imported from it are forgotten after."""
+    directory = tmp_path / "site-packages"
+    directory.mkdir()
+    (directory / f"{TRACE}.py").write_text("events = []\n")
+    monkeypatch.syspath_prepend(str(directory))
+    before = set(sys.modules)
+    yield directory
+    for name in set(sys.modules) - before:
+        module = sys.modules[name]
+        if str(directory) in str(getattr(module, "__file__", "") or ""):
+            del sys.modules[name]
+
+
+def events() -> list[str]:
+    trace: list[str] = sys.modules[TRACE].events if TRACE in sys.modules else []
+    return trace
+
+
+def write(directory: Path, relative: str, source: str) -> None:
+    path = directory / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))
+
+
+def package_plugin(site: Path, module: str, info: str, *, extra: str = "") -> None:
+    """A ``kaygraph_*`` package whose plugin_info() returns ``info`` and whose initialize() is traced."""
+    write(
+        site,
+        f"{module}/__init__.py",
+        f"""
+        import {TRACE}
+        {TRACE}.events.append("import {module}")
+
+        def plugin_info():
+            return {info}
+
+        def initialize():
+            {TRACE}.events.append("initialize {module}")
+        {extra}
+        """,
+    )
+
+
+def entry_point_plugin(site: Path, dist: str, entry_points: str) -> None:
+    """An installed distribution: a dist-info directory with METADATA and entry_points.txt."""
+    info = site / f"{dist}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+@pytest.fixture
+def hello(site: Path) -> Path:
+    package_plugin(site, "kaygraph_hello", '{"name": "hello", "version": "1.0", "description": "greets"}')
+    return site
+
+
+# -- discovery ---------------------------------------------------------------------------------
+
+
+def test_package_plugin_is_discovered_on_first_use_not_before(hello: Path) -> None:
+    registry = PluginRegistry()
+    assert "kaygraph_hello" not in sys.modules  # constructing the registry looks at nothing
+
+    infos = registry.list_plugins()
+
+    assert [(info.name, info.version, info.description) for info in infos] == [("hello", "1.0", "greets")]
+    assert events() == ["import kaygraph_hello"]  # imported to read plugin_info, not initialized
+    assert str(hello / "kaygraph_hello") in registry.origin("kaygraph_hello")
+
+
+def test_plugin_info_may_return_a_plugin_info(site: Path) -> None:
+    package_plugin(
+        site,
+        "kaygraph_typed",
+        'PluginInfo("typed", "2.0", requires=["kaygraph"])',
+        extra="from kaygraph.plugins import PluginInfo",
+    )
+
+    info = PluginRegistry().get_plugin_info("typed")
+
+    assert info == PluginInfo("typed", "2.0", requires=["kaygraph"])
+
+
+def test_entry_point_plugin_is_discovered(site: Path) -> None:
+    write(
+        site,
+        "greeter_pkg/plugin.py",
+        f"""
+        import {TRACE}
+
+        def plugin_info():
+            return {{"name": "greeter", "version": "0.3", "future_field": "ignored"}}
+
+        def initialize():
+            {TRACE}.events.append("initialize greeter")
+        """,
+    )
+    write(site, "greeter_pkg/__init__.py", "")
+    entry_point_plugin(site, "greeter_dist", "[kaygraph.plugins]\ngreeter = greeter_pkg.plugin\n")
+
+    registry = PluginRegistry()
+
+    assert registry.plugins["greeter"].version == "0.3"
+    assert registry.origin("greeter") == "entry point greeter = greeter_pkg.plugin (greeter_dist 1.0)"
+    registry.load("greeter")
+    assert events() == ["initialize greeter"]
+
+
+def test_entry_point_may_name_the_plugin_info_function(site: Path) -> None:
+    write(
+        site,
+        "fn_pkg.py",
+        f"""
+        import {TRACE}
+
+        def info():
+            return {{"name": "fn", "version": "1"}}
+
+        def initialize():
+            {TRACE}.events.append("initialize fn")
+        """,
+    )
+    entry_point_plugin(site, "fn_dist", "[kaygraph.plugins]\nfn = fn_pkg:info\n")
+
+    registry = PluginRegistry()
+    registry.load("fn")
+
+    assert events() == ["initialize fn"]
+
+
+def test_package_declared_as_entry_point_too_is_listed_once(hello: Path) -> None:
+    entry_point_plugin(hello, "kaygraph_hello_dist", "[kaygraph.plugins]\nhello = kaygraph_hello\n")
+
+    registry = PluginRegistry()
+
+    assert list(registry.plugins) == ["hello"]
+
+
+def test_package_without_plugin_info_is_not_a_plugin(site: Path) -> None:
+    write(site, "kaygraph_tools/__init__.py", "X = 1\n")
+
+    registry = PluginRegistry()
+
+    assert registry.list_plugins() == []
+    assert registry.failed == {}
+
+
+def test_single_file_modules_and_stub_directories_are_not_imported(site: Path) -> None:
+    write(site, "kaygraph_script.py", f"import {TRACE}\n{TRACE}.events.append('script ran')\n")
+    (site / "kaygraph_stub").mkdir()  # no __init__.py
+    (site / "kaygraph_x-1.0.dist-info").mkdir()
+
+    assert PluginRegistry().list_plugins() == []
+    assert "kaygraph_script" not in sys.modules
+    assert events() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("raise RuntimeError('boom at import')", "RuntimeError: boom at import"),
+        ("def plugin_info():\n    return 42", "plugin_info() returned 42"),
+        ("def plugin_info():\n    return {'name': 'x'}", "lacks 'version'"),
+    ],
+    ids=["import-fails", "info-not-a-dict", "info-incomplete"],
+)
+def test_broken_plugin_is_logged_and_skipped(
+    hello: Path, source: str, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(hello, "kaygraph_broken/__init__.py", source + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
+        registry = PluginRegistry()
+        names = [info.name for info in registry.list_plugins()]
+
+    assert names == ["hello"]  # the healthy plugin is still there
+    assert error in registry.failed["kaygraph_broken"]
+    assert "kaygraph_broken" in caplog.text
+    with pytest.raises(PluginError, match=r"'kaygraph_broken' was found but failed to load") as caught:
+        registry.load("kaygraph_broken")
+    assert caught.value.plugin == "kaygraph_broken"
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def test_load_initializes_once_and_accepts_every_spelling(hello: Path) -> None:
+    registry = PluginRegistry()
+
+    module = registry.load("kaygraph_hello")
+    assert registry.load("hello") is module  # without the prefix, or by plugin_info's name
+    assert registry.is_loaded("hello")
+
+    assert events() == ["import kaygraph_hello", "initialize kaygraph_hello"]
+    assert registry.loaded == {"kaygraph_hello": module}
+
+
+def test_unknown_plugin_names_it_and_suggests(hello: Path) -> None:
+    expected = r"No KayGraph plugin named 'kaygraph_helo'\. Did you mean 'kaygraph_hello'"
+    with pytest.raises(PluginError, match=expected):
+        PluginRegistry().load("kaygraph_helo")
+
+
+def test_failing_initialize_is_a_plugin_error_and_is_retried(site: Path) -> None:
+    package_plugin(
+        site,
+        "kaygraph_flaky",
+        '{"name": "flaky", "version": "1"}',
+        extra="""
+        def initialize():
+            kg_plugin_trace.events.append("try")
+            if kg_plugin_trace.events.count("try") == 1:
+                raise ValueError("no API key")
+        """,
+    )
+    registry = PluginRegistry()
+
+    expected = r"'kaygraph_flaky' .* failed to initialize: ValueError: no API key"
+    with pytest.raises(PluginError, match=expected):
+        registry.load("flaky")
+    assert not registry.is_loaded("flaky")
+
+    registry.load("flaky")
+    assert registry.is_loaded("flaky")
+
+
+def test_required_plugins_load_first(site: Path) -> None:
+    package_plugin(site, "kaygraph_base", '{"name": "base", "version": "1"}')
+    package_plugin(site, "kaygraph_top", '{"name": "top", "version": "1", "requires": ["kaygraph", "base"]}')
+
+    PluginRegistry().load("top")
+
+    initialized = [event for event in events() if event.startswith("initialize")]
+    assert initialized == ["initialize kaygraph_base", "initialize kaygraph_top"]
+
+
+def test_missing_required_plugin_is_named(site: Path) -> None:
+    package_plugin(site, "kaygraph_top", '{"name": "top", "version": "1", "requires": ["absent"]}')
+
+    with pytest.raises(PluginError, match=r"'kaygraph_top' requires plugin 'absent'"):
+        PluginRegistry().load("top")
+
+
+# -- controlling auto-loading ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES"])
+def test_disable_autoload_imports_nothing_but_explicit_load_works(
+    hello: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD", value)
+    registry = PluginRegistry()
+
+    assert registry.list_plugins() == []
+    assert not registry.autoload
+    assert "kaygraph_hello" not in sys.modules
+
+    registry.load("hello")  # a deliberate load is the caller's choice, as with `pytest -p`
+    assert "initialize kaygraph_hello" in events()
+
+
+def test_disable_autoload_zero_keeps_discovery_on(hello: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD", "0")
+    assert [info.name for info in PluginRegistry().list_plugins()] == ["hello"]
+
+
+def test_allow_list_limits_discovery_and_imports(hello: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package_plugin(hello, "kaygraph_other", '{"name": "other", "version": "1"}')
+    write(hello, "ep_pkg.py", "def plugin_info():\n    return {'name': 'ep', 'version': '1'}\n")
+    entry_point_plugin(hello, "ep_dist", "[kaygraph.plugins]\nep = ep_pkg\n")
+    monkeypatch.setenv("KAYGRAPH_PLUGINS", " hello , ep ")
+
+    registry = PluginRegistry()
+
+    assert sorted(registry.plugins) == ["ep", "kaygraph_hello"]
+    assert "kaygraph_other" not in sys.modules  # never imported, not just hidden
+    assert registry.allow_list == frozenset({"hello", "ep"})
+    with pytest.raises(PluginError, match="KAYGRAPH_PLUGINS limits discovery to ep, hello"):
+        registry.load("missing")
+
+
+def test_refresh_finds_plugins_installed_later(site: Path) -> None:
+    registry = PluginRegistry()
+    assert registry.list_plugins() == []
+
+    package_plugin(site, "kaygraph_late", '{"name": "late", "version": "1"}')
+    import importlib
+
+    importlib.invalidate_caches()
+
+    assert registry.list_plugins() == []  # discovery ran once
+    assert [info.name for info in registry.discover(refresh=True)] == ["late"]
+
+
+def test_global_helpers_use_the_global_registry(hello: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kaygraph.plugins as plugins
+
+    fresh = PluginRegistry()
+    monkeypatch.setattr(sys.modules["kaygraph.plugins.registry"], "registry", fresh)
+
+    found: Callable[[], list[PluginInfo]] = plugins.discover_plugins
+    assert [info.name for info in found()] == ["hello"]
+    assert plugins.load_plugin("hello") is sys.modules["kaygraph_hello"]
+    assert fresh.is_loaded("hello")
