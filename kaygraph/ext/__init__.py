@@ -62,6 +62,13 @@ def _not_installed_message(name: str) -> str:
     from kaygraph.utils.imports import install_hint
 
     hint = install_hint(name, quoted=False)
+    if package_directory(name) is None:  # planned: no release of this KayGraph ships it yet
+        from kaygraph.core import __version__
+
+        return (
+            f"The KayGraph extension {name!r} is not installed: KayGraph {__version__} does not "
+            f"ship it yet (it is planned). Once released, install it with: {hint}"
+        )
     return f"The KayGraph extension {name!r} is not installed. Install it with: {hint}"
 
 
