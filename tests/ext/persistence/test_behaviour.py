@@ -1,0 +1,568 @@
+"""Every behaviour of durable runs, once, against every store (memory, sqlite, redis, postgres)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import itertools
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from kaygraph import (
+    AsyncBatchNode,
+    AsyncGraph,
+    AsyncNode,
+    AsyncParallelBatchGraph,
+    AsyncParallelBatchNode,
+    BatchGraph,
+    BatchNode,
+    Graph,
+    Node,
+    ParallelBatchNode,
+)
+from kaygraph.core.exceptions import (
+    CheckpointCorruptError,
+    PersistenceError,
+    ResumeError,
+    RunLockedError,
+    RunNotFoundError,
+    SerializationError,
+)
+from kaygraph.ext.persistence import durable
+from kaygraph.ext.persistence.base import _process_start, lease_is_live
+
+# -- graphs used by the tests -------------------------------------------------------------------
+
+
+class Tracker:
+    """Counts executions per name (thread-safe) and fails chosen ones once."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.counts: Counter[str] = Counter()
+        self.fail = set(fail or ())
+        self.lock = threading.Lock()
+
+    def hit(self, name: str) -> None:
+        with self.lock:
+            if name in self.fail:
+                self.fail.discard(name)
+                raise RuntimeError(f"planned failure at {name}")
+            self.counts[name] += 1
+
+
+class Step(Node):
+    """Appends its id to shared['trail'] and counts the execution."""
+
+    def __init__(self, tracker: Tracker, name: str) -> None:
+        super().__init__(node_id=name)
+        self.tracker = tracker
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        self.tracker.hit(self.node_id)
+        shared.setdefault("trail", []).append(self.node_id)
+        return None
+
+
+def chain(
+    tracker: Tracker, names: list[str], *, graph_name: str = "chain", node_id: str | None = None
+) -> Graph:
+    nodes = [Step(tracker, name) for name in names]
+    for left, right in itertools.pairwise(nodes):
+        left >> right
+    return Graph(nodes[0], name=graph_name, node_id=node_id)
+
+
+# -- running, resuming, history -----------------------------------------------------------------
+
+
+def test_checkpoint_after_every_node_with_state_and_position(store: Any) -> None:
+    tracker = Tracker()
+    runner = durable(chain(tracker, ["a", "b", "c"]), store)
+    result = runner.run({"trail": []}, run_id="r1")
+    assert result.status == "succeeded" and result.shared == {"trail": ["a", "b", "c"]}
+    history = runner.steps("r1")
+    assert [(entry.kind, entry.node_id) for entry in history] == [
+        ("start", None),
+        ("step", "a"),
+        ("step", "b"),
+        ("step", "c"),
+        ("end", None),
+    ]
+    assert [entry.state["trail"] for entry in history[1:4]] == [["a"], ["a", "b"], ["a", "b", "c"]]
+    assert history[1].next_position == ("b",) and history[3].next_position == (None,)
+    info = runner.get_run("r1")
+    assert (info.graph_name, info.status, info.steps, info.lease_owner) == ("chain", "succeeded", 3, None)
+
+
+def test_resume_after_failure_never_reruns_completed_nodes(store: Any) -> None:
+    tracker = Tracker(fail={"c"})
+    runner = durable(chain(tracker, ["a", "b", "c", "d"]), store)
+    with pytest.raises(RuntimeError, match="planned failure at c"):
+        runner.run({"trail": []}, run_id="r1")
+    assert runner.get_run("r1").status == "failed"
+    # As in a new process: the graph is rebuilt (same node ids, fresh objects).
+    rebuilt = durable(chain(tracker, ["a", "b", "c", "d"]), store)
+    result = rebuilt.resume("r1")
+    assert result.shared == {"trail": ["a", "b", "c", "d"]}
+    assert tracker.counts == Counter({"a": 1, "b": 1, "c": 1, "d": 1})
+    assert rebuilt.get_run("r1").status == "succeeded"
+
+
+def test_succeeded_run_is_not_run_again(store: Any) -> None:
+    tracker = Tracker()
+    runner = durable(chain(tracker, ["a", "b"]), store)
+    runner.run({"trail": []}, run_id="done")
+    again = runner.run({"trail": ["other input"]}, run_id="done")
+    resumed = runner.resume("done")
+    assert again.already_finished and resumed.already_finished
+    assert again.shared == resumed.shared == {"trail": ["a", "b"]}
+    assert tracker.counts == Counter({"a": 1, "b": 1})
+
+
+def test_run_id_of_unfinished_run_must_be_resumed(store: Any) -> None:
+    runner = durable(chain(Tracker(fail={"b"}), ["a", "b"]), store)
+    with pytest.raises(RuntimeError):
+        runner.run({}, run_id="r1")
+    with pytest.raises(ResumeError, match=r"resume\('r1'\)"):
+        runner.run({}, run_id="r1")
+
+
+def test_resume_against_changed_graph_names_the_missing_node(store: Any) -> None:
+    tracker = Tracker(fail={"b"})
+    runner = durable(chain(tracker, ["a", "b", "c"]), store)
+    with pytest.raises(RuntimeError):
+        runner.run({}, run_id="r1")
+    changed = durable(chain(tracker, ["a", "renamed", "c"]), store)
+    with pytest.raises(ResumeError, match=r"'b'.*not in graph 'chain'") as caught:
+        changed.resume("r1")
+    assert caught.value.run_id == "r1"
+    assert durable(chain(tracker, ["a", "b", "c"]), store).resume("r1").status == "succeeded"
+
+
+def test_unknown_run_id(store: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store)
+    with pytest.raises(RunNotFoundError, match="no run 'nope'"):
+        runner.resume("nope")
+
+
+def test_nested_graph_resumes_mid_way(store: Any) -> None:
+    tracker = Tracker(fail={"inner2"})
+
+    def build() -> Graph:
+        first = Step(tracker, "first")
+        inner = chain(tracker, ["inner1", "inner2", "inner3"], graph_name="inner", node_id="sub")
+        last = Step(tracker, "last")
+        first >> inner >> last
+        return Graph(first, name="outer")
+
+    with pytest.raises(RuntimeError):
+        durable(build(), store).run({}, run_id="nested")
+    result = durable(build(), store).resume("nested")
+    assert result.shared["trail"] == ["first", "inner1", "inner2", "inner3", "last"]
+    assert set(tracker.counts.values()) == {1}
+
+
+class Doubler(BatchNode):
+    """Doubles each item; fails once on item 7."""
+
+    tracker: Tracker
+
+    def prep(self, shared: Any) -> Any:
+        return shared["items"]
+
+    def exec(self, item: Any) -> Any:
+        self.tracker.hit(f"item{item}")
+        return item * 2
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["doubled"] = exec_res
+
+
+class ParallelDoubler(ParallelBatchNode, Doubler):
+    pass
+
+
+class AsyncDoubler(AsyncBatchNode):
+    tracker: Tracker
+
+    async def prep_async(self, shared: Any) -> Any:
+        return shared["items"]
+
+    async def exec_async(self, item: Any) -> Any:
+        await asyncio.sleep(0)
+        self.tracker.hit(f"item{item}")
+        return item * 2
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["doubled"] = exec_res
+
+
+class AsyncParallelDoubler(AsyncParallelBatchNode, AsyncDoubler):
+    pass
+
+
+@pytest.mark.parametrize("kind", [Doubler, ParallelDoubler, AsyncDoubler, AsyncParallelDoubler])
+def test_batch_resumes_only_unfinished_items(store: Any, kind: type) -> None:
+    tracker = Tracker(fail={"item7"})
+
+    def build() -> Graph:
+        node = kind(max_workers=2) if kind is ParallelDoubler else kind()
+        node.tracker = tracker
+        return (AsyncGraph if issubclass(kind, AsyncNode) else Graph)(node, name="batch")
+
+    shared = {"items": list(range(12))}
+    if issubclass(kind, AsyncNode):
+        with pytest.raises(RuntimeError):
+            asyncio.run(durable(build(), store).run_async(shared, run_id="b1"))
+        result = asyncio.run(durable(build(), store).resume_async("b1"))
+    else:
+        with pytest.raises(RuntimeError):
+            durable(build(), store).run(shared, run_id="b1")
+        result = durable(build(), store).resume("b1")
+    assert result.shared["doubled"] == [item * 2 for item in range(12)]
+    # Every item that finished before the crash was checkpointed and ran exactly once overall.
+    assert tracker.counts == Counter({f"item{item}": 1 for item in range(12)})
+
+
+class Part(Node):
+    """A node inside a batch graph: records (param set, node) and fails once where told."""
+
+    def __init__(self, tracker: Tracker, name: str) -> None:
+        super().__init__(node_id=name)
+        self.tracker = tracker
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        key = f"{self.params['n']}-{self.node_id}"
+        self.tracker.hit(key)
+        shared.setdefault("done", []).append(key)
+
+
+class AsyncPart(AsyncNode, Part):
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        await asyncio.sleep(0.001 * self.params["n"])
+        return Part.post(self, shared, prep_res, exec_res)
+
+
+def two_parts(tracker: Tracker, part: type[Part] = Part) -> Part:
+    """``first >> second``: the graph each parameter set of the batch graphs below runs."""
+    first = part(tracker, "first")
+    first >> part(tracker, "second")
+    return first
+
+
+class Sets(BatchGraph):
+    def prep(self, shared: Any) -> Any:
+        return [{"n": n} for n in range(5)]
+
+
+class ParallelSets(AsyncParallelBatchGraph):
+    async def prep_async(self, shared: Any) -> Any:
+        return [{"n": n} for n in range(5)]
+
+
+def test_batch_graph_resumes_mid_way(store: Any) -> None:
+    tracker = Tracker(fail={"3-second"})
+
+    def build() -> Graph:
+        sets = Sets(two_parts(tracker), node_id="sets")
+        sets >> Step(tracker, "after")
+        return Graph(sets, name="sets")
+
+    with pytest.raises(RuntimeError):
+        durable(build(), store).run({}, run_id="bg")
+    result = durable(build(), store).resume("bg")
+    assert sorted(result.shared["done"]) == sorted(
+        f"{n}-{name}" for n in range(5) for name in ("first", "second")
+    )
+    assert set(tracker.counts.values()) == {1}  # "3-first" finished before the crash and did not rerun
+
+
+def test_async_parallel_batch_graph_reruns_only_unfinished_param_sets(store: Any) -> None:
+    tracker = Tracker(fail={"2-second"})
+
+    def build() -> AsyncGraph:
+        return AsyncGraph(ParallelSets(two_parts(tracker, AsyncPart), node_id="sets"), name="parallel-sets")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(durable(build(), store).run_async({}, run_id="apbg"))
+    finished_before = {key for key in tracker.counts if key.endswith("-second")}
+    result = asyncio.run(durable(build(), store).resume_async("apbg"))
+    assert {key for key in result.shared["done"] if key.endswith("-second")} >= {
+        f"{n}-second" for n in range(5)
+    }
+    for key in finished_before:  # a param set that finished before the crash never ran again
+        assert tracker.counts[key] == 1 and tracker.counts[key.replace("second", "first")] == 1
+
+
+def test_history_list_filter_and_delete_erases_every_trace(store: Any, traces: Any) -> None:
+    tracker = Tracker(fail={"x2"})
+    first = durable(chain(tracker, ["a", "b"], graph_name="alpha"), store)
+    second = durable(chain(tracker, ["x1", "x2"], graph_name="beta"), store)
+    before = time.time()
+    first.run({}, run_id="alpha-1")
+    time.sleep(0.01)
+    middle = time.time()
+    with pytest.raises(RuntimeError):
+        second.run({}, run_id="beta-1")
+    first.run({}, run_id="alpha-2")
+    assert [info.run_id for info in first.list_runs()] == ["alpha-2", "alpha-1"]
+    assert [info.run_id for info in first.list_runs(graph_name=None, status="failed")] == ["beta-1"]
+    assert [info.run_id for info in first.list_runs(graph_name=None, since=middle)] == ["alpha-2", "beta-1"]
+    assert [info.run_id for info in first.list_runs(graph_name=None, until=middle)] == ["alpha-1"]
+    assert [info.run_id for info in first.list_runs(graph_name=None, limit=1)] == ["alpha-2"]
+    assert first.list_runs(graph_name=None, since=dt.datetime.fromtimestamp(before))[-1].run_id == "alpha-1"
+    assert traces(store, "alpha-1")
+    assert first.delete_run("alpha-1") is True
+    assert traces(store, "alpha-1") == []
+    assert first.delete_run("alpha-1") is False
+    assert [info.run_id for info in first.list_runs()] == ["alpha-2"]
+    with pytest.raises(RunNotFoundError):
+        first.steps("alpha-1")
+
+
+def test_finished_runs_expire_after_ttl(store: Any, traces: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store, ttl=0.3)
+    runner.run({}, run_id="short-lived")
+    info = runner.get_run("short-lived")
+    assert info.expires_at is not None and info.expires_at <= time.time() + 0.3
+    time.sleep(0.5)
+    # No explicit call: Redis expires the keys natively, the other stores clean up on the next write.
+    kept = durable(chain(Tracker(), ["a"]), store, ttl=None).run({}, run_id="kept")
+    assert store.get_run("short-lived") is None
+    assert traces(store, "short-lived") == []
+    assert kept.status == "succeeded" and store.get_run("kept").expires_at is None
+
+
+def test_purge_expired_on_demand(store: Any, traces: Any) -> None:
+    durable(chain(Tracker(), ["a"]), store, ttl=1000).run({}, run_id="later")
+    assert store.purge_expired() == 0 and store.get_run("later") is not None
+    assert store.purge_expired(now=time.time() + 2000) == 1
+    assert store.get_run("later") is None and traces(store, "later") == []
+
+
+def test_storage_is_bounded_to_the_last_snapshots_and_still_resumes(store: Any) -> None:
+    fail_at = {250}
+
+    class Count(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            if shared["n"] + 1 in fail_at:
+                fail_at.clear()
+                raise RuntimeError("planned")
+            shared["n"] += 1
+            return "again" if shared["n"] < 300 else "done"
+
+    def build() -> Graph:
+        node = Count()
+        node - "again" >> node
+        node - "done" >> Node()
+        return Graph(node, name="loop")
+
+    runner = durable(build(), store, snapshot_every=10, keep_snapshots=3)
+    with pytest.raises(RuntimeError):
+        runner.run({"n": 0}, run_id="long")
+    assert len(store.load("long")) <= 3 * 10 + 2
+    result = durable(build(), store, snapshot_every=10, keep_snapshots=3).resume("long")
+    assert result.shared["n"] == 300
+    history = runner.steps("long")
+    assert history[-1].state["n"] == 300 and len(history) <= 3 * 10 + 2
+
+
+# -- serialization -------------------------------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: tuple[int, int]
+    tags: set[str] = dataclasses.field(default_factory=set)
+
+
+def rich_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
+        "day": dt.date(2026, 1, 2),
+        "span": dt.timedelta(days=1, seconds=2),
+        "blob": b"\x00\xffbytes",
+        "tags": {"b", "a"},
+        "frozen": frozenset({1, 2}),
+        "pair": (1, (2, "three")),
+        "int_keys": {1: "one", (2, 3): "tuple key"},
+        "tricky": {"__kg__": "not a tag"},
+        "money": decimal.Decimal("12.30"),
+        "id": uuid.UUID(int=7),
+        "color": Color.RED,
+        "point": Point(1, (2, 3), {"t"}),
+        "floats": [1.5, float("inf"), -0.0],
+        "nested": [{"a": [None, True, "x"]}],
+    }
+    try:
+        import pydantic
+    except ImportError:
+        return state
+
+    class Model(pydantic.BaseModel):
+        name: str
+        when: dt.datetime
+
+    globals()["Model"] = Model  # importable by module:qualname, as a user's model would be
+    Model.__qualname__ = "Model"
+    state["model"] = Model(name="m", when=dt.datetime(2026, 1, 1))
+    return state
+
+
+def test_json_serializer_round_trips_every_supported_type(store: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store)
+    state = rich_state()
+    runner.run(dict(state), run_id="rich")
+    restored = runner.run({}, run_id="rich").shared  # already finished: read back from the store
+    restored.pop("trail")
+    assert restored == state
+    assert type(restored["pair"][1]) is tuple and type(restored["frozen"]) is frozenset
+
+
+def test_unencodable_value_names_its_key_path_and_suggests_pickle(store: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store)
+    shared = {"docs": [{}, {}, {}, {"embedding": object()}]}
+    with pytest.raises(
+        SerializationError, match=r"shared\['docs'\]\[3\]\['embedding'\] of type builtins.object"
+    ) as caught:
+        runner.run(shared, run_id="bad")
+    assert caught.value.key_path == "shared['docs'][3]['embedding']"
+    assert "serializer='pickle'" in str(caught.value)
+    assert store.get_run("bad") is None  # nothing was stored for a run that could not start
+
+
+class Opaque:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and other.value == self.value
+
+
+def test_pickle_serializer_is_opt_in(store: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store, serializer="pickle")
+    runner.run({"thing": Opaque(3)}, run_id="pickled")
+    assert runner.run({}, run_id="pickled").shared["thing"] == Opaque(3)
+    with pytest.raises(RuntimeError):
+        durable(chain(Tracker(fail={"a"}), ["a"]), store, serializer="pickle").run({}, run_id="p2")
+    # A run written with pickle is never resumed by the JSON serializer by accident.
+    with pytest.raises(PersistenceError, match="'pickle' serializer"):
+        durable(chain(Tracker(), ["a"]), store).resume("p2")
+
+
+# -- robustness ----------------------------------------------------------------------------------
+
+
+def test_corrupt_checkpoint_fails_that_run_only(store: Any, damage_records: Any) -> None:
+    tracker = Tracker(fail={"b"})
+    runner = durable(chain(tracker, ["a", "b"]), store)
+    for run_id in ("broken", "healthy"):
+        tracker.fail = {"b"}
+        with pytest.raises(RuntimeError):
+            runner.run({}, run_id=run_id)
+    damage_records(store, "broken", lambda data: data[: len(data) // 2])
+    with pytest.raises(CheckpointCorruptError, match="run 'broken'") as caught:
+        runner.resume("broken")
+    assert caught.value.run_id == "broken"
+    assert runner.resume("healthy").status == "succeeded"
+    assert {info.run_id for info in runner.list_runs()} == {"broken", "healthy"}
+
+
+def test_second_writer_on_a_live_run_gets_run_locked_error(store: Any) -> None:
+    import subprocess
+    import sys
+
+    tracker = Tracker(fail={"b"})
+    runner = durable(chain(tracker, ["a", "b"]), store)
+    with pytest.raises(RuntimeError):
+        runner.run({}, run_id="leased")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{socket.gethostname()}:{holder.pid}:{_process_start(holder.pid)}:token"
+        store.update_run("leased", {"lease_owner": owner, "status": "running"})
+        # The same pid with another start time is a different process: that lease is dead.
+        reused = store.get_run("leased")
+        reused.lease_owner = f"{socket.gethostname()}:{holder.pid}:1:token"
+        assert lease_is_live(store.get_run("leased")) and not lease_is_live(reused)
+        with pytest.raises(RunLockedError, match="run 'leased' is being written by another process"):
+            runner.resume("leased")
+        with pytest.raises(RunLockedError):
+            runner.run({}, run_id="leased")
+        with pytest.raises(RunLockedError):
+            runner.delete_run("leased")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runner.resume("leased").status == "succeeded"  # the holder died: its lease is reclaimed
+
+
+def test_record_numbers_fence_a_stale_writer(store: Any) -> None:
+    runner = durable(chain(Tracker(), ["a"]), store)
+    runner.run({}, run_id="fenced")
+    with pytest.raises(RunLockedError, match="already written by another process"):
+        store.append("fenced", 0, b"J0000{}")
+
+
+def test_store_from_configuration(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    from kaygraph.config import configure
+
+    configure({"persistence.directory": str(tmp_path / "state"), "persistence.ttl": 60})
+    runner = durable(chain(Tracker(), ["a"]))
+    assert runner.store.backend == "sqlite" and runner.ttl == 60
+    runner.run({}, run_id="configured")
+    assert (tmp_path / "state" / "runs.db").exists()
+    configure({"persistence.backend": "memory"})
+    assert durable(chain(Tracker(), ["a"])).store.backend == "memory"
+
+
+def test_unencodable_value_written_by_a_node_fails_the_run_naming_node_and_path(store: Any) -> None:
+    class Embed(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["docs"][1]["embedding"] = object()
+
+    runner = durable(Graph(Embed(), name="embed"), store)
+    with pytest.raises(
+        SerializationError, match=r"run 'e1'.*node 'Embed'.*shared\['docs'\]\[1\]\['embedding'\]"
+    ):
+        runner.run({"docs": [{}, {}]}, run_id="e1")
+    info = runner.get_run("e1")
+    assert info.status == "failed" and "SerializationError" in (info.error or "")
+
+
+def test_pickle_runs_resume_batch_graphs_and_read_history(store: Any) -> None:
+    tracker = Tracker(fail={"2-second"})
+
+    def build() -> Graph:
+        return Graph(Sets(two_parts(tracker), node_id="sets"), name="pickled-sets")
+
+    with pytest.raises(RuntimeError):
+        durable(build(), store, serializer="pickle").run({"thing": Opaque(1)}, run_id="ps")
+    result = durable(build(), store, serializer="pickle").resume("ps")
+    assert result.shared["thing"] == Opaque(1) and len(result.shared["done"]) == 10
+    history = durable(build(), store, serializer="pickle").steps("ps")
+    assert history[-1].state["thing"] == Opaque(1) and history[-1].params == {}
+
+
+def test_final_action_need_not_be_json(store: Any) -> None:
+    class Answer(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            return {"verdict": "ok"}  # the last node's action is the run's result
+
+    runner = durable(Graph(Answer(), name="answer"), store)
+    assert runner.run({}, run_id="a1").action == {"verdict": "ok"}
+    assert runner.resume("a1").action == {"verdict": "ok"}

@@ -1,0 +1,33 @@
+"""``kaygraph runs list|show|delete`` (registered by kaygraph.ext.persistence.cli)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from kaygraph import Graph, Node
+from kaygraph.ext.persistence import cli, durable
+
+
+def main(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="kaygraph")
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def test_runs_list_show_delete(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    with durable(Graph(Node(node_id="only"), name="demo"), url) as runner:
+        runner.run({"a": 1}, run_id="demo-1")
+    assert main("runs", "--store", url, "list", "--graph", "demo") == 0
+    assert "demo-1" in capsys.readouterr().out
+    assert main("runs", "--store", url, "show", "demo-1", "--state") == 0
+    shown = capsys.readouterr().out
+    assert "succeeded" in shown and "only" in shown and "{'a': 1}" in shown
+    assert main("runs", "--store", url, "delete", "demo-1") == 0
+    assert main("runs", "--store", url, "delete", "demo-1") == 1
+    assert main("runs", "--store", url, "list") == 0
+    assert capsys.readouterr().out.endswith("no runs\n")
