@@ -1,0 +1,131 @@
+"""Durable, resumable runs: every node's result is checkpointed, a killed run continues where it stopped.
+
+    from kaygraph.ext.persistence import durable
+
+    runner = durable(graph)                         # the configured store (default: .kaygraph/runs.db)
+    result = runner.run(shared, run_id="invoice-42")
+    result = runner.resume("invoice-42")            # after a crash, in a new process
+
+Stores (``kaygraph.ext.persistence.<module>``): ``MemoryStore`` (memory), ``SQLiteStore`` (sqlite,
+the default), ``RedisStore`` (redis), ``PostgresStore`` (postgres); pick one with a URL or the
+``persistence.*`` configuration. Names are loaded on first use, so importing this package loads
+no database driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .abc import CheckpointStore, RunInfo, Serializer
+    from .durable import (
+        DurableGraph,
+        RunResult,
+        StepRecord,
+        delete_run,
+        durable,
+        get_run,
+        list_runs,
+        steps,
+    )
+    from .memory import MemoryStore
+    from .postgres import PostgresStore
+    from .redis import RedisStore
+    from .serialization import JSONSerializer, PickleSerializer
+    from .sqlite import SQLiteStore
+    from .stores import open_store
+
+__version__ = "1.0.0"
+
+_EXPORTS = {
+    "CheckpointStore": "abc",
+    "RunInfo": "abc",
+    "Serializer": "abc",
+    "DurableGraph": "durable",
+    "RunResult": "durable",
+    "StepRecord": "durable",
+    "delete_run": "durable",
+    "durable": "durable",
+    "get_run": "durable",
+    "list_runs": "durable",
+    "steps": "durable",
+    "MemoryStore": "memory",
+    "SQLiteStore": "sqlite",
+    "RedisStore": "redis",
+    "PostgresStore": "postgres",
+    "JSONSerializer": "serialization",
+    "PickleSerializer": "serialization",
+    "open_store": "stores",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kaygraph.ext.persistence' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _register_extension() -> None:
+    """Make the extension known to ``kaygraph info`` (when the extension registry exists)."""
+    try:
+        from kaygraph.ext.base import Extension, register_extension
+    except ImportError:  # the extension architecture is optional for this package
+        return
+
+    class PersistenceExtension(Extension):
+        """The persistence extension: reports the configured store; stores open lazily per graph."""
+
+        name = "persistence"
+        version = __version__
+
+        def initialize(self) -> None:
+            """Nothing to start: stores connect when a durable graph first uses them."""
+
+        def describe(self) -> dict[str, str]:
+            from .stores import setting
+
+            url = setting("url")
+            if url:
+                from urllib.parse import urlsplit
+
+                parts = urlsplit(url)
+                location = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # no password
+            elif setting("backend") == "sqlite":
+                location = f"{setting('directory')}/runs.db (durability={setting('durability')})"
+            else:
+                location = str(setting("backend"))
+            return {"store": location, "ttl": f"{setting('ttl')} s", "serializer": str(setting("serializer"))}
+
+    register_extension(PersistenceExtension())
+
+
+_register_extension()
+
+__all__ = [
+    "CheckpointStore",
+    "DurableGraph",
+    "JSONSerializer",
+    "MemoryStore",
+    "PickleSerializer",
+    "PostgresStore",
+    "RedisStore",
+    "RunInfo",
+    "RunResult",
+    "SQLiteStore",
+    "Serializer",
+    "StepRecord",
+    "delete_run",
+    "durable",
+    "get_run",
+    "list_runs",
+    "open_store",
+    "steps",
+]

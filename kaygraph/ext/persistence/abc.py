@@ -1,0 +1,181 @@
+"""The two interfaces of the persistence extension: :class:`CheckpointStore` and :class:`Serializer`.
+
+A store is deliberately small: it keeps one row of metadata per run (:class:`RunInfo`) and an
+append-only list of opaque checkpoint records per run, numbered ``seq = 0, 1, 2, ...``. Everything
+else (the record format, deltas, compression, leases, resume positions, history) is written once
+in :mod:`kaygraph.ext.persistence.base` on top of these primitives, so a new backend is a few
+dozen lines and behaves exactly like the others.
+
+Two guarantees every store must give, because leases and crash safety rest on them:
+
+* :meth:`CheckpointStore.append` is atomic and refuses a ``seq`` that already exists for the run
+  (it raises :class:`~kaygraph.core.exceptions.RunLockedError`). The record number is the fencing
+  token: two writers that both think they own a run collide on their next record, and the loser
+  stops, so a run's history is never interleaved.
+* :meth:`CheckpointStore.update_run` with ``if_owner`` is a compare-and-set on the lease owner.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+#: Status of a run: ``running`` (also after its process was killed: see ``lease_owner``),
+#: ``succeeded`` or ``failed``.
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+#: Sentinel for :meth:`CheckpointStore.update_run`: apply the change whoever holds the lease.
+ANY_OWNER: Any = object()
+
+
+@dataclasses.dataclass
+class RunInfo:
+    """The metadata row of one run: what lists and dashboards show without reading checkpoints."""
+
+    run_id: str
+    graph_name: str
+    status: str = "running"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    #: Completed nodes so far (nested graphs count as nodes too); updated at least once a second.
+    steps: int = 0
+    #: ``repr`` of the error that ended a failed run.
+    error: str | None = None
+    #: Name of the serializer that wrote the state (``json`` or ``pickle``).
+    serializer: str = "json"
+    #: ``host:pid:process-start:token`` of the process writing the run; None when nobody holds it.
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    #: When a finished run is erased (``persistence.ttl`` after it ended); None: never.
+    expires_at: float | None = None
+
+    #: Columns a store keeps, in this order (SQL stores use them as column names).
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "run_id",
+        "graph_name",
+        "status",
+        "created_at",
+        "updated_at",
+        "steps",
+        "error",
+        "serializer",
+        "lease_owner",
+        "lease_expires_at",
+        "expires_at",
+    )
+
+    def as_row(self) -> tuple[Any, ...]:
+        """The values of :attr:`FIELDS`, in order."""
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+
+class CheckpointStore(abc.ABC):
+    """Where durable runs live: run metadata plus numbered, opaque checkpoint records per run.
+
+    Implementations: ``MemoryStore``, ``SQLiteStore``, ``RedisStore``, ``PostgresStore``. They are
+    thread-safe (a ``ParallelBatchNode`` checkpoints items from worker threads) and may be used by
+    many processes at once (SQLite file, Redis, PostgreSQL).
+    """
+
+    #: Short name used in URLs and ``kaygraph info`` (``sqlite``, ``redis``, ...).
+    backend: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def create_run(self, info: RunInfo, first_record: bytes) -> bool:
+        """Insert ``info`` and its record 0 unless the run id exists; True if inserted.
+
+        Atomic, so a run never exists without the snapshot it would be resumed from. Stores
+        that clean up by SQL also delete expired runs here (cleanup on write).
+        """
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """The metadata of ``run_id``, or None when no such run is stored."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
+        """Set the :class:`RunInfo` fields in ``changes``; True if the run exists and was changed.
+
+        With ``if_owner`` (a lease owner string or None), change the row only while its
+        ``lease_owner`` still equals that value: the compare-and-set that claims a lease.
+        Setting ``expires_at`` makes a store with native expiry (Redis) expire the run then.
+        """
+
+    @abc.abstractmethod
+    def append(
+        self,
+        run_id: str,
+        seq: int,
+        record: bytes,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        prune_below: int | None = None,
+    ) -> None:
+        """Store checkpoint record ``seq`` of ``run_id`` in one atomic write.
+
+        In the same transaction: apply ``changes`` to the run's metadata (as :meth:`update_run`
+        without an owner check) and delete the run's records numbered below ``prune_below``.
+        Raises ``RunLockedError`` if record ``seq`` already exists (another writer got there).
+        """
+
+    @abc.abstractmethod
+    def load(self, run_id: str) -> list[tuple[int, bytes]]:
+        """Every stored record of ``run_id`` as ``(seq, record)``, by increasing ``seq``."""
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        *,
+        graph_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunInfo]:
+        """Runs matching every filter given, newest first (by ``created_at``; ``since`` inclusive,
+        ``until`` exclusive), at most ``limit`` of them."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> bool:
+        """Erase every trace of ``run_id`` (metadata, records, index entries); True if it existed."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete the runs whose ``expires_at`` has passed; returns how many were deleted."""
+
+    def close(self) -> None:  # noqa: B027 - optional: stores without connections have nothing to do
+        """Release connections; the store is unusable afterwards."""
+
+    def describe(self) -> str:
+        """Where the data lives, for messages and ``kaygraph info`` (no passwords)."""
+        return self.backend
+
+    def __enter__(self) -> CheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Serializer(abc.ABC):
+    """Turns values of the shared store into JSON text and back; one value (top-level key) at a time."""
+
+    #: Stored with each run, so a run is never resumed with a serializer that cannot read it.
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def encode(self, value: Any, key_path: str) -> str:
+        """``value`` as JSON text. ``key_path`` (``shared['docs']``) names the value in errors.
+
+        Raises ``SerializationError`` (with ``key_path`` of the innermost bad value) when the value
+        cannot be encoded.
+        """
+
+    @abc.abstractmethod
+    def decode(self, data: Any) -> Any:
+        """The original value, from the parsed JSON (``json.loads``) of :meth:`encode`'s text."""
+
+
+__all__ = ["ANY_OWNER", "RUN_STATUSES", "CheckpointStore", "RunInfo", "Serializer"]

@@ -1,0 +1,125 @@
+"""MemoryStore: runs kept in this process's memory, for tests and throwaway runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .abc import ANY_OWNER, CheckpointStore, RunInfo
+from .base import check_run_fields, select_runs, stale_writer_error
+
+_named_stores: dict[str, MemoryStore] = {}
+_named_lock = threading.Lock()
+
+
+class MemoryStore(CheckpointStore):
+    """Keeps runs in dicts: fast and dependency-free, gone when the process exits.
+
+    ``memory://name`` URLs return one shared instance per name, so ``resume`` in the same process
+    finds runs written by another ``durable(...)`` object.
+    """
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunInfo] = {}
+        self._records: dict[str, dict[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def named(cls, name: str) -> MemoryStore:
+        """The process-wide store called ``name`` (created on first use)."""
+        with _named_lock:
+            store = _named_stores.get(name)
+            if store is None:
+                store = _named_stores[name] = cls()
+            return store
+
+    def create_run(self, info: RunInfo, first_record: bytes) -> bool:
+        with self._lock:
+            self._purge(time.time())
+            if info.run_id in self._runs:
+                return False
+            self._runs[info.run_id] = RunInfo(*info.as_row())
+            self._records[info.run_id] = {0: bytes(first_record)}
+            return True
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        with self._lock:
+            info = self._runs.get(run_id)
+            return None if info is None else RunInfo(*info.as_row())
+
+    def update_run(self, run_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
+        with self._lock:
+            return self._update(run_id, changes, if_owner)
+
+    def _update(self, run_id: str, changes: Mapping[str, Any], if_owner: Any) -> bool:
+        info = self._runs.get(run_id)
+        if info is None or (if_owner is not ANY_OWNER and info.lease_owner != if_owner):
+            return False
+        check_run_fields(changes)
+        for name, value in changes.items():
+            setattr(info, name, value)
+        return True
+
+    def append(
+        self,
+        run_id: str,
+        seq: int,
+        record: bytes,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        prune_below: int | None = None,
+    ) -> None:
+        with self._lock:
+            records = self._records.setdefault(run_id, {})
+            if seq in records:
+                raise stale_writer_error(run_id, seq)
+            records[seq] = bytes(record)
+            if changes:
+                self._update(run_id, changes, ANY_OWNER)
+            if prune_below is not None:
+                for old in [old for old in records if old < prune_below]:
+                    del records[old]
+
+    def load(self, run_id: str) -> list[tuple[int, bytes]]:
+        with self._lock:
+            return sorted(self._records.get(run_id, {}).items())
+
+    def list_runs(
+        self,
+        *,
+        graph_name: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunInfo]:
+        with self._lock:
+            runs = [RunInfo(*info.as_row()) for info in self._runs.values()]
+        return select_runs(runs, graph_name=graph_name, status=status, since=since, until=until, limit=limit)
+
+    def delete_run(self, run_id: str) -> bool:
+        with self._lock:
+            self._records.pop(run_id, None)
+            return self._runs.pop(run_id, None) is not None
+
+    def purge_expired(self, now: float | None = None) -> int:
+        with self._lock:
+            return self._purge(time.time() if now is None else now)
+
+    def _purge(self, now: float) -> int:
+        expired = [
+            run_id
+            for run_id, info in self._runs.items()
+            if info.expires_at is not None and info.expires_at <= now
+        ]
+        for run_id in expired:
+            del self._runs[run_id]
+            self._records.pop(run_id, None)
+        return len(expired)
+
+
+__all__ = ["MemoryStore"]

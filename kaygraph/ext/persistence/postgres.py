@@ -1,0 +1,76 @@
+"""PostgresStore: runs in PostgreSQL (psycopg 3), safe for many writer processes."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from kaygraph.core.exceptions import PersistenceError
+
+from .base import SQLStore, missing_extra
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise missing_extra("PostgresStore", "psycopg") from exc
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
+
+
+class PostgresStore(SQLStore):
+    """Two tables (``kaygraph_runs``, ``kaygraph_checkpoints``) in ``schema`` (default: the search path).
+
+    Every checkpoint is one short transaction; a primary key on ``(run_id, seq)`` fences writers.
+    """
+
+    backend = "postgres"
+    placeholder = "%s"
+    blob_type = "BYTEA"
+
+    def __init__(self, url: str, *, schema: str | None = None, table_prefix: str = "kaygraph_") -> None:
+        for name, value in (("schema", schema), ("table_prefix", table_prefix)):
+            if value is not None and not _IDENTIFIER.match(value):
+                raise PersistenceError(f"PostgresStore {name} must be a plain SQL identifier, got {value!r}")
+        self.url = url
+        self.schema = schema
+        self.set_tables(table_prefix, f"{schema}." if schema else "")
+        try:
+            self._connection = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise PersistenceError(
+                f"cannot connect to the PostgreSQL store {self.describe()}: {exc}"
+            ) from exc
+        self._lock = threading.Lock()
+        with self._transaction() as cursor:
+            # Concurrent first connections would race on CREATE TABLE IF NOT EXISTS: serialize them.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kaygraph:{self.runs_table}",))
+            if schema:
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            for statement in self.schema_statements():
+                cursor.execute(statement)
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[Any]:
+        with self._lock, self._connection.transaction(), self._connection.cursor() as cursor:
+            yield cursor
+
+    def _is_duplicate(self, exc: BaseException) -> bool:
+        return isinstance(exc, pg_errors.UniqueViolation)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def describe(self) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        where = f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+        return f"postgresql://{where}" + (f" (schema {self.schema})" if self.schema else "")
+
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,99 @@
+"""Choosing a store: from a URL, from the ``persistence.*`` configuration, or passed in directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from kaygraph.core.exceptions import PersistenceError
+
+from .abc import CheckpointStore
+
+#: The ``persistence.*`` settings and their defaults (used when ``kaygraph.config`` is unavailable).
+DEFAULTS: dict[str, Any] = {
+    "backend": "sqlite",
+    "url": None,
+    "directory": ".kaygraph",
+    "ttl": 86400,
+    "keep_snapshots": 10,
+    "durability": "normal",
+    "serializer": "json",
+}
+
+SQLITE_FILE = "runs.db"
+
+
+def setting(name: str) -> Any:
+    """The value of ``persistence.<name>`` from KayGraph's configuration, or its default."""
+    try:
+        from kaygraph.config import get_config
+    except ImportError:
+        return DEFAULTS[name]
+    return get_config().get(f"persistence.{name}", DEFAULTS[name])
+
+
+def open_store(target: str | CheckpointStore | None = None) -> CheckpointStore:
+    """A store from an instance (returned as is), a URL, or None (the configured store).
+
+    URLs: ``memory://[name]``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``
+    (``?durability=full``), ``redis://host:6379/0`` (``?prefix=...``),
+    ``postgresql://user@host/db`` (``?schema=...``).
+    """
+    if isinstance(target, CheckpointStore):
+        return target
+    if target is None:
+        url = setting("url")
+        if url:
+            return open_store(url)
+        backend = setting("backend")
+        if backend == "sqlite":
+            from .sqlite import SQLiteStore
+
+            return SQLiteStore(Path(setting("directory")) / SQLITE_FILE, durability=setting("durability"))
+        if backend == "memory":
+            return open_store("memory://")
+        raise PersistenceError(
+            f"persistence.backend is {backend!r} but persistence.url is not set; set it to the "
+            f"server URL, e.g. {'redis://127.0.0.1:6379/0' if backend == 'redis' else 'postgresql://user@host/db'}"
+        )
+    if not isinstance(target, str):
+        raise PersistenceError(
+            "a store must be a CheckpointStore, a URL string or None, "
+            f"got {target!r} ({type(target).__name__})"
+        )
+    return _from_url(target)
+
+
+def _from_url(url: str) -> CheckpointStore:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore.named(parts.netloc + parts.path)
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            path = str(Path(setting("directory")) / SQLITE_FILE)
+        return SQLiteStore(path, durability=options.get("durability", setting("durability")))
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisStore
+
+        clean = url.split("?", 1)[0] if "prefix" in options else url
+        return RedisStore(clean, prefix=options.get("prefix", "kaygraph:"))
+    if scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresStore
+
+        clean = url.split("?", 1)[0] if "schema" in options else url
+        return PostgresStore(clean, schema=options.get("schema"))
+    raise PersistenceError(
+        f"unknown store URL {url!r}: use memory://, sqlite:///path.db, redis://host:port/db or "
+        "postgresql://user@host/db"
+    )
+
+
+__all__ = ["DEFAULTS", "open_store", "setting"]
