@@ -408,6 +408,7 @@ class DurableGraph:
     def _prepare_run(
         self, shared: Any, run_id: str | None
     ) -> RunResult | tuple[Checkpointer, Any, ResumePoint | None]:
+        self.graph.nodes()  # a graph that cannot run (duplicate node ids...) fails before any lease
         run_id = run_id or _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(4).hex()
         start = self.graph.start_node
         if start is None:
@@ -447,6 +448,7 @@ class DurableGraph:
         return checkpointer, shared, None
 
     def _prepare_resume(self, run_id: str) -> RunResult | tuple[Checkpointer, Any, ResumePoint]:
+        self.graph.nodes()  # a graph that cannot run fails before the lease is taken
         info = self.get_run(run_id)
         if info.status == "succeeded":
             return self._stored_result(info)

@@ -566,3 +566,15 @@ def test_final_action_need_not_be_json(store: Any) -> None:
     runner = durable(Graph(Answer(), name="answer"), store)
     assert runner.run({}, run_id="a1").action == {"verdict": "ok"}
     assert runner.resume("a1").action == {"verdict": "ok"}
+
+
+def test_a_graph_that_cannot_run_fails_before_a_run_is_stored(tmp_path):
+    from kaygraph import Graph, GraphDefinitionError, Node
+    from kaygraph.ext.persistence import durable
+
+    first = Node(node_id="same")
+    first >> Node(node_id="same")
+    runner = durable(Graph(start=first), f"sqlite:///{tmp_path / 'runs.db'}")
+    with pytest.raises(GraphDefinitionError, match="two nodes with node_id 'same'"):
+        runner.run({}, run_id="broken")
+    assert runner.list_runs() == []
