@@ -59,8 +59,9 @@ def _isolate_kaygraph_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees another's global listeners, and the global config is rebuilt per test."""
     from kaygraph.core import events
 
+    keep = ("KAYGRAPH_REQUIRE_SERVICES", "KAYGRAPH_TEST_")
     for key in list(os.environ):
-        if key.startswith("KAYGRAPH_") and key != "KAYGRAPH_REQUIRE_SERVICES" and not key.startswith("KAYGRAPH_TEST_"):
+        if key.startswith("KAYGRAPH_") and not key.startswith(keep):
             monkeypatch.delenv(key)
     saved = events._global_listeners
     yield

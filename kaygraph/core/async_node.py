@@ -14,6 +14,7 @@ from .batch_node import (
     _item_finished,
     _item_started,
     _listening,
+    _size_of,
 )
 from .events import RunContext
 from .exceptions import NodeExecutionError
@@ -119,9 +120,11 @@ class AsyncBatchNode(AsyncNode, BatchNode):
 
     async def _exec(self, items: Any) -> Any:
         done = self._kg_done_items or {}
+        items = list(items if items is not None else ())
+        self._kg_batch_size = len(items)
         return [
             done[index] if index in done else await self._exec_item_async(index, item)
-            for index, item in enumerate(items if items is not None else ())
+            for index, item in enumerate(items)
         ]
 
     async def _exec_item_async(self, index: int, item: Any) -> Any:
@@ -156,6 +159,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
     async def _exec(self, items: Any) -> Any:
         items = list(items if items is not None else ())
+        self._kg_batch_size = len(items)
         done = self._kg_done_items or {}
 
         async def run_item(index: int) -> Any:
@@ -274,10 +278,10 @@ class AsyncGraph(Graph, AsyncNode):
                 nxt = self.get_next_node(node, last_action)
                 if listening:
                     self._step_finished(node, path, shared, merged, last_action, nxt, started)
-            except Exception as exc:
+            except BaseException as exc:  # cancellation too: listeners must close the step
                 if listening:
                     self._step_failed(node, path, exc, started)
-                else:
+                elif isinstance(exc, Exception):
                     self._note_failure(exc, node, node_id, ctx)
                 raise
             curr = nxt
@@ -289,6 +293,7 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
 
     async def _run_async(self, shared: Any) -> Any:
         param_sets = await self.prep_async(shared) or []
+        self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
         skip_below, done = _batch_resume(self, ctx)
         for index, batch_params in enumerate(param_sets):
@@ -335,6 +340,7 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
     async def _run_async(self, shared: Any) -> Any:
         prepared = await self.prep_async(shared) or []
         param_sets = list(prepared)
+        self._kg_batch_size = len(param_sets)
         ctx = self._run_ctx or RunContext(self)
         _, done = _batch_resume(self, ctx, parallel=True)
 

@@ -80,6 +80,7 @@ class BaseNode:
     _run_ctx: RunContext | None = None
     _kg_path: Path = ()
     _kg_done_items: dict[int, Any] | None = None
+    _kg_batch_size: int | None = None
     _explicit_id: str | None = None
     _node_id: str | None = None
     _has_hooks = False

@@ -29,7 +29,13 @@ def _item_started(node: BaseNode, index: int, item: Any) -> float:
     ctx = node._run_ctx
     assert ctx is not None
     ctx.emit(
-        "on_batch_item_start", node=node, node_id=node.node_id, path=node._kg_path, index=index, item=item
+        "on_batch_item_start",
+        node=node,
+        node_id=node.node_id,
+        path=node._kg_path,
+        index=index,
+        item=item,
+        size=node._kg_batch_size,
     )
     return time.perf_counter()
 
@@ -65,6 +71,10 @@ def _item_failed(node: BaseNode, index: int, error: BaseException, started: floa
     )
 
 
+def _size_of(items: Any) -> int | None:
+    return len(items) if hasattr(items, "__len__") else None
+
+
 def _check_workers(owner: str, name: str, value: Any) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise GraphDefinitionError(f"{owner}: {name} must be an int >= 1 or None, got {value!r}")
@@ -78,9 +88,11 @@ class BatchNode(Node):
         if self._kg_done_items is None and not _listening(self):
             return [super(BatchNode, self)._exec(item) for item in (items or [])]
         done = self._kg_done_items or {}
+        items = list(items or [])
+        self._kg_batch_size = len(items)
         return [
             done[index] if index in done else self._exec_item(index, item)
-            for index, item in enumerate(items or [])
+            for index, item in enumerate(items)
         ]
 
     def _exec_item(self, index: int, item: Any) -> Any:
@@ -120,6 +132,7 @@ class ParallelBatchNode(BatchNode):
 
     def _exec(self, items: Any) -> Any:
         items = list(items or [])
+        self._kg_batch_size = len(items)
         done = self._kg_done_items or {}
         todo = [index for index in range(len(items)) if index not in done]
         results: list[Any] = [done.get(index) for index in range(len(items))]
@@ -154,6 +167,7 @@ class BatchGraph(Graph):
 
     def _run(self, shared: Any) -> Any:
         param_sets = self.prep(shared) or []
+        self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
         skip_below, done = _batch_resume(self, ctx)
         for index, batch_params in enumerate(param_sets):

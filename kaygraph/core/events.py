@@ -94,7 +94,8 @@ class RunListener:
         duration: float,
         **kwargs: Any,
     ) -> None:
-        """A node failed; the error propagates after the listeners have seen it."""
+        """A node failed; the error propagates after the listeners have seen it. Also sent for
+        ``BaseException``s such as ``asyncio.CancelledError`` and ``KeyboardInterrupt``."""
 
     def on_retry(
         self,
@@ -119,9 +120,11 @@ class RunListener:
         path: Path,
         index: int,
         item: Any,
+        size: int | None,
         **kwargs: Any,
     ) -> None:
-        """A batch node starts item ``index`` (for a batch graph: one parameter set)."""
+        """A batch node starts item ``index`` of ``size`` (for a batch graph: one parameter set;
+        ``size`` is None when its ``prep`` returned an iterable without a length)."""
 
     def on_batch_item_end(
         self,

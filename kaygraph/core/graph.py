@@ -76,6 +76,11 @@ class Graph(BaseNode):
 
     # -- structure ----------------------------------------------------------------------------
 
+    @property
+    def topology_version(self) -> int:
+        """Changes whenever any edge or start node changes; lets listeners cache ``to_mermaid()``."""
+        return _base._topology_version
+
     def _ensure_ids(self) -> None:
         if self._ids_version != _base._topology_version:
             version = _base._topology_version
@@ -273,7 +278,7 @@ class Graph(BaseNode):
             action = node._run(shared)
             nxt = self.get_next_node(node, action)
             self._step_finished(node, path, shared, params, action, nxt, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation and Ctrl-C too: listeners must close the step
             self._step_failed(node, path, exc, started)
             raise
         return action, nxt

@@ -345,3 +345,47 @@ def test_resume_of_a_finished_top_level_runs_nothing():
     shared = {"ran": []}
     assert chain("a").run(shared, resume=ResumePoint([None], last_action="done")) == "done"
     assert shared["ran"] == []
+
+
+def test_item_start_events_carry_the_batch_size():
+    sizes = []
+
+    class Sizes(RunListener):
+        def on_batch_item_start(self, *, index, size, **kwargs):
+            sizes.append((index, size))
+
+    class Each(BatchNode):
+        def prep(self, shared):
+            return (word for word in ("a", "b", "c"))  # a generator: the size is still known
+
+    Graph(start=Each()).run({}, listeners=[Sizes()])
+    assert sizes == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_a_cancelled_async_step_is_reported_as_a_node_error():
+    errors = []
+
+    class Errors(RunListener):
+        def on_node_error(self, *, node_id, error, **kwargs):
+            errors.append((node_id, type(error).__name__))
+
+    class Slow(AsyncNode):
+        async def exec_async(self, prep_res):
+            await asyncio.sleep(3600)
+
+    async def main():
+        task = asyncio.create_task(AsyncGraph(start=Slow()).run_async({}, listeners=[Errors()]))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert errors == [("Slow", "CancelledError")]
+
+
+def test_topology_version_changes_when_an_edge_is_added():
+    graph = Graph(start=Step())
+    before = graph.topology_version
+    graph.start_node >> Step()
+    assert graph.topology_version != before
