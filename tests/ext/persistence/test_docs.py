@@ -8,19 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "persistence.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = [ROOT / "docs" / "persistence.md", ROOT / "README.md"]
 
 
-def crash_example() -> str:
-    text = DOC.read_text()
+def crash_example(doc: Path) -> str:
+    text = doc.read_text()
     marker = text.index("<!-- crash-example")
     match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, marker)
     assert match is not None
     return match.group(1)
 
 
-def test_crash_and_resume_example(tmp_path: Path, worker_env: dict[str, str]) -> None:
-    (tmp_path / "pipeline.py").write_text(crash_example())
+@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+def test_crash_and_resume_example(doc: Path, tmp_path: Path, worker_env: dict[str, str]) -> None:
+    (tmp_path / "pipeline.py").write_text(crash_example(doc))
 
     def run(*args: str, crash: bool = False) -> subprocess.CompletedProcess[str]:
         env = {**worker_env, **({"CRASH": "1"} if crash else {})}
