@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
@@ -160,4 +161,31 @@ def require_extension(extension_name: str) -> Callable[[F], F]:
     return decorator
 
 
-__all__ = ["LazyLoader", "install_hint", "optional_import", "require_extension", "require_package"]
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """PEP 562 ``__getattr__`` and ``__dir__`` for ``package``: ``name`` is imported from submodule
+    ``exports[name]`` on first use, so importing an extension loads none of its drivers."""
+
+    def __getattr__(name: str) -> Any:
+        submodule = exports.get(name)
+        if submodule is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
+
+
+__all__ = [
+    "LazyLoader",
+    "install_hint",
+    "lazy_exports",
+    "optional_import",
+    "require_extension",
+    "require_package",
+]
