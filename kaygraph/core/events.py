@@ -247,18 +247,23 @@ class ResumePoint:
         *,
         last_action: Any = None,
         completed_items: dict[int, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         if not path:
             raise ValueError("a ResumePoint needs a non-empty path")
         self.path = tuple(path)
         self.last_action = last_action
         self.completed_items = completed_items
+        self.params = params
         self._depth = 0
 
     def restarted(self) -> ResumePoint:
         """A copy positioned at the start of its path, so one ResumePoint can serve several runs."""
         return ResumePoint(
-            self.path, last_action=self.last_action, completed_items=self.completed_items
+            self.path,
+            last_action=self.last_action,
+            completed_items=self.completed_items,
+            params=self.params,
         )
 
     def take(self) -> tuple[str | int | None, bool]:

@@ -200,6 +200,8 @@ class Graph(BaseNode):
             self, attached, run_id=run_id, resume=None if resume is None else resume.restarted()
         )
         runner._kg_path = ()
+        if resume is not None and resume.params is not None:
+            runner.params = dict(resume.params)
         return runner
 
     def _run_succeeded(self, ctx: RunContext, shared: Any, action: Any, started: float) -> None:

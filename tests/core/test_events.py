@@ -389,3 +389,18 @@ def test_topology_version_changes_when_an_edge_is_added():
     before = graph.topology_version
     graph.start_node >> Step()
     assert graph.topology_version != before
+
+
+def test_resume_restores_the_params_of_the_checkpointed_run():
+    seen = []
+
+    class Show(Node):
+        def prep(self, shared):
+            seen.append((self.node_id, dict(self.params)))
+
+    first, second = Show(node_id="a"), Show(node_id="b")
+    first >> second
+    graph = Graph(start=first)
+    graph.run({}, resume=ResumePoint(["b"], params={"lang": "fr"}))
+    assert seen == [("b", {"lang": "fr"})]
+    assert graph.params == {}  # the template keeps its own params
