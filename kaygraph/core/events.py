@@ -237,9 +237,12 @@ class ResumePoint:
     that level had already finished, with ``last_action`` as its result. ``completed_items`` maps
     batch indices to results already obtained by the node at the end of the path (or, for an
     async parallel batch graph at the end of the path, the indices of the parameter sets done).
+    ``params``, when given, replace the top graph's params for the resumed run (the ones the
+    checkpointed run had). Graph-level ``prep`` runs again for every graph the path enters, so it
+    must be idempotent (a ``BatchGraph`` needs it to list its parameter sets again).
     """
 
-    __slots__ = ("_depth", "completed_items", "last_action", "path")
+    __slots__ = ("_depth", "completed_items", "last_action", "params", "path")
 
     def __init__(
         self,
