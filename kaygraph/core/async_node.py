@@ -135,7 +135,7 @@ class AsyncBatchNode(AsyncNode, BatchNode):
             started = _item_started(self, index, item)
             result = await AsyncNode._exec(self, item)
             _item_finished(self, index, result, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
         return result
@@ -312,7 +312,7 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
             started = _item_started(self, index, batch_params)
             await self._for_param_set(index)._orch_async(shared, params)
             _item_finished(self, index, None, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
 

@@ -104,7 +104,7 @@ class BatchNode(Node):
             started = _item_started(self, index, item)
             result = super()._exec(item)
             _item_finished(self, index, result, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
         return result
@@ -186,7 +186,7 @@ class BatchGraph(Graph):
             started = _item_started(self, index, batch_params)
             self._for_param_set(index)._orch(shared, params)
             _item_finished(self, index, None, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
 

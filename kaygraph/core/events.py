@@ -3,7 +3,9 @@
 A listener is any object with some of the ``on_*`` methods of :class:`RunListener`. Every hook
 takes keyword arguments only and must accept ``**kwargs``, so the engine can add fields without
 breaking listeners. Listeners are attached globally (:func:`add_listener`) or for one run
-(``graph.run(shared, listeners=[...])``) and are checked when attached, never mid-run.
+(``graph.run(shared, listeners=[...])``) and are checked when attached, never mid-run. A
+listener attached both ways is called once. Start events reach listeners in attach order, end
+events in reverse order.
 
 Hooks run synchronously in the thread or task of the node they describe, so context variables
 (e.g. the OpenTelemetry current span) nest correctly. An exception raised by a hook fails the run:
@@ -152,6 +154,8 @@ EVENTS = (
     "on_batch_item_start",
     "on_batch_item_end",
 )
+
+_END_EVENTS = frozenset({"on_run_end", "on_node_end", "on_node_error", "on_batch_item_end"})
 
 _global_listeners: tuple[Any, ...] = ()
 
@@ -306,10 +310,14 @@ class RunContext:
         #: Free space for listeners to keep per-run state (keyed by their own name).
         self.data: dict[str, Any] = {}
         self._run_id = run_id
-        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {
-            event: tuple(getattr(lst, event) for lst in self.listeners if _overrides(lst, event))
-            for event in EVENTS
-        } if self.listeners else {}
+        # End events go to listeners in reverse order, so listeners that nest state (a tracer
+        # making its span current) unwind like nested `with` blocks.
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {}
+        for event in EVENTS if self.listeners else ():
+            ordered = self.listeners[::-1] if event in _END_EVENTS else self.listeners
+            self._hooks[event] = tuple(
+                getattr(listener, event) for listener in ordered if _overrides(listener, event)
+            )
 
     @property
     def run_id(self) -> str:

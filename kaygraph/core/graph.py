@@ -191,10 +191,12 @@ class Graph(BaseNode):
         self._ensure_ids()
         attached = _events.get_listeners()
         if listeners:
-            extra = tuple(listeners)
-            for listener in extra:
+            seen = {id(listener) for listener in attached}
+            for listener in listeners:
                 _events.validate_listener(listener)
-            attached = attached + extra
+                if id(listener) not in seen:  # attached globally and per run: called once
+                    seen.add(id(listener))
+                    attached = (*attached, listener)
         runner = self._fresh_copy()
         runner._run_ctx = RunContext(
             self, attached, run_id=run_id, resume=None if resume is None else resume.restarted()

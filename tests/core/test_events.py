@@ -404,3 +404,59 @@ def test_resume_restores_the_params_of_the_checkpointed_run():
     graph.run({}, resume=ResumePoint(["b"], params={"lang": "fr"}))
     assert seen == [("b", {"lang": "fr"})]
     assert graph.params == {}  # the template keeps its own params
+
+
+def test_end_events_reach_listeners_in_reverse_order_and_duplicates_are_called_once():
+    calls = []
+
+    class Named(RunListener):
+        def __init__(self, name):
+            self.name = name
+
+        def on_run_start(self, **kwargs):
+            calls.append(("run_start", self.name))
+
+        def on_node_start(self, **kwargs):
+            calls.append(("start", self.name))
+
+        def on_node_end(self, **kwargs):
+            calls.append(("end", self.name))
+
+        def on_run_end(self, **kwargs):
+            calls.append(("run_end", self.name))
+
+    first, second = Named("first"), Named("second")
+    add_listener(first)
+    Graph(start=Step()).run({}, listeners=[first, second])
+    assert calls == [
+        ("run_start", "first"),
+        ("run_start", "second"),
+        ("start", "first"),
+        ("start", "second"),
+        ("end", "second"),
+        ("end", "first"),
+        ("run_end", "second"),
+        ("run_end", "first"),
+    ]
+
+
+def test_cancelled_batch_items_report_their_end():
+    ends = []
+
+    class Items(RunListener):
+        def on_batch_item_end(self, *, index, error, **kwargs):
+            ends.append((index, type(error).__name__))
+
+    class Calls(AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            return [0, 1, 2]
+
+        async def exec_async(self, item):
+            if item == 0:
+                await asyncio.sleep(0.01)
+                raise ValueError("item 0")
+            await asyncio.sleep(3600)
+
+    with pytest.raises(ValueError):
+        asyncio.run(AsyncGraph(start=Calls()).run_async({}, listeners=[Items()]))
+    assert sorted(ends) == [(0, "ValueError"), (1, "CancelledError"), (2, "CancelledError")]
