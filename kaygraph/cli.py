@@ -15,8 +15,9 @@ code (or None for 0)::
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -58,44 +59,84 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
-def _redact(value: Any) -> Any:
-    """Hide the password of a URL value (``redis://:secret@host`` -> ``redis://:***@host``)."""
+#: Key names whose values are secrets, wherever they appear (``myplugin.api_key``, nested objects).
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|credential|private[_-]?key|auth", re.IGNORECASE
+)
+_HIDDEN = "***"
+
+
+def _is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key.rpartition(".")[2]))
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    """``value`` with its secrets hidden, recursively through objects and lists.
+
+    A value under a key named like a secret (``token``, ``password``, ``api_key``...) becomes
+    ``"***"``; a URL's password becomes ``***`` (``redis://:secret@host`` -> ``redis://:***@host``).
+    """
+    if key and value is not None and _is_secret_key(key):
+        return _HIDDEN
+    if isinstance(value, Mapping):
+        return {name: _redact(item, str(name)) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(item) for item in value]
     if not isinstance(value, str) or "@" not in value or "://" not in value:
         return value
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value)
-    if not parts.password:
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:  # not a URL after all (e.g. a bad port): hide what may be a password
+        return _HIDDEN
+    if not password:
         return value
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    return parts._replace(netloc=f"{user}:{_HIDDEN}@{host}").geturl()
 
 
-def _format_value(value: Any) -> str:
+def _format_value(value: Any, key: str) -> str:
     import json
 
-    return json.dumps(_redact(value))
+    return json.dumps(_redact(value, key), default=str)
+
+
+def _select(config: Config, key: str) -> list[tuple[str, Any, str]]:
+    """The rows ``kaygraph config KEY`` shows: the key itself, every key of a section
+    (``ui``), or a value inside an object-valued key (``myplugin.options.level``), as
+    :meth:`Config.get` reads them."""
+    rows = config.items()
+    selected = [row for row in rows if row[0] == key or row[0].startswith(key + ".")]
+    if selected:
+        return selected
+    top = key.partition(".")[0]
+    missing = object()
+    value = config.get(key, missing)
+    source = next((row[2] for row in rows if row[0] == top), None)
+    if source is not None and value is not missing:
+        return [(key, value, source)]
+    config.source_of(key)  # unknown: ConfigurationError with a suggestion
+    return []  # pragma: no cover - source_of raised
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from kaygraph.config import get_config
 
     config = get_config()
-    rows = config.items()
-    if args.key:
-        config.source_of(args.key)  # unknown key: ConfigurationError with a suggestion
-        rows = [row for row in rows if row[0] == args.key]
+    rows = _select(config, args.key) if args.key else config.items()
     if args.json:
         import json
 
-        payload = {key: {"value": _redact(value), "source": source} for key, value, source in rows}
-        print(json.dumps(payload, indent=2))
+        payload = {key: {"value": _redact(value, key), "source": source} for key, value, source in rows}
+        print(json.dumps(payload, indent=2, default=str))
         return 0
     width = max(len(key) for key, _, _ in rows)
-    value_width = max(len(_format_value(value)) for _, value, _ in rows)
+    value_width = max(len(_format_value(value, key)) for key, value, _ in rows)
     for key, value, source in rows:
-        print(f"{key:<{width}}  {_format_value(value):<{value_width}}  ({source})")
+        print(f"{key:<{width}}  {_format_value(value, key):<{value_width}}  ({source})")
     return 0
 
 
@@ -139,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     config = subparsers.add_parser("config", help="show the effective configuration and each value's source")
-    config.add_argument("key", nargs="?", help="show only this key (e.g. persistence.backend)")
+    config.add_argument(
+        "key", nargs="?", help="show only this key, section or nested key (e.g. persistence.backend, ui)"
+    )
     config.add_argument("--json", action="store_true", help="print JSON instead of a table")
     config.set_defaults(func=_cmd_config)
 

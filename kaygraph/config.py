@@ -8,8 +8,10 @@ rest keeps its defaults.
 
 Environment variables are matched against the schema, so keys that contain underscores map
 correctly: ``KAYGRAPH_LOG_LEVEL`` is ``log_level`` and ``KAYGRAPH_OBSERVABILITY_METRICS_PORT`` is
-``observability.metrics_port``. Their text is parsed by the key's type (``9100`` becomes an int,
-``true``/``false``/``1``/``0`` a bool, ``null`` clears an optional value); a section variable such as
+``observability.metrics_port``. Their text, stripped of surrounding whitespace, is parsed by the
+key's type (``9100`` becomes an int: ASCII digits only, ports at most 65535;
+``true``/``false``/``1``/``0`` a bool; ``null`` or ``none`` clears an optional value). A variable
+that is set but empty is an error, never a silent null. A section variable such as
 ``KAYGRAPH_PERSISTENCE`` takes a JSON object.
 
 Every value is validated where it enters: a wrong type or a value outside a key's choices raises
@@ -30,6 +32,7 @@ so a broken file cannot break importing the library.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -51,6 +54,7 @@ class Setting:
     nullable: bool = False
     choices: tuple[str, ...] = ()
     minimum: int | None = None
+    maximum: int | None = None
 
     @property
     def env_var(self) -> str:
@@ -63,7 +67,12 @@ class Setting:
         elif self.kind is bool:
             text = "true or false"
         elif self.kind is int:
-            text = "an integer" + (f" >= {self.minimum}" if self.minimum is not None else "")
+            if self.minimum is not None and self.maximum is not None:
+                text = f"an integer from {self.minimum} to {self.maximum}"
+            elif self.minimum is not None:
+                text = f"an integer >= {self.minimum}"
+            else:
+                text = "an integer"
         else:
             text = "a string"
         return text + (" or null" if self.nullable else "")
@@ -79,6 +88,7 @@ def env_var_for(key: str) -> str:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MAX_PORT = 65535
 
 #: Every key KayGraph and its extensions read, in display order.
 SETTINGS: tuple[Setting, ...] = (
@@ -108,13 +118,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scheduler.timezone", str, "UTC", "timezone of cron expressions"),
     Setting("ui.enabled", bool, False, "serve the dashboard"),
     Setting("ui.host", str, "127.0.0.1", "dashboard bind address (loopback only by default)"),
-    Setting("ui.port", int, 8080, "dashboard port", minimum=0),
+    Setting("ui.port", int, 8080, "dashboard port", minimum=0, maximum=_MAX_PORT),
     Setting("distributed.executor", str, "local", "where nodes execute"),
     Setting("distributed.workers", int, 4, "number of workers", minimum=1),
     Setting("observability.tracing_enabled", bool, False, "emit OpenTelemetry spans"),
     Setting("observability.metrics_enabled", bool, False, "serve Prometheus metrics"),
     Setting("observability.metrics_host", str, "127.0.0.1", "metrics bind address"),
-    Setting("observability.metrics_port", int, 9090, "metrics port", minimum=0),
+    Setting("observability.metrics_port", int, 9090, "metrics port", minimum=0, maximum=_MAX_PORT),
     Setting("observability.service_name", str, "kaygraph", "OpenTelemetry service.name"),
     Setting(
         "observability.exporter", str, "none", "span exporter set up by KayGraph",
@@ -147,7 +157,10 @@ SEARCH_PATHS: tuple[str, ...] = (
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-_NULL = frozenset({"null", "none", ""})
+_NULL = frozenset({"null", "none"})
+#: How an integer is written in an environment variable: ASCII digits with an optional sign, so
+#: full-width digits or ``9_100`` (which ``int()`` accepts) are errors rather than surprises.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -185,9 +198,16 @@ def _invalid(setting: Setting, value: Any, source: str, problem: str | None = No
 
 
 def _parse_text(setting: Setting, text: str, source: str) -> Any:
-    """Turn an environment variable's text into a value of the key's type."""
+    """Turn an environment variable's text into a value of the key's type.
+
+    Surrounding whitespace (a stray ``\\r`` from a Windows ``.env`` file) is dropped. An empty
+    value is an error, never a silent null or empty string: ``KAYGRAPH_PERSISTENCE_TTL=`` must not
+    mean "keep forever"; only ``null``/``none`` clear an optional key.
+    """
     stripped = text.strip()
     lowered = stripped.lower()
+    if not stripped:
+        raise _empty(setting, source)
     if setting.nullable and lowered in _NULL:
         return None
     if setting.kind is bool:
@@ -197,19 +217,33 @@ def _parse_text(setting: Setting, text: str, source: str) -> Any:
             return False
         raise _invalid(setting, text, source, "expected true or false (also 1/0, yes/no, on/off)")
     if setting.kind is int:
-        try:
-            return int(stripped, 10)
-        except ValueError:
-            raise _invalid(setting, text, source) from None
+        if not _INTEGER.fullmatch(stripped):
+            raise _invalid(setting, text, source)
+        return int(stripped, 10)
     if stripped.startswith('"'):
         import json
 
         try:
             decoded = json.loads(stripped)
         except ValueError:
-            return text
-        return decoded if isinstance(decoded, str) else text
-    return text
+            return stripped
+        return decoded if isinstance(decoded, str) else stripped
+    return stripped
+
+
+def _empty(setting: Setting, source: str) -> ConfigurationError:
+    """The error for a variable that is set but empty."""
+    variable = source[4:] if source.startswith("env ") else setting.env_var
+    default = "null" if setting.default is None else repr(setting.default)
+    null_hint = "; write null to clear it" if setting.nullable else ""
+    return ConfigurationError(
+        f"Config key {setting.key!r} is set but empty (from {source}): expected "
+        f"{setting.expected()}{null_hint}. Unset {variable} to use the default ({default}), or set "
+        "it to a valid value.",
+        key=setting.key,
+        value="",
+        source=source,
+    )
 
 
 def _validate(setting: Setting, value: Any, source: str) -> Any:
@@ -222,6 +256,8 @@ def _validate(setting: Setting, value: Any, source: str) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise _invalid(setting, value, source)
         if setting.minimum is not None and value < setting.minimum:
+            raise _invalid(setting, value, source)
+        if setting.maximum is not None and value > setting.maximum:
             raise _invalid(setting, value, source)
         return value
     if not isinstance(value, setting.kind):
@@ -490,12 +526,18 @@ class Config:
         return self
 
     def reset(self, key: str | None = None) -> None:
-        """Drop the runtime override of ``key`` (or of every key), revealing env/file/default again."""
+        """Drop the runtime override of ``key`` (or of every key), revealing env/file/default again.
+
+        A section name (``reset("ui")``) drops every key of the section, as ``set("ui", {...})``
+        set them.
+        """
         with self._lock:
             if key is None:
                 self._runtime.clear()
-            else:
-                self._runtime.pop(key, None)
+                return
+            prefix = key + "."
+            for name in [name for name in self._runtime if name == key or name.startswith(prefix)]:
+                del self._runtime[name]
 
     def __repr__(self) -> str:
         return f"<Config file={str(self._file) if self._file else None!r}>"

@@ -145,3 +145,69 @@ def extension_with_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 def test_extensions_add_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["workers", "--count", "4"]) == 3
     assert capsys.readouterr().out == "workers: 4\n"
+
+
+# -- regressions -------------------------------------------------------------------------------
+
+
+def test_config_redacts_secrets_nested_in_object_values(workdir: Path) -> None:
+    (workdir / "kaygraph.json").write_text(
+        json.dumps(
+            {
+                "persistence": {"url": "redis://user:s3cret@h:6379/0"},
+                "myplug": {
+                    "token": "plain-token",
+                    "dsn": "postgres://u:pw@h/db",
+                    "nested": {"api_key": "k-123", "password": "hunter2", "hosts": ["amqp://a:b@q"]},
+                    "level": "debug",
+                },
+            }
+        )
+    )
+
+    table = kaygraph_cli(workdir, "config")
+    as_json = kaygraph_cli(workdir, "config", "--json")
+    nested = kaygraph_cli(workdir, "config", "myplug.nested.api_key")
+
+    for result in (table, as_json, nested):
+        assert result.returncode == 0, result.stderr
+        for secret in ("s3cret", "plain-token", ":pw@", "k-123", "hunter2", ":b@"):
+            assert secret not in result.stdout
+    value = json.loads(as_json.stdout)["myplug"]["value"]
+    assert value == {
+        "token": "***",
+        "dsn": "postgres://u:***@h/db",
+        "nested": {"api_key": "***", "password": "***", "hosts": ["amqp://a:***@q"]},
+        "level": "debug",
+    }
+    source = f"{workdir / 'kaygraph.json'})"
+    assert nested.stdout.split() == ["myplug.nested.api_key", '"***"', "(file", source]
+
+
+def test_config_accepts_a_section_and_a_nested_key(workdir: Path) -> None:
+    (workdir / "kaygraph.json").write_text('{"ui": {"port": 80}, "myplug": {"options": {"level": 3}}}')
+
+    section = kaygraph_cli(workdir, "config", "ui")
+    inner = kaygraph_cli(workdir, "config", "--json", "myplug.options.level")
+
+    assert section.returncode == 0, section.stderr
+    assert [line.split()[0] for line in section.stdout.splitlines()] == ["ui.enabled", "ui.host", "ui.port"]
+    assert inner.returncode == 0, inner.stderr
+    assert json.loads(inner.stdout) == {
+        "myplug.options.level": {"value": 3, "source": f"file {workdir / 'kaygraph.json'}"}
+    }
+    missing = kaygraph_cli(workdir, "config", "myplug.options.nope")
+    assert missing.returncode == 2
+    assert "Unknown config key 'myplug.options.nope'" in missing.stderr
+
+
+def test_info_survives_a_plugin_that_calls_sys_exit_at_import(workdir: Path) -> None:
+    site = workdir / "site"
+    (site / "kaygraph_quits").mkdir(parents=True)
+    (site / "kaygraph_quits" / "__init__.py").write_text("import sys\nsys.exit(3)\n")
+
+    result = kaygraph_cli(workdir, "info", PYTHONPATH=str(site))
+
+    assert result.returncode == 0, result.stderr
+    assert "kaygraph_quits" in result.stdout
+    assert "SystemExit" in result.stdout

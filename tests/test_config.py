@@ -238,7 +238,12 @@ def test_malformed_file_names_file_line_and_column(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "key", "value", "expected"),
     [
-        ({"observability": {"metrics_port": "abc"}}, "observability.metrics_port", "abc", "an integer >= 0"),
+        (
+            {"observability": {"metrics_port": "abc"}},
+            "observability.metrics_port",
+            "abc",
+            "an integer from 0 to 65535",
+        ),
         ({"debug": "yes"}, "debug", "yes", "true or false"),
         ({"persistence": {"backend": "mongo"}}, "persistence.backend", "mongo", "'memory', 'sqlite'"),
         ({"persistence": {"ttl": 0}}, "persistence.ttl", 0, "an integer >= 1 or null"),
@@ -353,3 +358,73 @@ def test_global_config_retries_after_the_file_is_fixed(workdir: Path) -> None:
 
     write_json(workdir / "kaygraph.json", {"debug": True})
     assert get_config().debug is True
+
+
+# -- regressions -------------------------------------------------------------------------------
+
+
+def test_reset_of_a_section_name_drops_every_key_of_the_section() -> None:
+    config = Config(search=False, env={"KAYGRAPH_UI_PORT": "2"})
+    config.configure(ui={"port": 3, "host": "localhost"}, debug=True)
+    with pytest.warns(UserWarning, match="Unknown config key 'myplugin'"):
+        config.set("myplugin", {"token": "x"})
+
+    config.reset("ui")
+    assert config.get("ui.port") == 2
+    assert config.source_of("ui.port") == "env KAYGRAPH_UI_PORT"
+    assert config.get("ui.host") == "127.0.0.1"
+    assert config.get("debug") is True  # other keys keep their overrides
+    config.reset("myplugin")
+    assert config.get("myplugin") is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [
+        ("KAYGRAPH_UI_PORT", "99999"),
+        ("KAYGRAPH_OBSERVABILITY_METRICS_PORT", "65536"),
+        ("KAYGRAPH_UI_PORT", "9_100"),
+        ("KAYGRAPH_UI_PORT", "\uff18\uff10\uff18\uff10"),  # full-width digits
+        ("KAYGRAPH_UI_PORT", "8080.0"),
+    ],
+)
+def test_integers_in_the_environment_are_ascii_digits_within_range(variable: str, text: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Config(search=False, env={variable: text})
+    assert variable in str(caught.value)
+    assert "an integer from 0 to 65535" in str(caught.value)
+    assert caught.value.source == f"env {variable}"
+
+
+def test_integers_with_a_sign_or_leading_zeros_still_parse() -> None:
+    config = Config(search=False, env={"KAYGRAPH_UI_PORT": " 08080 ", "KAYGRAPH_DISTRIBUTED_WORKERS": "+4"})
+    assert config.get("ui.port") == 8080
+    assert config.get("distributed.workers") == 4
+
+
+def test_string_values_from_the_environment_are_stripped() -> None:
+    env = {"KAYGRAPH_UI_HOST": "127.0.0.1\r", "KAYGRAPH_SCHEDULER_TIMEZONE": " UTC\n"}
+    config = Config(search=False, env=env)
+    assert config.get("ui.host") == "127.0.0.1"
+    assert config.get("scheduler.timezone") == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("variable", "key"),
+    [
+        ("KAYGRAPH_PERSISTENCE_TTL", "persistence.ttl"),
+        ("KAYGRAPH_PERSISTENCE_URL", "persistence.url"),
+        ("KAYGRAPH_OBSERVABILITY_METRICS_HOST", "observability.metrics_host"),
+        ("KAYGRAPH_UI_HOST", "ui.host"),
+    ],
+)
+def test_an_empty_variable_is_an_error_naming_it_not_a_null(variable: str, key: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{key!r} is set but empty") as caught:
+        Config(search=False, env={variable: "  "})
+    assert f"Unset {variable}" in str(caught.value)
+    assert caught.value.key == key
+
+
+def test_only_null_or_none_clear_an_optional_key() -> None:
+    assert Config(search=False, env={"KAYGRAPH_PERSISTENCE_TTL": "null"}).get("persistence.ttl") is None
+    assert Config(search=False, env={"KAYGRAPH_PERSISTENCE_TTL": "None"}).get("persistence.ttl") is None

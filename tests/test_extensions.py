@@ -482,3 +482,26 @@ def test_info_survives_a_broken_describe(fake_extensions: Callable[[str, str | N
         registry.unregister("distributed")
 
     assert "status: describe() failed: ZeroDivisionError: division by zero" in text
+
+
+# -- regressions -------------------------------------------------------------------------------
+
+
+def test_dir_lists_only_extensions_that_are_there_so_help_and_getmembers_work() -> None:
+    import pydoc
+
+    names = dir(ext)
+    assert "persistence" in names and "observability" in names
+    assert not set(PLANNED) & set(names)
+    # pydoc and inspect fetch every listed name: none may raise MissingExtraError.
+    members = dict(inspect.getmembers(ext))
+    assert not set(PLANNED) & set(members)
+    assert "KayGraph extensions" in pydoc.render_doc(ext)
+
+
+def test_dir_lists_an_extension_once_its_package_appears(
+    fake_extensions: Callable[[str, str | None], None],
+) -> None:
+    assert "scheduler" not in dir(ext)
+    fake_extensions("scheduler", "VALUE = 1\n")
+    assert "scheduler" in dir(ext)

@@ -324,3 +324,62 @@ def test_global_helpers_use_the_global_registry(hello: Path, monkeypatch: pytest
     assert [info.name for info in found()] == ["hello"]
     assert plugins.load_plugin("hello") is sys.modules["kaygraph_hello"]
     assert fresh.is_loaded("hello")
+
+
+# -- regressions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exit_code", ["0", "'bye'"])
+def test_plugin_calling_sys_exit_at_import_is_a_broken_plugin(hello: Path, exit_code: str) -> None:
+    write(hello, "kaygraph_quits/__init__.py", f"import sys\nsys.exit({exit_code})\n")
+
+    registry = PluginRegistry()
+    assert [info.name for info in registry.list_plugins()] == ["hello"]
+    assert "SystemExit" in registry.failed["kaygraph_quits"]
+    assert "sys.exit(" in registry.failed["kaygraph_quits"]
+    with pytest.raises(PluginError, match="'kaygraph_quits' was found but failed to load"):
+        registry.load("quits")
+
+
+def test_initialize_calling_sys_exit_is_a_plugin_error(site: Path) -> None:
+    package_plugin(
+        site,
+        "kaygraph_exits",
+        '{"name": "exits", "version": "1"}',
+        extra="""
+        def initialize():
+            raise SystemExit(3)
+        """,
+    )
+    with pytest.raises(PluginError, match=r"'kaygraph_exits' .* failed to initialize: SystemExit: 3"):
+        PluginRegistry().load("exits")
+
+
+@pytest.mark.parametrize("autoload", [True, False])
+def test_loading_a_broken_plugin_by_its_short_name_reports_it_without_reimporting(
+    site: Path, monkeypatch: pytest.MonkeyPatch, autoload: bool
+) -> None:
+    source = f"import {TRACE}\n{TRACE}.events.append('import')\nraise RuntimeError('boom')\n"
+    write(site, "kaygraph_bad/__init__.py", source)
+    if not autoload:
+        monkeypatch.setenv("KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    registry = PluginRegistry()
+
+    for name in ("bad", "kaygraph_bad", "bad"):
+        expected = r"'kaygraph_bad' was found but failed to load \(RuntimeError: boom\)"
+        with pytest.raises(PluginError, match=expected):
+            registry.load(name)
+    assert events() == ["import"]  # its code ran once
+
+
+@pytest.mark.parametrize("value", [",", "", " , "])
+def test_allow_list_set_but_empty_allows_nothing_and_warns(hello: Path, value: str) -> None:
+    registry = PluginRegistry(env={"KAYGRAPH_PLUGINS": value})
+
+    with pytest.warns(UserWarning, match="KAYGRAPH_PLUGINS is set to .* which names no plugin"):
+        assert registry.list_plugins() == []
+    assert registry.allow_list == frozenset()
+    assert "kaygraph_hello" not in sys.modules
+    with pytest.raises(PluginError, match="limits discovery to nothing"):
+        registry.load("missing")
+    registry.load("hello")  # a deliberate load still works

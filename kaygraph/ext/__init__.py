@@ -218,7 +218,14 @@ def __getattr__(name: str) -> ModuleType:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(EXTENSIONS))
+    """Module names plus the extensions whose package is here.
+
+    Extensions that are not (the planned ones, or one removed from a source tree) are left out:
+    ``help()``, pydoc and ``inspect.getmembers`` fetch every name ``dir()`` lists, and fetching
+    those raises :class:`MissingExtraError`. Found without importing any extension.
+    """
+    present = {name for name in EXTENSIONS if f"{__name__}.{name}" in sys.modules or package_directory(name)}
+    return sorted(set(globals()) | present)
 
 
 # The extensions themselves are left out on purpose: a star import must not load them all (or fail

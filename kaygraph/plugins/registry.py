@@ -16,9 +16,11 @@ A plugin is found in one of two ways:
 ``plugin_info()`` returns a :class:`PluginInfo` or a dict of its fields. The module may define
 ``initialize()``, called once when the plugin is loaded. Discovery happens on first use, never at
 ``import kaygraph``. ``KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD=1`` turns it off and ``KAYGRAPH_PLUGINS=a,b``
-limits it to the named plugins; either way :func:`load_plugin` can still load a named plugin on
-purpose. A plugin that fails to import or describe itself is logged, listed in
-:attr:`PluginRegistry.failed` and skipped.
+limits it to the named plugins (set but naming none, it allows none, with a warning); either way
+:func:`load_plugin` can still load a named plugin on purpose. A plugin that fails to import or
+describe itself (even by calling ``sys.exit()``) is logged, listed in :attr:`PluginRegistry.failed`
+and skipped; loading it by any spelling of its name then reports that failure without importing
+it again.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "kaygraph.plugins"
 PACKAGE_PREFIX = "kaygraph_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
+#: What a plugin's import or initialize() may raise that must not end discovery: SystemExit too
+#: (a package calling sys.exit() at import would otherwise kill `kaygraph info`).
+_PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
 def _log() -> logging.Logger:
@@ -139,8 +144,7 @@ class PluginRegistry:
                 return self.list_plugins()
             env = os.environ if self._env is None else self._env
             self._autoload = not _truthy(env.get("KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD"))
-            allow = [name.strip() for name in env.get("KAYGRAPH_PLUGINS", "").split(",") if name.strip()]
-            self._allow = frozenset(allow) if allow else None
+            self._allow = _allow_list(env.get("KAYGRAPH_PLUGINS"))
             loaded = {key: record for key, record in self._records.items() if record.loaded}
             self._records, self._failed = dict(loaded), {}
             if self._autoload:
@@ -187,7 +191,7 @@ class PluginRegistry:
             target = entry_point.load()
             provider, raw = _describe_target(target, entry_point.module, name)
             info = PluginInfo.from_value(raw, plugin=name)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             self._skip(name, origin, exc)
             return None
         return self._add(_Plugin(name, info, origin, provider))
@@ -224,7 +228,7 @@ class PluginRegistry:
                 _log().debug("%s has no plugin_info(); not a KayGraph plugin", module_name)
                 return None
             info = PluginInfo.from_value(plugin_info(), plugin=module_name)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             self._skip(module_name, origin, exc)
             return None
         if any(record.provider is module for record in self._records.values()):
@@ -236,8 +240,12 @@ class PluginRegistry:
         _log().debug("Found KayGraph plugin %r (%s)", record.key, record.origin)
         return record
 
-    def _skip(self, name: str, origin: str, exc: Exception) -> None:
-        self._failed[name] = f"{type(exc).__name__}: {exc}"
+    def _skip(self, name: str, origin: str, exc: BaseException) -> None:
+        if isinstance(exc, SystemExit):
+            detail = f"SystemExit: it called sys.exit({exc.code!r}) while being imported"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        self._failed[name] = detail
         _log().warning("Skipping KayGraph plugin %r (%s): it failed to load", name, origin, exc_info=exc)
 
     def _ensure_discovered(self) -> None:
@@ -347,7 +355,7 @@ class PluginRegistry:
         if callable(initialize):
             try:
                 initialize()
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
                 raise PluginError(
                     f"Plugin {record.key!r} ({record.origin}) failed to initialize: "
                     f"{type(exc).__name__}: {exc}",
@@ -363,16 +371,24 @@ class PluginRegistry:
             key = self._resolve(name)
             if key is not None:
                 return self._records[key]
-            if name in self._failed:
-                raise PluginError(
-                    f"Plugin {name!r} was found but failed to load ({self._failed[name]}); "
-                    "fix or uninstall it",
-                    plugin=name,
-                )
+            self._raise_if_failed(name)
             record = self._find_explicit(name)
             if record is not None:
                 return record
+            self._raise_if_failed(name)  # the explicit look-up found it, and it failed
             raise PluginError(self._unknown_message(name), plugin=name)
+
+    def _raise_if_failed(self, name: str) -> None:
+        """Raise the recorded failure of ``name``, under any spelling (with or without the prefix),
+        so a broken plugin is never imported (run) a second time."""
+        short = name[len(self.prefix):] if name.startswith(self.prefix) else None
+        for candidate in (name, self.prefix + name, short):
+            if candidate and candidate in self._failed:
+                raise PluginError(
+                    f"Plugin {candidate!r} was found but failed to load ({self._failed[candidate]}); "
+                    "fix or uninstall it",
+                    plugin=candidate,
+                )
 
     def _find_explicit(self, name: str) -> _Plugin | None:
         """Look up one named plugin without general discovery (autoload off or not allow-listed)."""
@@ -395,11 +411,33 @@ class PluginRegistry:
             message += f" Did you mean {close[0]!r}?"
         message += f" Found: {', '.join(known)}." if known else " No plugins are installed."
         if self._allow is not None:
-            message += f" KAYGRAPH_PLUGINS limits discovery to {', '.join(sorted(self._allow))}."
+            allowed = ", ".join(sorted(self._allow)) or "nothing (it is set but names no plugin)"
+            message += f" KAYGRAPH_PLUGINS limits discovery to {allowed}."
         return message + (
             f" A plugin is a '{self.prefix}<name>' package with plugin_info() or an entry point in "
             f"the group {self.group!r}."
         )
+
+
+def _allow_list(value: str | None) -> frozenset[str] | None:
+    """The names ``KAYGRAPH_PLUGINS`` allows; None when it is unset (everything allowed).
+
+    Set but naming nothing (``""``, ``","``) allows nothing, with a warning: an allow-list that
+    came out empty must not silently turn into "allow everything".
+    """
+    if value is None:
+        return None
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        import warnings
+
+        warnings.warn(
+            f"KAYGRAPH_PLUGINS is set to {value!r}, which names no plugin, so no plugin is "
+            "discovered. List the plugins to allow (KAYGRAPH_PLUGINS=a,b), or unset it to allow all.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return names
 
 
 def _describe_target(target: Any, module_name: str, plugin: str) -> tuple[Any, Any]:

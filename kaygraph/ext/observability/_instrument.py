@@ -6,6 +6,7 @@ Standard library only at import time: the drivers load when ``instrument`` first
 
 from __future__ import annotations
 
+import errno
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from .logs import JsonLogListener
     from .metrics import MetricsListener, MetricsServer
-    from .tracing import TracingListener
+    from .tracing import SwitchableSpanProcessor, TracingListener
 
 __all__ = ["Instrumentation", "ObservabilityListener", "current", "instrument", "settings", "uninstrument"]
 
@@ -121,6 +122,7 @@ class Instrumentation:
         log_handler: logging.Handler | None,
         tracer_provider: Any,
         exporter: str | None = None,
+        span_processor: SwitchableSpanProcessor | None = None,
     ) -> None:
         self.tracing = tracing
         self.metrics = metrics
@@ -128,6 +130,9 @@ class Instrumentation:
         self.metrics_server = metrics_server
         self._log_handler = log_handler
         self._tracer_provider = tracer_provider
+        #: The exporter this setup added to the global provider (switched off by close()).
+        self._span_processor = span_processor
+        self._closed = False
         #: How spans leave the process, for :meth:`describe` (None when tracing is off).
         self.exporter = exporter
         parts = [part for part in (tracing, metrics, logs) if part is not None]
@@ -153,9 +158,16 @@ class Instrumentation:
         return lines
 
     def close(self) -> None:
-        """Detach the listeners, stop the metrics endpoint, remove the log handler, flush spans."""
+        """Detach the listeners, stop the metrics endpoint, remove the log handler, flush spans and
+        switch off the exporter this setup added. Closing twice (or a replaced handle) is a no-op."""
+        global _current
+        if self._closed:
+            return
+        self._closed = True
         for listener in self.listeners:
             remove_listener(listener)
+        if _current is self:  # closed directly rather than through uninstrument()
+            _current = None
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
@@ -164,12 +176,13 @@ class Instrumentation:
 
             remove_json_logs(self._log_handler)
             self._log_handler = None
-        flush = getattr(self._tracer_provider, "force_flush", None)
-        if flush is not None:
-            flush()
-        global _current
-        if _current is self:  # closed directly rather than through uninstrument()
-            _current = None
+        if self._span_processor is not None:
+            self._span_processor.disable()
+            self._span_processor = None
+        else:
+            flush = getattr(self._tracer_provider, "force_flush", None)
+            if flush is not None:
+                flush()
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{key}={value!r}" for key, value in self.describe().items())
@@ -183,6 +196,36 @@ _current: Instrumentation | None = None
 def current() -> Instrumentation | None:
     """The active :class:`Instrumentation`, or None when :func:`instrument` is not in effect."""
     return _current
+
+
+class _Settings:
+    """The ``observability.*`` settings, read from the configuration only when one is needed.
+
+    ``instrument`` asks only for what its caller left as None, so a call that passes everything
+    works even when an unrelated configuration value is broken.
+    """
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[Any, str]] = {}
+
+    def get(self, name: str) -> tuple[Any, str]:
+        """``(value, source)`` of ``observability.<name>``."""
+        entry = self._read.get(name)
+        if entry is None:
+            try:
+                from kaygraph.config import get_config
+            except ImportError:
+                entry = (DEFAULTS[name], "default")
+            else:
+                config = get_config()
+                key = f"{EXTRA}.{name}"
+                entry = (config.get(key), config.source_of(key))
+            self._read[name] = entry
+        return entry
+
+    def pick(self, argument: Any, name: str) -> Any:
+        """``argument``, or the configured value when it is None."""
+        return self.get(name)[0] if argument is None else argument
 
 
 def instrument(
@@ -204,64 +247,67 @@ def instrument(
 
     Each argument left as None is read from the configuration (``observability.tracing_enabled``,
     ``.metrics_enabled``, ``.json_logs``, ``.exporter``, ``.otlp_endpoint``, ``.service_name``,
-    ``.metrics_host``, ``.metrics_port``). Spans go to ``tracer_provider``, else to the global
-    provider; with ``exporter="console"`` or ``"otlp"`` and no provider given, one is set up by
-    :func:`~kaygraph.ext.observability.tracing.setup_tracing`. Metrics are recorded in
-    ``registry`` (default: a private one) and, with ``serve_metrics``, served on
-    ``http://metrics_host:metrics_port/metrics``. Calling it again replaces the previous setup.
+    ``.metrics_host``, ``.metrics_port``); arguments you pass are used as given and their keys are
+    not read. Spans go to ``tracer_provider``, else to the global provider; with
+    ``exporter="console"`` or ``"otlp"`` and no provider given, that exporter is added to the
+    global provider (created if none is set, see
+    :func:`~kaygraph.ext.observability.tracing.setup_tracing`) and switched off again by
+    :func:`uninstrument`. ``service_name`` names the provider KayGraph creates; an existing
+    global provider keeps its own (with a warning when you asked for another). Metrics are
+    recorded in ``registry`` (default: a private one) and, with ``serve_metrics``, served on
+    ``http://metrics_host:metrics_port/metrics``.
+
+    Calling it again replaces the previous setup: the new one is built first and the old one is
+    closed only once that succeeded, so a failing call leaves the working setup in place.
     Parts that are off attach nothing, so they cost nothing.
     """
     global _current
-    config = settings()
-
-    def pick(argument: Any, name: str) -> Any:
-        return config[name][0] if argument is None else argument
-
-    tracing_on = bool(pick(tracing, "tracing_enabled"))
-    metrics_on = bool(pick(metrics, "metrics_enabled"))
-    logs_on = bool(pick(logs, "json_logs"))
+    config = _Settings()
+    tracing_on = bool(config.pick(tracing, "tracing_enabled"))
+    metrics_on = bool(config.pick(metrics, "metrics_enabled"))
+    logs_on = bool(config.pick(logs, "json_logs"))
     with _lock:
-        if _current is not None:
-            _current.close()
-            _current = None
+        previous = _current
         tracing_listener = metrics_listener = log_listener = None
-        server = handler = None
+        server = handler = processor = None
         exporter_text = None
+        released: MetricsServer | None = None
         try:
             if tracing_on:
-                from .tracing import TracingListener, setup_tracing
+                from .tracing import TracingListener, add_exporter
 
-                chosen_exporter = pick(exporter, "exporter")
-                endpoint = pick(otlp_endpoint, "otlp_endpoint")
                 if tracer_provider is not None:
                     exporter_text = "the tracer_provider passed to instrument()"
-                elif chosen_exporter == "none":
-                    exporter_text = "the global TracerProvider"
                 else:
-                    tracer_provider = setup_tracing(
-                        chosen_exporter, endpoint=endpoint, service_name=pick(service_name, "service_name")
-                    )
-                    exporter_text = chosen_exporter + (f" -> {endpoint}" if endpoint else "")
-                tracing_listener = TracingListener(tracer_provider)
-            if metrics_on:
-                from .metrics import MetricsListener
-                from .metrics import serve_metrics as start_server
-
-                metrics_listener = MetricsListener(registry)
-                if serve_metrics:
-                    if metrics_port is None:
-                        port, source = config["metrics_port"]
-                        setting = f"the setting {EXTRA}.metrics_port (source: {source})"
+                    chosen_exporter = config.pick(exporter, "exporter")
+                    if chosen_exporter == "none":
+                        exporter_text = "the global TracerProvider"
                     else:
-                        port, setting = metrics_port, "the metrics_port argument of instrument()"
-                    server = start_server(
-                        metrics_listener, host=pick(metrics_host, "metrics_host"), port=port, setting=setting
-                    )
+                        endpoint = config.pick(otlp_endpoint, "otlp_endpoint")
+                        name = service_name
+                        if name is None:
+                            configured, source = config.get("service_name")
+                            # The default names only a provider KayGraph creates: no warning
+                            # that it cannot rename the user's own provider.
+                            name = None if source == "default" else configured
+                        tracer_provider, processor = add_exporter(
+                            chosen_exporter, endpoint=endpoint, service_name=name
+                        )
+                        exporter_text = processor.description
+                tracing_listener = TracingListener(tracer_provider)
             if logs_on:
                 from .logs import JsonLogListener, configure_json_logs
 
                 log_listener = JsonLogListener()
                 handler = configure_json_logs(log_stream)
+            if metrics_on:
+                from .metrics import MetricsListener
+
+                metrics_listener = MetricsListener(registry)
+                if serve_metrics:
+                    server, released = _start_server(
+                        metrics_listener, config, metrics_host, metrics_port, previous
+                    )
             active = Instrumentation(
                 tracing=tracing_listener,
                 metrics=metrics_listener,
@@ -270,19 +316,75 @@ def instrument(
                 log_handler=handler,
                 tracer_provider=tracer_provider,
                 exporter=exporter_text,
+                span_processor=processor,
             )
         except BaseException:
             if server is not None:
                 server.close()
+            if released is not None and previous is not None:
+                _restore_server(previous, released)
             if handler is not None:
                 from .logs import remove_json_logs
 
                 remove_json_logs(handler)
+            if processor is not None:
+                processor.disable()
             raise
         for listener in active.listeners:
             add_listener(listener)
         _current = active
+        if previous is not None:
+            previous.close()
         return active
+
+
+def _start_server(
+    listener: MetricsListener,
+    config: _Settings,
+    host_argument: str | None,
+    port_argument: int | None,
+    previous: Instrumentation | None,
+) -> tuple[MetricsServer, MetricsServer | None]:
+    """Serve ``listener``'s metrics; returns the server and the previous setup's server if it
+    had to be stopped to free the port (the new setup takes its place)."""
+    from kaygraph.core.exceptions import ObservabilityError
+
+    from .metrics import serve_metrics as start_server
+
+    if port_argument is None:
+        port, source = config.get("metrics_port")
+        setting = f"the setting {EXTRA}.metrics_port (source: {source})"
+    else:
+        port, setting = port_argument, "the metrics_port argument of instrument()"
+    if host_argument is None:
+        host, source = config.get("metrics_host")
+        host_setting = f"the setting {EXTRA}.metrics_host (source: {source})"
+    else:
+        host, host_setting = host_argument, "the metrics_host argument of instrument()"
+    old = previous.metrics_server if previous is not None else None
+    try:
+        return start_server(listener, host=host, port=port, setting=setting, host_setting=host_setting), None
+    except ObservabilityError as exc:
+        # The previous setup may hold this very port: free it and try once more.
+        cause = exc.__cause__
+        in_use = isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
+        if old is None or previous is None or port == 0 or old.port != port or not in_use:
+            raise
+    old.close()
+    previous.metrics_server = None
+    return start_server(listener, host=host, port=port, setting=setting, host_setting=host_setting), old
+
+
+def _restore_server(previous: Instrumentation, released: MetricsServer) -> None:
+    """Serve the previous setup's metrics again after a failed replacement freed its port."""
+    from .metrics import serve_metrics as start_server
+
+    if previous.metrics is None:
+        return
+    try:
+        previous.metrics_server = start_server(previous.metrics, host=released.host, port=released.port)
+    except Exception:  # best effort: the error being raised matters more
+        previous.metrics_server = None
 
 
 def uninstrument() -> None:

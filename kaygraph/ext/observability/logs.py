@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
@@ -105,30 +106,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+#: Per logger: the handlers configure_json_logs attached and not yet removed, and the logger's
+#: (level, propagate) from before the first of them, restored when the last one goes.
+_attached: dict[str, list[logging.Handler]] = {}
+_saved: dict[str, tuple[int, bool, int | None]] = {}
+_attached_lock = threading.Lock()
+
+
 def configure_json_logs(
     stream: TextIO | None = None, *, level: int = logging.INFO, logger: str = EVENT_LOGGER
 ) -> logging.Handler:
     """Send ``logger``'s records to ``stream`` (default stderr) as JSON lines; returns the handler.
 
     The logger stops propagating to the root logger, so the events are not printed a second time
-    by a plain-text handler there. Undo with :func:`remove_json_logs`.
+    by a plain-text handler there. Its level becomes ``level`` only if you left it unset
+    (``NOTSET``): a level you set yourself is kept. Undo with :func:`remove_json_logs`, which
+    restores the level and propagation the logger had before.
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
     target = logging.getLogger(logger)
-    target.addHandler(handler)
-    target.setLevel(level)
-    target.propagate = False
+    with _attached_lock:
+        ours = _attached.setdefault(logger, [])
+        if not ours:
+            set_level = level if target.level == logging.NOTSET else None
+            _saved[logger] = (target.level, target.propagate, set_level)
+            if set_level is not None:
+                target.setLevel(set_level)
+            target.propagate = False
+        ours.append(handler)
+        target.addHandler(handler)
     return handler
 
 
 def remove_json_logs(handler: logging.Handler, *, logger: str = EVENT_LOGGER) -> None:
-    """Detach a handler added by :func:`configure_json_logs` and let the logger propagate again."""
+    """Detach a handler added by :func:`configure_json_logs`; idempotent.
+
+    When it was the last such handler on ``logger``, the logger gets back the propagation it had
+    before, and its level too unless you changed it in the meantime.
+    """
     target = logging.getLogger(logger)
-    target.removeHandler(handler)
-    if not target.handlers:
-        target.propagate = True
-        target.setLevel(logging.NOTSET)
+    with _attached_lock:
+        target.removeHandler(handler)
+        ours = _attached.get(logger, [])
+        if handler not in ours:
+            return
+        ours.remove(handler)
+        if ours:
+            return
+        del _attached[logger]
+        level, propagate, set_level = _saved.pop(logger)
+        target.propagate = propagate
+        if set_level is not None and target.level == set_level:
+            target.setLevel(level)
 
 
 class JsonLogListener(RunListener):

@@ -215,19 +215,26 @@ def serve_metrics(
     host: str = "127.0.0.1",
     port: int = 9090,
     setting: str = "the port argument of serve_metrics()",
+    host_setting: str = "the host argument of serve_metrics()",
 ) -> MetricsServer:
     """Serve ``registry`` (or a listener's registry) at ``http://host:port/metrics`` on a daemon thread.
 
-    ``port=0`` picks a free port (read it back from ``.port``). ``setting`` names where the port
-    came from, for the error raised when it is taken (``instrument`` passes the config key).
-    Binds to loopback by default: metrics can reveal graph and node names, so exposing them on
-    all interfaces (``host="0.0.0.0"``) is a decision to make explicitly.
+    ``port=0`` picks a free port (read it back from ``.port``). ``setting`` and ``host_setting``
+    name where the port and the host came from, for the errors raised when the port is taken or
+    the host cannot be bound (``instrument`` passes the config keys). Binds to loopback by
+    default: metrics can reveal graph and node names, so exposing them on all interfaces
+    (``host="0.0.0.0"``) is a decision to make explicitly.
     """
     if isinstance(registry, MetricsListener):
         registry = registry.registry
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ObservabilityError(
             f"metrics port must be an int from 0 to 65535, got {port!r} (from {setting})"
+        )
+    if not isinstance(host, str) or not host.strip():
+        raise ObservabilityError(
+            f"metrics host must be an address or host name such as '127.0.0.1', got {host!r} "
+            f"(from {host_setting}); set it, or leave it unset for loopback"
         )
     try:
         server, thread = _prometheus.start_http_server(port, addr=host, registry=registry)
@@ -238,6 +245,8 @@ def serve_metrics(
                 f"{setting}; set it to a free port (or 0 for any), or stop the process using it."
             ) from exc
         raise ObservabilityError(
-            f"cannot serve metrics on {host}:{port} (chosen by {setting}): {exc.strerror or exc}"
+            f"cannot serve metrics on {host}:{port}: cannot bind the host {host!r} (chosen by "
+            f"{host_setting}): {exc.strerror or exc}. Set it to an address of this machine, such as "
+            "127.0.0.1."
         ) from exc
     return MetricsServer(server, thread, host)

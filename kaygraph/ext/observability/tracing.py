@@ -33,6 +33,7 @@ the step ends. Nothing in the node imports OpenTelemetry.
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,14 @@ if TYPE_CHECKING:
     from kaygraph.core.base_node import BaseNode
     from kaygraph.core.events import Path, RunContext
 
-__all__ = ["GENAI_OPERATIONS", "TracingListener", "genai_attributes", "setup_tracing"]
+__all__ = [
+    "GENAI_OPERATIONS",
+    "SwitchableSpanProcessor",
+    "TracingListener",
+    "add_exporter",
+    "genai_attributes",
+    "setup_tracing",
+]
 
 _INTERNAL = _trace.SpanKind.INTERNAL
 _CLIENT = _trace.SpanKind.CLIENT
@@ -201,6 +209,8 @@ class TracingListener(RunListener):
 
     def on_run_start(self, *, run: RunContext, graph: Graph, **kwargs: Any) -> None:
         attributes = dict(self._graph_attributes(graph))
+        # Not cached: a graph may be renamed between runs without any topology change.
+        attributes["kaygraph.graph.name"] = graph.name
         attributes["kaygraph.run.id"] = run.run_id
         genai = genai_attributes(graph, graph.name)
         if genai is None:
@@ -218,22 +228,27 @@ class TracingListener(RunListener):
         error: BaseException | None,
         **kwargs: Any,
     ) -> None:
-        state: _RunTrace = run.data.pop(self._data_key)
-        # Steps still open were cut short (e.g. a task cancelled): end them so none leaks.
-        for leftover in (*state.items.values(), *state.nodes.values()):
-            leftover.span.set_status(_ERROR, "the run ended before this step finished")
-            leftover.span.end()
+        state: _RunTrace | None = run.data.pop(self._data_key, None)
+        if state is None:  # on_run_start failed before the run span existed
+            return
         span = state.run.span
-        span.set_attribute("kaygraph.run.steps", state.steps)
-        span.set_attribute("kaygraph.run.path", state.path_taken)
-        if state.steps > len(state.path_taken):
-            span.set_attribute("kaygraph.run.path_truncated", True)
-        if isinstance(action, str):
-            span.set_attribute("kaygraph.action", action)
-        if error is not None:
-            self._fail(span, error, state)
-        _detach(state.run.token)
-        span.end()
+        try:
+            # Steps still open were cut short (e.g. a task cancelled): end them so none leaks.
+            for leftover in (*state.items.values(), *state.nodes.values()):
+                leftover.span.set_status(_ERROR, "the run ended before this step finished")
+                leftover.span.end()
+            state.items.clear()
+            state.nodes.clear()
+            span.set_attribute("kaygraph.run.steps", state.steps)
+            span.set_attribute("kaygraph.run.path", state.path_taken)
+            if state.steps > len(state.path_taken):
+                span.set_attribute("kaygraph.run.path_truncated", True)
+            if isinstance(action, str):
+                span.set_attribute("kaygraph.action", action)
+            if error is not None:
+                self._fail(span, error, state)
+        finally:
+            _close(state.run)
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -280,21 +295,22 @@ class TracingListener(RunListener):
         if opened is None:  # already ended by on_run_end (an orphaned async task finishing late)
             return
         span = opened.span
-        if isinstance(action, str):
-            span.set_attribute("kaygraph.action", action)
-        node_type = type(node)
-        kind = _kinds.get(node_type) or _kind(node_type)
-        if kind == _KIND_NODE:
-            attempts = getattr(node, "cur_retry", 0) + 1
-            if attempts > 1:
-                span.set_attribute("kaygraph.node.attempts", attempts)
-            genai = getattr(node, "gen_ai", None)
-            if genai is not opened.genai:
-                span.set_attributes(genai_attributes(node, node.node_id) or {})
-        elif opened.items or isinstance(node, (BatchNode, BatchGraph)):
-            span.set_attribute("kaygraph.batch.size", opened.items)
-        _detach(opened.token)
-        span.end()
+        try:
+            if isinstance(action, str):
+                span.set_attribute("kaygraph.action", action)
+            node_type = type(node)
+            kind = _kinds.get(node_type) or _kind(node_type)
+            if kind == _KIND_NODE:
+                attempts = getattr(node, "cur_retry", 0) + 1
+                if attempts > 1:
+                    span.set_attribute("kaygraph.node.attempts", attempts)
+                genai = getattr(node, "gen_ai", None)
+                if genai is not opened.genai:
+                    self._update_genai(span, node)
+            elif opened.items or isinstance(node, (BatchNode, BatchGraph)):
+                span.set_attribute("kaygraph.batch.size", opened.items)
+        finally:
+            _close(opened)
 
     def on_node_error(
         self,
@@ -309,13 +325,14 @@ class TracingListener(RunListener):
         opened = None if state is None else state.nodes.pop(path, None)
         if state is None or opened is None:
             return
-        if attempts is not None:
-            opened.span.set_attribute("kaygraph.node.attempts", attempts)
-        if opened.items:
-            opened.span.set_attribute("kaygraph.batch.size", opened.items)
-        self._fail(opened.span, error, state)
-        _detach(opened.token)
-        opened.span.end()
+        try:
+            if attempts is not None:
+                opened.span.set_attribute("kaygraph.node.attempts", attempts)
+            if opened.items:
+                opened.span.set_attribute("kaygraph.batch.size", opened.items)
+            self._fail(opened.span, error, state)
+        finally:
+            _close(opened)
 
     def on_retry(
         self, *, attempt: int, error: BaseException, wait: float, **kwargs: Any
@@ -365,14 +382,15 @@ class TracingListener(RunListener):
         if state is None or opened is None:
             return
         span = opened.span
-        if _kind(type(node)) == _KIND_BATCH:
-            attempts = getattr(node, "cur_retry", 0) + 1
-            if attempts > 1:
-                span.set_attribute("kaygraph.node.attempts", attempts)
-        if error is not None:
-            self._fail(span, error, state)
-        _detach(opened.token)
-        span.end()
+        try:
+            if _kind(type(node)) == _KIND_BATCH:
+                attempts = getattr(node, "cur_retry", 0) + 1
+                if attempts > 1:
+                    span.set_attribute("kaygraph.node.attempts", attempts)
+            if error is not None:
+                self._fail(span, error, state)
+        finally:
+            _close(opened)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -384,6 +402,22 @@ class TracingListener(RunListener):
         return _OpenSpan(span, _attach(_set_span_in_context(span)), genai)
 
     @staticmethod
+    def _update_genai(span: Span, node: BaseNode) -> None:
+        """Put a ``gen_ai`` declaration the node replaced during its step on its span.
+
+        A bad replacement does not fail the run, whose work is done: it is recorded on the span
+        as an error (status and exception event) saying what to fix.
+        """
+        try:
+            attributes = genai_attributes(node, node.node_id)
+        except ObservabilityError as exc:
+            span.set_status(_ERROR, f"invalid gen_ai declaration set during the step: {exc}")
+            span.record_exception(exc)
+            return
+        if attributes:
+            span.set_attributes(attributes)
+
+    @staticmethod
     def _fail(span: Span, error: BaseException, state: _RunTrace) -> None:
         """Error status on every span the error crossed; the exception itself on the innermost."""
         span.set_status(_ERROR, f"{type(error).__name__}: {error}")
@@ -392,7 +426,7 @@ class TracingListener(RunListener):
             span.record_exception(error)
 
     def _graph_attributes(self, graph: Graph) -> dict[str, Any]:
-        """Run span attributes that depend only on the graph: name and, optionally, topology.
+        """Run span attributes that depend only on the graph's structure: its topology, optionally.
 
         Cached per graph and rebuilt when an edge changes anywhere (the core's topology version).
         The gen_ai declarations of every node are checked here, so a bad one fails the run
@@ -402,7 +436,7 @@ class TracingListener(RunListener):
         cached = self._graph_cache.get(graph)
         if cached is not None and cached[0] == version and version != -1:
             return cached[1]
-        attributes: dict[str, Any] = {"kaygraph.graph.name": graph.name}
+        attributes: dict[str, Any] = {}
         nodes: list[str] = []
         edges: list[str] = []
         for path, node in graph.walk():
@@ -422,35 +456,125 @@ class TracingListener(RunListener):
         return attributes
 
 
+def _close(opened: _OpenSpan) -> None:
+    """Restore the context that was current before ``opened`` was made current, then end it.
+
+    Ends the span even when restoring fails, so no span is ever left unexported. Each listener
+    holds its own token, so two TracingListeners on one run each restore exactly the context
+    they replaced (the core delivers end events in reverse attach order).
+    """
+    try:
+        _detach(opened.token)
+    finally:
+        opened.span.end()
+
+
 # -- setup for people without an OpenTelemetry configuration ---------------------------------
 
 _EXPORTERS = ("console", "otlp")
-_installed: dict[str, Any] = {}
+_DEFAULT_SERVICE_NAME = "kaygraph"
+_installed: dict[str, tuple[TracerProvider, SwitchableSpanProcessor]] = {}
+_installed_lock = threading.Lock()
+
+
+class SwitchableSpanProcessor:
+    """A span processor that can be switched off: KayGraph's exporters hang on one of these.
+
+    The OpenTelemetry SDK cannot remove a processor from a TracerProvider, so what
+    :func:`setup_tracing` and :func:`~kaygraph.ext.observability.instrument` add is wrapped in
+    this switch; :meth:`disable` (called by ``uninstrument()``) flushes and shuts the exporter
+    down, and spans ended afterwards are no longer exported by it.
+    """
+
+    def __init__(self, processor: Any, description: str) -> None:
+        self.processor = processor
+        #: What the wrapped processor exports to, e.g. ``"console"`` or ``"otlp -> http://..."``.
+        self.description = description
+        self.enabled = True
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.enabled:
+            self.processor.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        if self.enabled:
+            on_ending = getattr(self.processor, "_on_ending", None)
+            if on_ending is not None:
+                on_ending(span)
+
+    def on_end(self, span: Any) -> None:
+        if self.enabled:
+            self.processor.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if not self.enabled:
+            return True
+        return bool(self.processor.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self.disable()
+
+    def disable(self) -> None:
+        """Stop exporting through this processor: flush what it holds, then shut it down. Idempotent."""
+        with self._lock:
+            if not self.enabled:
+                return
+            self.enabled = False
+        try:
+            self.processor.force_flush()
+        finally:
+            self.processor.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<SwitchableSpanProcessor {self.description} {'on' if self.enabled else 'off'}>"
 
 
 def setup_tracing(
     exporter: str = "console",
     *,
     endpoint: str | None = None,
-    service_name: str = "kaygraph",
+    service_name: str | None = None,
 ) -> TracerProvider:
     """Install a global TracerProvider that exports spans to the console or to an OTLP endpoint.
 
     For people with no OpenTelemetry setup of their own; if you already configured a provider,
     skip this (the listener uses yours). ``endpoint`` is the OTLP/HTTP traces URL (default: the
     SDK's, ``http://localhost:4318/v1/traces``, or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``).
-    Calling it again with the same arguments returns the same provider. If a global SDK provider
-    already exists, the exporter is added to it rather than replacing it (OpenTelemetry allows
-    setting the global provider only once per process).
+    ``service_name`` (default ``"kaygraph"``) names the ``service.name`` resource of the provider
+    this creates. Calling it again with the same arguments returns the same provider and adds
+    nothing. If a global SDK provider already exists, the exporter is added to it rather than
+    replacing it (OpenTelemetry allows setting the global provider only once per process); its
+    resource cannot change then, so an explicit ``service_name`` that differs from the provider's
+    own gives a warning and is not applied.
+    """
+    key = f"{exporter}|{endpoint}|{service_name}"
+    with _installed_lock:
+        installed = _installed.get(key)
+        if installed is not None and installed[1].enabled:
+            return installed[0]
+        provider, processor = add_exporter(exporter, endpoint=endpoint, service_name=service_name)
+        _installed[key] = (provider, processor)
+        return provider
+
+
+def add_exporter(
+    exporter: str,
+    *,
+    endpoint: str | None = None,
+    service_name: str | None = None,
+) -> tuple[TracerProvider, SwitchableSpanProcessor]:
+    """Add a console or OTLP exporter to the global SDK TracerProvider (created if none is set).
+
+    Returns the provider and the :class:`SwitchableSpanProcessor` holding the exporter: call its
+    ``disable()`` to stop exporting. Every call adds a new exporter; :func:`setup_tracing` is the
+    idempotent front end. ``service_name`` as in :func:`setup_tracing`.
     """
     if exporter not in _EXPORTERS:
         raise ObservabilityError(
             f"setup_tracing: unknown exporter {exporter!r}; use one of {', '.join(_EXPORTERS)} "
             "(or configure your own TracerProvider and skip setup_tracing)"
         )
-    key = f"{exporter}|{endpoint}|{service_name}"
-    if key in _installed:
-        return _installed[key]  # type: ignore[no-any-return]
     sdk_trace = require_package(
         "opentelemetry.sdk.trace", EXTRA, "setup_tracing", package="opentelemetry-sdk"
     )
@@ -460,8 +584,18 @@ def setup_tracing(
     sdk_resources = require_package(
         "opentelemetry.sdk.resources", EXTRA, "setup_tracing", package="opentelemetry-sdk"
     )
+    provider = _trace.get_tracer_provider()
+    if not isinstance(provider, sdk_trace.TracerProvider) and not isinstance(
+        provider, _trace.ProxyTracerProvider
+    ):
+        raise ObservabilityError(
+            f"setup_tracing: a global TracerProvider of type {type(provider).__name__} is already "
+            "set and cannot take an exporter; add your exporter to it yourself, or pass "
+            "tracer_provider= to TracingListener"
+        )
     if exporter == "console":
         processor = sdk_export.SimpleSpanProcessor(sdk_export.ConsoleSpanExporter())
+        description = "console"
     else:
         otlp = require_package(
             "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -470,18 +604,26 @@ def setup_tracing(
             package="opentelemetry-exporter-otlp-proto-http",
         )
         processor = sdk_export.BatchSpanProcessor(otlp.OTLPSpanExporter(endpoint=endpoint))
-    provider = _trace.get_tracer_provider()
-    if not isinstance(provider, sdk_trace.TracerProvider):
-        if not isinstance(provider, _trace.ProxyTracerProvider):
-            raise ObservabilityError(
-                f"setup_tracing: a global TracerProvider of type {type(provider).__name__} is already "
-                "set and cannot take an exporter; add your exporter to it yourself, or pass "
-                "tracer_provider= to TracingListener"
+        description = "otlp" + (f" -> {endpoint}" if endpoint else "")
+    if isinstance(provider, sdk_trace.TracerProvider):
+        existing = provider.resource.attributes.get("service.name")
+        if service_name is not None and service_name != existing:
+            warnings.warn(
+                f"setup_tracing: service_name {service_name!r} is not applied: the global "
+                f"TracerProvider already exists with service.name {existing!r}, and OpenTelemetry "
+                "cannot change a provider's resource. Spans keep service.name "
+                f"{existing!r}; set OTEL_SERVICE_NAME (or the resource of your own provider) "
+                "before the provider is created to choose it.",
+                UserWarning,
+                stacklevel=3,
             )
+    else:
         provider = sdk_trace.TracerProvider(
-            resource=sdk_resources.Resource.create({"service.name": service_name})
+            resource=sdk_resources.Resource.create(
+                {"service.name": service_name or _DEFAULT_SERVICE_NAME}
+            )
         )
         _trace.set_tracer_provider(provider)
-    provider.add_span_processor(processor)
-    _installed[key] = provider
-    return provider  # type: ignore[no-any-return]
+    switch = SwitchableSpanProcessor(processor, description)
+    provider.add_span_processor(switch)
+    return provider, switch

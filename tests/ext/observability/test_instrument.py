@@ -3,9 +3,12 @@ status lines for `kaygraph info`."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from kaygraph import Graph, Node, get_listeners
+from kaygraph.core.exceptions import ObservabilityError
 from kaygraph.ext.observability import (
     MetricsListener,
     ObservabilityListener,
@@ -161,3 +164,126 @@ def test_closing_the_handle_is_the_same_as_uninstrument() -> None:
     assert get_listeners() == ()
     assert describe()["metrics"] == "off"
     uninstrument()  # still fine afterwards
+
+
+# -- regressions ---------------------------------------------------------------------------------
+
+
+def test_uninstrument_switches_off_the_exporter_it_added_and_reinstrument_does_not_duplicate() -> None:
+    import subprocess
+    import sys
+
+    # A fresh interpreter: the global TracerProvider can be set once per process.
+    code = (
+        "import warnings\n"
+        "from opentelemetry import trace\n"
+        "from kaygraph import Graph, Node\n"
+        "from kaygraph.ext.observability import instrument, uninstrument\n"
+        "instrument(tracing=True, exporter='console', service_name='svc-a')\n"
+        "uninstrument()\n"
+        "with trace.get_tracer('app').start_as_current_span('app-after-uninstrument'):\n"
+        "    pass\n"
+        "instrument(tracing=True, exporter='console')\n"
+        "instrument(tracing=True, exporter='console')\n"
+        "Graph(start=Node(node_id='only'), name='once').run({})\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    instrument(tracing=True, exporter='console', service_name='svc-b')\n"
+        "print('WARNINGS', [str(w.message) for w in caught])\n"
+        "uninstrument()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert "app-after-uninstrument" not in result.stdout
+    assert result.stdout.count('"name": "run once"') == 1
+    assert result.stdout.count('"name": "node only"') == 1
+    assert '"service.name": "svc-a"' in result.stdout
+    warnings_line = next(line for line in result.stdout.splitlines() if line.startswith("WARNINGS"))
+    assert "service_name 'svc-b' is not applied" in warnings_line
+    assert "service.name 'svc-a'" in warnings_line
+
+
+def test_switchable_processor_stops_forwarding_once_disabled() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kaygraph.ext.observability.tracing import SwitchableSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    switch = SwitchableSpanProcessor(SimpleSpanProcessor(exporter), "memory")
+    provider = TracerProvider()
+    provider.add_span_processor(switch)
+    tracer = provider.get_tracer("test")
+    tracer.start_span("before").end()
+    switch.disable()
+    switch.disable()  # idempotent
+    tracer.start_span("after").end()
+
+    assert [span.name for span in exporter.get_finished_spans()] == ["before"]
+    assert repr(switch) == "<SwitchableSpanProcessor memory off>"
+
+
+def test_arguments_given_are_not_read_from_a_broken_config(
+    spans: Spans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaygraph.config import _reset_for_tests
+    from kaygraph.core.exceptions import ConfigurationError
+
+    monkeypatch.setenv("KAYGRAPH_UI_PORT", "abc")  # unrelated and broken
+    _reset_for_tests()
+    try:
+        active = instrument(
+            tracing=True, metrics=True, logs=False, tracer_provider=spans.provider, serve_metrics=False
+        )
+        assert active.tracing is not None and active.metrics is not None
+        uninstrument()
+        with pytest.raises(ConfigurationError, match="KAYGRAPH_UI_PORT"):
+            instrument(tracing=True, metrics=False)  # logs left to the config, which is broken
+    finally:
+        monkeypatch.delenv("KAYGRAPH_UI_PORT")
+        _reset_for_tests()
+
+
+def test_a_failing_reinstrument_keeps_the_working_setup() -> None:
+    import socket
+
+    working = instrument(metrics=True, metrics_port=0)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        with pytest.raises(ObservabilityError, match=f"127.0.0.1:{port}: the port is already in use"):
+            instrument(metrics=True, metrics_port=port)
+    finally:
+        busy.close()
+
+    assert current() is working
+    assert get_listeners() == working.listeners
+    assert working.metrics_server is not None
+    with urllib.request.urlopen(working.metrics_server.url) as response:
+        assert response.status == 200
+
+
+def test_reinstrument_on_the_same_port_takes_it_over_and_a_stale_close_is_harmless() -> None:
+    first = instrument(metrics=True, metrics_port=0)
+    assert first.metrics_server is not None
+    port = first.metrics_server.port
+    second = instrument(metrics=True, metrics_port=port)
+
+    assert second.metrics_server is not None and second.metrics_server.port == port
+    first.close()  # already replaced: must not touch the new setup
+    assert current() is second
+    assert get_listeners() == second.listeners
+    with urllib.request.urlopen(second.metrics_server.url) as response:
+        assert response.status == 200
+
+
+def test_a_bad_metrics_host_names_the_host_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ObservabilityError, match="metrics_host argument of instrument"):
+        instrument(metrics=True, metrics_port=0, metrics_host="")
+    bad_host = r"cannot bind the host 'no-such-host\.invalid'.*metrics_host"
+    with pytest.raises(ObservabilityError, match=bad_host):
+        instrument(metrics=True, metrics_port=0, metrics_host="no-such-host.invalid")
+    assert current() is None

@@ -112,3 +112,42 @@ def test_the_formatter_adds_the_current_span_to_any_record(spans: Spans) -> None
     assert payload["message"] == "hello world"
     assert payload["user"] == "ada"
     assert payload["span_id"] == format(span.get_span_context().span_id, "016x")
+
+
+def test_json_logs_keep_the_users_level_and_restore_propagation() -> None:
+    from kaygraph.ext.observability import uninstrument
+
+    events = logging.getLogger("kaygraph.events")
+    events.setLevel(logging.DEBUG)  # the user's own choice, made before instrument()
+    try:
+        stream = io.StringIO()
+        instrument(logs=True, log_stream=stream)
+        assert events.level == logging.DEBUG
+        assert events.propagate is False
+        Graph(start=Node(node_id="only"), name="levels").run({})
+        assert "node_start" in [record["event"] for record in lines(stream)]  # DEBUG lines kept
+
+        instrument(logs=True, log_stream=io.StringIO())  # replacing the setup keeps it too
+        uninstrument()
+        assert events.level == logging.DEBUG
+        assert events.propagate is True
+        assert events.handlers == []
+    finally:
+        events.setLevel(logging.NOTSET)
+
+
+def test_json_logs_restore_an_unset_level_and_leave_the_users_handler() -> None:
+    from kaygraph.ext.observability import uninstrument
+
+    events = logging.getLogger("kaygraph.events")
+    mine = logging.StreamHandler(io.StringIO())
+    events.addHandler(mine)
+    try:
+        instrument(logs=True, log_stream=io.StringIO())
+        assert events.level == logging.INFO
+        uninstrument()
+        assert events.level == logging.NOTSET
+        assert events.propagate is True
+        assert events.handlers == [mine]
+    finally:
+        events.removeHandler(mine)

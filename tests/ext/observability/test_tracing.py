@@ -593,3 +593,56 @@ def test_a_cancelled_async_run_still_ends_every_span(spans: Spans, tracing: Trac
     assert (node.status.description or "").startswith("CancelledError")
     assert spans.one("run cancelled").status.status_code is StatusCode.ERROR
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+# -- regressions ---------------------------------------------------------------------------------
+
+
+def test_an_invalid_gen_ai_set_during_post_is_recorded_and_the_span_still_ends(
+    spans: Spans, tracing: TracingListener
+) -> None:
+    class Answer(Node):
+        gen_ai = {"operation.name": "chat", "request.model": "m"}
+
+        def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+            self.gen_ai = {"operation.name": "chatt"}  # a typo while adding the token usage
+
+    shared: dict[str, Any] = {}
+    Graph(start=Answer(), name="typo").run(shared, listeners=[tracing])  # the run's work is done
+
+    assert spans.tree() == [("run typo", [("chat m", [])])]
+    node = spans.one("chat m")
+    assert node.status.status_code is StatusCode.ERROR
+    assert "invalid gen_ai declaration" in (node.status.description or "")
+    assert "'chatt'" in (node.status.description or "")
+    assert [event.name for event in node.events] == ["exception"]
+    assert spans.one("run typo").status.status_code is StatusCode.UNSET
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_the_run_span_names_the_graph_after_it_was_renamed(spans: Spans, tracing: TracingListener) -> None:
+    graph = Graph(start=Node(), name="v1")
+    graph.run({}, listeners=[tracing])
+    graph.name = "v2"  # no topology change
+    graph.run({}, listeners=[tracing])
+
+    assert spans.one("run v1").attributes["kaygraph.graph.name"] == "v1"
+    assert spans.one("run v2").attributes["kaygraph.graph.name"] == "v2"
+
+
+def test_two_tracing_listeners_on_one_run_each_restore_the_context_they_replaced() -> None:
+    first, second = Spans(), Spans()
+    start = Node(node_id="start")
+    start >> Node(node_id="after")
+    Graph(start=start, name="twice").run(
+        {}, listeners=[TracingListener(first.provider), TracingListener(second.provider)]
+    )
+
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    for spans in (first, second):
+        assert sorted(span.name for span in spans.all()) == ["node after", "node start", "run twice"]
+        assert all(span.end_time is not None for span in spans.all())
+    # A later run without listeners-of-its-own is not parented under a leftover span.
+    later = Spans()
+    Graph(start=Node(), name="later").run({}, listeners=[TracingListener(later.provider)])
+    assert later.one("run later").parent is None
