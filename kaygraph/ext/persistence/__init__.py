@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .memory import MemoryStore
     from .postgres import PostgresStore
     from .redis import RedisStore
-    from .serialization import JSONSerializer, PickleSerializer
+    from .serialization import JSONSerializer, PickleSerializer, register_type
     from .sqlite import SQLiteStore
     from .stores import open_store
 
@@ -57,6 +57,7 @@ _EXPORTS = {
     "PostgresStore": "postgres",
     "JSONSerializer": "serialization",
     "PickleSerializer": "serialization",
+    "register_type": "serialization",
     "open_store": "stores",
 }
 
@@ -118,5 +119,6 @@ __all__ = [
     "get_run",
     "list_runs",
     "open_store",
+    "register_type",
     "steps",
 ]

@@ -9,7 +9,8 @@ dozen lines and behaves exactly like the others.
 Two guarantees every store must give, because leases and crash safety rest on them:
 
 * :meth:`CheckpointStore.append` is atomic and refuses a ``seq`` that already exists for the run
-  (it raises :class:`~kaygraph.core.exceptions.RunLockedError`). The record number is the fencing
+  (it raises :class:`~kaygraph.core.exceptions.RunLockedError`), a run that no longer exists and
+  a writer that no longer holds the lease. The record number is the fencing
   token: two writers that both think they own a run collide on their next record, and the loser
   stops, so a run's history is never interleaved.
 * :meth:`CheckpointStore.update_run` with ``if_owner`` is a compare-and-set on the lease owner.
@@ -110,6 +111,7 @@ class CheckpointStore(abc.ABC):
         seq: int,
         record: bytes,
         *,
+        owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
         prune_below: int | None = None,
     ) -> None:
@@ -117,7 +119,10 @@ class CheckpointStore(abc.ABC):
 
         In the same transaction: apply ``changes`` to the run's metadata (as :meth:`update_run`
         without an owner check) and delete the run's records numbered below ``prune_below``.
-        Raises ``RunLockedError`` if record ``seq`` already exists (another writer got there).
+        The record is written only while the run's row exists (``RunNotFoundError`` once it was
+        deleted, so a deleted run never gets records back) and, with ``owner``, only while that
+        writer holds the run's lease (``RunLockedError`` otherwise). Raises ``RunLockedError`` if
+        record ``seq`` already exists (another writer got there).
         """
 
     @abc.abstractmethod
@@ -139,7 +144,8 @@ class CheckpointStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> bool:
-        """Erase every trace of ``run_id`` (metadata, records, index entries); True if it existed."""
+        """Erase every trace of ``run_id`` (metadata, records, index entries, also records left
+        without a metadata row); True if anything was erased."""
 
     @abc.abstractmethod
     def purge_expired(self, now: float | None = None) -> int:

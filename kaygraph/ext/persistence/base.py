@@ -24,19 +24,21 @@ Leases
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from kaygraph.core.exceptions import (
     CheckpointCorruptError,
     MissingExtraError,
     PersistenceError,
     RunLockedError,
+    RunNotFoundError,
     SerializationError,
 )
 
@@ -44,6 +46,9 @@ from .abc import ANY_OWNER, CheckpointStore, RunInfo, Serializer
 
 #: Version of the record format below; records with a higher version are refused.
 SCHEMA_VERSION = 1
+
+logger = logging.getLogger("kaygraph.ext.persistence")
+_T = TypeVar("_T")
 
 
 #: JSON text of a string (not ASCII-escaped).
@@ -116,7 +121,9 @@ def missing_extra(thing: str, package: str) -> MissingExtraError:
 
 def frame(payload: str) -> bytes:
     """A record's JSON text as stored bytes: compressed when large, with a CRC-32 to detect damage."""
-    data = payload.encode()
+    # surrogatepass: a str with a lone surrogate (from a lossy decode) is a valid Python value and
+    # round-trips exactly; unframe decodes the same way.
+    data = payload.encode("utf-8", "surrogatepass")
     kind = _PLAIN
     if len(data) > _COMPRESS_ABOVE:
         packed = zlib.compress(data, 1)
@@ -136,8 +143,10 @@ def unframe(blob: bytes, run_id: str, seq: int) -> dict[str, Any]:
             raise ValueError("checksum mismatch (truncated or altered)")
         if kind == _ZLIB:
             body = zlib.decompress(body)
-        record: dict[str, Any] = json.loads(body)
+        record: dict[str, Any] = json.loads(body.decode("utf-8", "surrogatepass"))
         version = record["v"]
+        if type(version) is not int:
+            raise ValueError(f"schema version {version!r} is not an integer")
     except Exception as exc:
         raise CheckpointCorruptError(
             f"checkpoint record {seq} of run {run_id!r} is corrupt ({exc}); the run cannot be "
@@ -304,8 +313,22 @@ def fold(store: CheckpointStore, run_id: str) -> Iterator[tuple[int, dict[str, A
             if "s" not in record:
                 continue  # the records before the oldest kept snapshot were pruned
             started = True
-        run_state.apply(record)
+        apply_record(run_state, record, run_id, seq)
         yield seq, record, run_state
+
+
+def apply_record(run_state: RunState, record: Mapping[str, Any], run_id: str, seq: int) -> None:
+    """``run_state.apply(record)``; ``CheckpointCorruptError`` naming the run and record if the
+    record does not have the structure this version writes."""
+    try:
+        run_state.apply(record)
+    except Exception as exc:
+        raise CheckpointCorruptError(
+            f"checkpoint record {seq} of run {run_id!r} is malformed ({type(exc).__name__}: {exc}); "
+            f"the run cannot be resumed from it. Delete the run (kaygraph runs delete {run_id}) and "
+            "start it again.",
+            run_id=run_id,
+        ) from exc
 
 
 def latest_state(store: CheckpointStore, run_id: str) -> tuple[int, RunState, list[int]]:
@@ -324,7 +347,7 @@ def latest_state(store: CheckpointStore, run_id: str) -> tuple[int, RunState, li
     start = next(index for index, (seq, _) in enumerate(records) if seq == snapshots[-1])
     run_state = RunState()
     for seq, blob in records[start:]:
-        run_state.apply(unframe(blob, run_id, seq))
+        apply_record(run_state, unframe(blob, run_id, seq), run_id, seq)
     return records[-1][0], run_state, snapshots
 
 
@@ -458,6 +481,26 @@ def stale_writer_error(run_id: str, seq: int) -> RunLockedError:
     )
 
 
+def deleted_run_error(run_id: str) -> RunNotFoundError:
+    """Raised by stores when a writer appends to a run that was deleted meanwhile."""
+    return RunNotFoundError(
+        f"run {run_id!r} was deleted while this process was writing it (delete_run(force=True) or "
+        "expiry); this writer stops without storing anything more. Start the run again if it is "
+        "still needed.",
+        run_id=run_id,
+    )
+
+
+def lost_lease_error(run_id: str, seq: int) -> RunLockedError:
+    """Raised by stores when the writer of record ``seq`` no longer holds the run's lease."""
+    return RunLockedError(
+        f"cannot write checkpoint {seq} of run {run_id!r}: this process no longer holds the run's "
+        "lease (another process took the run over). This writer stops so the history is not "
+        "interleaved.",
+        run_id=run_id,
+    )
+
+
 def claim(store: CheckpointStore, info: RunInfo, owner: str, lease_seconds: float) -> bool:
     """Take the lease of the existing run ``info`` for ``owner``; RunLockedError if a live writer has it.
 
@@ -490,6 +533,15 @@ def release(store: CheckpointStore, run_id: str, owner: str, changes: Mapping[st
         store.update_run(run_id, {**changes, "lease_owner": None, "lease_expires_at": None}, if_owner=owner)
     finally:
         drop_owner(owner)
+
+
+def purge_quietly(store: CheckpointStore) -> None:
+    """Cleanup on write (before a new run is stored): delete expired runs, but never make the
+    write that triggered it fail; a failure is logged as a warning instead."""
+    try:
+        store.purge_expired()
+    except Exception as exc:
+        logger.warning("could not delete expired runs from %s: %r", store.describe(), exc)
 
 
 def select_runs(
@@ -528,7 +580,9 @@ class SQLStore(CheckpointStore):
     """The SQL of ``SQLiteStore`` and ``PostgresStore``: two tables, ``runs`` and ``checkpoints``.
 
     Subclasses provide the connection handling (:meth:`_transaction`), the placeholder style and
-    the column types; every statement is written here once.
+    the column types; every statement is written here once. Each operation runs through
+    :meth:`_run`, which retries it once on a fresh connection when a store reports that its
+    connection died (:meth:`_reconnect_after`).
     """
 
     placeholder = "?"
@@ -537,6 +591,9 @@ class SQLStore(CheckpointStore):
     table_prefix = "kaygraph_"
     runs_table = "kaygraph_runs"
     checkpoints_table = "kaygraph_checkpoints"
+    #: Appended to the run-row read of :meth:`append`, so a concurrent delete waits for the append
+    #: (PostgreSQL: `` FOR NO KEY UPDATE``; SQLite serializes writers anyway).
+    row_lock = ""
 
     def set_tables(self, table_prefix: str, qualifier: str = "") -> None:
         """Name the tables ``<qualifier><table_prefix>runs`` and ``...checkpoints``."""
@@ -554,6 +611,22 @@ class SQLStore(CheckpointStore):
     def _is_duplicate(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a primary-key violation."""
         raise NotImplementedError
+
+    def _reconnect_after(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection died and a new one is now open (so retry once)."""
+        return False
+
+    def _run(self, work: Callable[[Any, bool], _T], *, write: bool = True) -> _T:
+        """``work(cursor, retried)`` in one transaction; once more on a new connection if the
+        connection died. Every operation is written so that running it again is safe."""
+        try:
+            with self._transaction(write) as cursor:
+                return work(cursor, False)
+        except Exception as exc:
+            if not self._reconnect_after(exc):
+                raise
+        with self._transaction(write) as cursor:
+            return work(cursor, True)
 
     def schema_statements(self) -> list[str]:
         """CREATE statements for both tables and the indexes lists and TTL cleanup use."""
@@ -576,37 +649,59 @@ class SQLStore(CheckpointStore):
         return ", ".join(f"{name} = {ph}" for name in changes), list(changes.values())
 
     def create_run(self, info: RunInfo, first_record: bytes) -> bool:
+        purge_quietly(self)
         ph = self.placeholder
         columns = ", ".join(RunInfo.FIELDS)
         values = ", ".join(ph for _ in RunInfo.FIELDS)
-        with self._transaction() as cursor:
-            self._purge(cursor, time.time())
+
+        def work(cursor: Any, retried: bool) -> bool:
             cursor.execute(
                 f"INSERT INTO {self.runs_table} ({columns}) VALUES ({values}) "
                 "ON CONFLICT (run_id) DO NOTHING",
                 info.as_row(),
             )
             if cursor.rowcount != 1:
-                return False
+                # A retry after a lost connection may find the row the first attempt committed.
+                return retried and self._owner_of(cursor, info.run_id) == (info.lease_owner,)
             cursor.execute(
                 f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) VALUES ({ph}, 0, {ph})",
                 (info.run_id, first_record),
             )
             return True
 
+        return self._run(work)
+
+    def _owner_of(self, cursor: Any, run_id: str, lock: str = "") -> tuple[Any, ...] | None:
+        cursor.execute(
+            f"SELECT lease_owner FROM {self.runs_table} WHERE run_id = {self.placeholder}{lock}", (run_id,)
+        )
+        row = cursor.fetchone()
+        return None if row is None else tuple(row)
+
     def get_run(self, run_id: str) -> RunInfo | None:
-        with self._transaction(write=False) as cursor:
+        def work(cursor: Any, retried: bool) -> RunInfo | None:
             cursor.execute(
                 f"SELECT {', '.join(RunInfo.FIELDS)} FROM {self.runs_table} "
                 f"WHERE run_id = {self.placeholder}",
                 (run_id,),
             )
             row = cursor.fetchone()
-        return None if row is None else RunInfo(*row)
+            return None if row is None else RunInfo(*row)
+
+        return self._run(work, write=False)
 
     def update_run(self, run_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
-        with self._transaction() as cursor:
-            return self._update(cursor, run_id, changes, if_owner)
+        def work(cursor: Any, retried: bool) -> bool:
+            if self._update(cursor, run_id, changes, if_owner):
+                return True
+            if not retried or if_owner is ANY_OWNER:
+                return False
+            # The first attempt may have committed before the connection died: if the row now
+            # holds exactly the change that was asked for, it succeeded.
+            owner = self._owner_of(cursor, run_id)
+            return owner is not None and "lease_owner" in changes and owner == (changes["lease_owner"],)
+
+        return self._run(work)
 
     def _update(self, cursor: Any, run_id: str, changes: Mapping[str, Any], if_owner: Any) -> bool:
         ph = self.placeholder
@@ -628,36 +723,69 @@ class SQLStore(CheckpointStore):
         seq: int,
         record: bytes,
         *,
+        owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
         prune_below: int | None = None,
     ) -> None:
         ph = self.placeholder
-        try:
-            with self._transaction() as cursor:
+        # One statement inserts the record only while the run row exists (and is owned by
+        # `owner`); the row lock makes a concurrent delete_run wait for this transaction.
+        condition = f"run_id = {ph}" + ("" if owner is None else f" AND lease_owner = {ph}")
+        sql = (
+            f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) SELECT {ph}, {ph}, {ph} "
+            f"FROM {self.runs_table} WHERE {condition}{self.row_lock}"
+        )
+        params = (run_id, seq, record, run_id) if owner is None else (run_id, seq, record, run_id, owner)
+
+        attempts: list[bool] = []
+
+        def work(cursor: Any, retried: bool) -> None:
+            attempts.append(retried)
+            cursor.execute(sql, params)
+            if cursor.rowcount != 1:
+                if self._owner_of(cursor, run_id) is None:
+                    raise deleted_run_error(run_id)
+                raise lost_lease_error(run_id, seq)
+            if changes:
+                self._update(cursor, run_id, changes, ANY_OWNER)
+            if prune_below is not None:
                 cursor.execute(
-                    f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) VALUES ({ph}, {ph}, {ph})",
-                    (run_id, seq, record),
+                    f"DELETE FROM {self.checkpoints_table} WHERE run_id = {ph} AND seq < {ph}",
+                    (run_id, prune_below),
                 )
-                if changes:
-                    self._update(cursor, run_id, changes, ANY_OWNER)
-                if prune_below is not None:
-                    cursor.execute(
-                        f"DELETE FROM {self.checkpoints_table} WHERE run_id = {ph} AND seq < {ph}",
-                        (run_id, prune_below),
-                    )
+
+        try:
+            self._run(work)
         except Exception as exc:
-            if self._is_duplicate(exc):
-                raise stale_writer_error(run_id, seq) from exc
-            raise
+            if not self._is_duplicate(exc):
+                raise
+            if attempts[-1] and self._stored_record(run_id, seq) == bytes(record):
+                return  # the first attempt committed it before the connection died
+            raise stale_writer_error(run_id, seq) from exc
+
+    def _stored_record(self, run_id: str, seq: int) -> bytes | None:
+        """Record ``seq`` of ``run_id`` as stored (read in its own transaction)."""
+
+        def work(cursor: Any, retried: bool) -> bytes | None:
+            ph = self.placeholder
+            cursor.execute(
+                f"SELECT data FROM {self.checkpoints_table} WHERE run_id = {ph} AND seq = {ph}", (run_id, seq)
+            )
+            row = cursor.fetchone()
+            return None if row is None else bytes(row[0])
+
+        return self._run(work, write=False)
 
     def load(self, run_id: str) -> list[tuple[int, bytes]]:
-        with self._transaction(write=False) as cursor:
+        def work(cursor: Any, retried: bool) -> list[tuple[int, bytes]]:
             cursor.execute(
                 f"SELECT seq, data FROM {self.checkpoints_table} "
                 f"WHERE run_id = {self.placeholder} ORDER BY seq",
                 (run_id,),
             )
             return [(seq, bytes(data)) for seq, data in cursor.fetchall()]
+
+        return self._run(work, write=False)
 
     def list_runs(
         self,
@@ -683,33 +811,41 @@ class SQLStore(CheckpointStore):
         sql = f"SELECT {', '.join(RunInfo.FIELDS)} FROM {self.runs_table}{where} ORDER BY created_at DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._transaction(write=False) as cursor:
+
+        def work(cursor: Any, retried: bool) -> list[RunInfo]:
             cursor.execute(sql, values)
             return [RunInfo(*row) for row in cursor.fetchall()]
 
-    def delete_run(self, run_id: str) -> bool:
-        with self._transaction() as cursor:
-            return self._delete(cursor, [run_id]) > 0
+        return self._run(work, write=False)
 
-    def _delete(self, cursor: Any, run_ids: list[str]) -> int:
-        if not run_ids:
-            return 0
-        marks = ", ".join(self.placeholder for _ in run_ids)
-        cursor.execute(f"DELETE FROM {self.checkpoints_table} WHERE run_id IN ({marks})", run_ids)
-        cursor.execute(f"DELETE FROM {self.runs_table} WHERE run_id IN ({marks})", run_ids)
-        return int(cursor.rowcount)
+    def delete_run(self, run_id: str) -> bool:
+        ph = self.placeholder
+
+        def work(cursor: Any, retried: bool) -> bool:
+            # The run row first: its row lock makes a writer's append in flight finish (or fail)
+            # before the records are deleted, so none is left behind.
+            cursor.execute(f"DELETE FROM {self.runs_table} WHERE run_id = {ph}", (run_id,))
+            had_run = cursor.rowcount > 0
+            cursor.execute(f"DELETE FROM {self.checkpoints_table} WHERE run_id = {ph}", (run_id,))
+            return bool(had_run or cursor.rowcount > 0)
+
+        return self._run(work)
 
     def purge_expired(self, now: float | None = None) -> int:
-        with self._transaction() as cursor:
-            return self._purge(cursor, time.time() if now is None else now)
+        moment = time.time() if now is None else now
+        return self._run(lambda cursor, retried: self._purge(cursor, moment))
 
     def _purge(self, cursor: Any, now: float) -> int:
+        """Delete the expired runs set-based (never one parameter per run: drivers limit those)."""
+        ph = self.placeholder
+        expired = f"expires_at IS NOT NULL AND expires_at <= {ph}"
         cursor.execute(
-            f"SELECT run_id FROM {self.runs_table} "
-            f"WHERE expires_at IS NOT NULL AND expires_at <= {self.placeholder}",
+            f"DELETE FROM {self.checkpoints_table} WHERE run_id IN "
+            f"(SELECT run_id FROM {self.runs_table} WHERE {expired})",
             (now,),
         )
-        return self._delete(cursor, [row[0] for row in cursor.fetchall()])
+        cursor.execute(f"DELETE FROM {self.runs_table} WHERE {expired}", (now,))
+        return int(cursor.rowcount)
 
 
 __all__ = [
@@ -717,14 +853,18 @@ __all__ = [
     "RunState",
     "SQLStore",
     "StateTracker",
+    "apply_record",
     "check_run_fields",
     "claim",
+    "deleted_run_error",
     "fold",
     "frame",
     "latest_state",
     "lease_is_live",
+    "lost_lease_error",
     "missing_extra",
     "new_owner",
+    "purge_quietly",
     "release",
     "select_runs",
     "unframe",

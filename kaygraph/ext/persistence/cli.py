@@ -25,6 +25,14 @@ def register(subparsers: Any) -> None:
     show = commands.add_parser("show", help="a run's metadata and its steps")
     show.add_argument("run_id")
     show.add_argument("--state", action="store_true", help="print the shared state after each step")
+    show.add_argument(
+        "--serializer",
+        choices=("json", "pickle"),
+        default="json",
+        help="decode checkpoints with this serializer (default: json). Runs recorded with pickle are "
+        "shown only with --serializer pickle: loading a pickle runs code, so use it only for a store "
+        "you trust",
+    )
     show.set_defaults(func=_show)
 
     delete = commands.add_parser("delete", help="erase every trace of a run")
@@ -66,7 +74,7 @@ def _show(args: Any) -> int:
     for name, value in info.__dict__.items():
         print(f"{name:<17} {_time(value) if name.endswith('_at') else value}")
     print()
-    for entry in steps(args.store, args.run_id):
+    for entry in steps(args.store, args.run_id, serializer=args.serializer):
         where = " > ".join(map(str, entry.path)) or "-"
         print(
             f"#{entry.seq:<5} {entry.kind:<7} {where:<30} action={entry.action!r} at {_time(entry.timestamp)}"

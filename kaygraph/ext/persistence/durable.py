@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import math
 import os
 import threading
 import time
@@ -21,6 +22,8 @@ from typing import Any
 from kaygraph.core.async_node import AsyncGraph, AsyncParallelBatchGraph
 from kaygraph.core.events import ResumePoint, RunListener
 from kaygraph.core.exceptions import (
+    CheckpointCorruptError,
+    ConfigurationError,
     PersistenceError,
     ResumeError,
     RunLockedError,
@@ -48,10 +51,129 @@ from .base import (
     release,
     to_json,
 )
-from .serialization import get_serializer
+from .serialization import _Undecodable, get_serializer
 from .stores import open_store, setting
 
 _UNSET: Any = object()
+
+
+def _setting_name(name: str, from_config: bool) -> str:
+    return f"persistence.{name}" if from_config else f"durable({name}=...)"
+
+
+def _checked_number(
+    name: str, value: Any, *, from_config: bool = False, allow_zero: bool = False
+) -> float | None:
+    """``value`` as seconds (None allowed); ConfigurationError naming the setting otherwise."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (value < 0 if allow_zero else value <= 0)
+    ):
+        bound = ">= 0 (0 or None: never)" if allow_zero else "> 0"
+        raise ConfigurationError(
+            f"{_setting_name(name, from_config)} must be a number of seconds {bound}, got {value!r} "
+            f"({type(value).__name__}); fix the value before running the graph",
+            key=name,
+            value=value,
+        )
+    return value
+
+
+def _checked_count(
+    name: str, value: Any, *, from_config: bool = False, allow_none: bool = False
+) -> int | None:
+    """``value`` as an int >= 1 (or None when allowed); ConfigurationError naming the setting otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = " or None (no limit)" if allow_none else ""
+        raise ConfigurationError(
+            f"{_setting_name(name, from_config)} must be an int >= 1{also}, got {value!r} "
+            f"({type(value).__name__}); fix the value before running the graph",
+            key=name,
+            value=value,
+        )
+    return value
+
+
+def check_serializer(info: RunInfo, serializer: Serializer) -> None:
+    """Refuse to decode run ``info`` with a serializer other than the one that wrote it.
+
+    Readers decode only with the serializer they configured (JSON by default), never with the
+    one named in the store, which anybody with write access to the store could set to pickle.
+    """
+    if info.serializer == serializer.name:
+        return
+    if info.serializer == "pickle":
+        how = (
+            "If you trust this store (loading a pickle runs code), opt in explicitly: "
+            "durable(graph, store, serializer='pickle'), steps(store, run_id, serializer='pickle') "
+            "or `kaygraph runs show --serializer pickle`."
+        )
+    else:
+        how = f"Read it with serializer={info.serializer!r}."
+    raise PersistenceError(
+        f"run {info.run_id!r} was recorded with the {info.serializer!r} serializer, but this reader "
+        f"uses {serializer.name!r}; its checkpoints are not decoded with a serializer that did not "
+        f"write them. {how}",
+        run_id=info.run_id,
+    )
+
+
+def decode_value(serializer: Serializer, data: Any, *, run_id: str, seq: int, key_path: str) -> Any:
+    """``serializer.decode(data)`` with errors naming the run, the record and the key path.
+
+    A class this process does not know gives ``SerializationError`` (import its module or
+    register it); data the serializer cannot have written gives ``CheckpointCorruptError``.
+    """
+    try:
+        return serializer.decode(data)
+    except Exception as exc:
+        inner = getattr(exc, "key_path", None) or ""
+        where = f"{key_path}{inner}"
+        if isinstance(exc, SerializationError) and not isinstance(exc, _Undecodable):
+            raise SerializationError(
+                f"cannot restore {where} of run {run_id!r} (checkpoint record {seq}): {exc}",
+                run_id=run_id,
+                key_path=where,
+            ) from exc
+        raise CheckpointCorruptError(
+            f"checkpoint record {seq} of run {run_id!r} cannot be decoded at {where} "
+            f"({type(exc).__name__}: {exc}): the stored data is damaged or was not written by the "
+            f"{serializer.name!r} serializer. Delete the run (kaygraph runs delete {run_id}) and "
+            "start it again.",
+            run_id=run_id,
+        ) from exc
+
+
+def decode_state(
+    serializer: Serializer, state: Mapping[str, Any], *, run_id: str, seq: int
+) -> dict[str, Any]:
+    """The shared store from a folded run state (values in parsed JSON form)."""
+    return {
+        key: decode_value(serializer, value, run_id=run_id, seq=seq, key_path=f"shared[{key!r}]")
+        for key, value in state.items()
+    }
+
+
+def decode_params(serializer: Serializer, params: Any, *, run_id: str, seq: int) -> dict[str, Any] | None:
+    """The run's params from a folded run state, or None when the run recorded none."""
+    if params is None:
+        return None
+    value = decode_value(serializer, params, run_id=run_id, seq=seq, key_path="params")
+    if not isinstance(value, dict):
+        raise CheckpointCorruptError(
+            f"checkpoint record {seq} of run {run_id!r} holds params of type {type(value).__name__}, "
+            f"not a dict; delete the run (kaygraph runs delete {run_id}) and start it again.",
+            run_id=run_id,
+        )
+    return value
+
+
 #: The run row is refreshed (steps, updated_at, lease expiry) at most this often, in seconds.
 _ROW_REFRESH = 1.0
 
@@ -115,8 +237,8 @@ class Checkpointer(RunListener):
         self.tracker = StateTracker(self.serializer)
         self.seq = next_seq
         self.snapshot_seqs = list(snapshot_seqs or [])
+        #: The top graph's params, encoded once: they are fixed for the whole run.
         self._params_text: str | None = run_state.params
-        self._no_params = self.serializer.encode({}, "params")
         self._parallel: set[tuple[Any, ...]] = set()
         self._path_texts: dict[tuple[Any, ...], str] = {}
         self._row_refreshed = time.monotonic()
@@ -150,16 +272,10 @@ class Checkpointer(RunListener):
             }
         if changes is not None:
             self._row_refreshed = time.monotonic()
-        self.store.append(self.run_id, seq, record, changes=changes, prune_below=prune_below)
+        self.store.append(
+            self.run_id, seq, record, owner=self.owner, changes=changes, prune_below=prune_below
+        )
         self.seq = seq + 1
-
-    def _params(self, params: dict[str, Any]) -> str | None:
-        """The encoded params if they changed since the last record, else None."""
-        text = self.serializer.encode(params, "params") if params else self._no_params
-        if text == self._params_text:
-            return None
-        self._params_text = text
-        return text
 
     def _inside_parallel(self, path: tuple[Any, ...]) -> bool:
         """Whether ``path`` runs inside an AsyncParallelBatchGraph, whose param sets interleave."""
@@ -187,7 +303,6 @@ class Checkpointer(RunListener):
         with self._lock:
             try:
                 changed, deleted = self.tracker.diff(shared)
-                params_text = self._params(params)
             except SerializationError as exc:
                 raise SerializationError(
                     f"run {self.run_id!r} cannot checkpoint after node {node_id!r}: {exc}",
@@ -199,7 +314,7 @@ class Checkpointer(RunListener):
             position = None
             if not (self._parallel and self._inside_parallel(path)):
                 position = (*path[:-1], next_node_id)
-            run_state.advance(path, changed, deleted, position=position, action=action, params=params_text)
+            run_state.advance(path, changed, deleted, position=position, action=action)
             # The hot path of every durable run: the record text is assembled directly.
             head = f'"t":{time.time():.3f},"i":{run_state.steps},"p":{self._json_path(path)},'
             head += f'"a":{action_json(action)},"dt":{duration:.6f}'
@@ -213,8 +328,6 @@ class Checkpointer(RunListener):
                 head += f',"x":{self._json_path(position)}'
             if deleted:
                 head += f',"d":{to_json(deleted)}'
-            if params_text is not None:
-                head += f',"m":{params_text}'
             text = f'{{"v":{SCHEMA_VERSION},"k":"step",{head},"u":{join_encoded(changed)}}}'
             self.write(frame(text), snapshot=False)
 
@@ -252,7 +365,8 @@ class Checkpointer(RunListener):
 
     def on_run_end(self, *, shared: Any, action: Any, error: BaseException | None, **kwargs: Any) -> None:
         with self._lock:
-            if isinstance(error, RunLockedError):  # another writer owns the run now: touch nothing
+            if isinstance(error, (RunLockedError, RunNotFoundError)) and error.run_id == self.run_id:
+                # Another writer owns the run now, or it was deleted: touch nothing.
                 release(self.store, self.run_id, self.owner, {})
                 return
             status = "succeeded" if error is None else "failed"
@@ -270,19 +384,16 @@ class Checkpointer(RunListener):
                 status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
                 raise
             finally:
-                now = time.time()
-                release(
-                    self.store,
-                    self.run_id,
-                    self.owner,
-                    {
-                        "status": status,
-                        "error": message,
-                        "steps": self.run_state.steps,
-                        "updated_at": now,
-                        "expires_at": None if not self.ttl else now + self.ttl,
-                    },
-                )
+                changes: dict[str, Any] = {"status": status, "error": message}
+                try:
+                    now = time.time()
+                    changes.update(
+                        steps=self.run_state.steps,
+                        updated_at=now,
+                        expires_at=None if not self.ttl else now + self.ttl,
+                    )
+                finally:
+                    release(self.store, self.run_id, self.owner, changes)
 
 
 class DurableGraph:
@@ -311,16 +422,28 @@ class DurableGraph:
     ) -> None:
         if not isinstance(graph, Graph):
             raise PersistenceError(f"durable() needs a kaygraph Graph or AsyncGraph, got {graph!r}")
-        if not isinstance(snapshot_every, int) or snapshot_every < 1:
-            raise PersistenceError(f"snapshot_every must be an int >= 1, got {snapshot_every!r}")
+        self.ttl: float | None = _checked_number(
+            "ttl", setting("ttl") if ttl is _UNSET else ttl, from_config=ttl is _UNSET, allow_zero=True
+        )
+        self.keep_snapshots: int | None = _checked_count(
+            "keep_snapshots",
+            setting("keep_snapshots") if keep_snapshots is _UNSET else keep_snapshots,
+            from_config=keep_snapshots is _UNSET,
+            allow_none=True,
+        )
+        self.snapshot_every: int = _checked_count("snapshot_every", snapshot_every)  # type: ignore[assignment]
+        lease = _checked_number("lease_seconds", lease_seconds)
+        if lease is None:
+            raise ConfigurationError(
+                "durable() lease_seconds must be a number of seconds > 0, got None",
+                key="lease_seconds",
+                value=None,
+            )
+        self.lease_seconds: float = lease
+        self.serializer = get_serializer(setting("serializer") if serializer is None else serializer)
         self.graph = graph
         self.store = open_store(store)
         self._owns_store = not isinstance(store, CheckpointStore)
-        self.serializer = get_serializer(setting("serializer") if serializer is None else serializer)
-        self.ttl = setting("ttl") if ttl is _UNSET else ttl
-        self.keep_snapshots = setting("keep_snapshots") if keep_snapshots is _UNSET else keep_snapshots
-        self.snapshot_every = snapshot_every
-        self.lease_seconds = lease_seconds
 
     @property
     def graph_name(self) -> str:
@@ -414,11 +537,17 @@ class DurableGraph:
         if start is None:
             raise PersistenceError(f"graph {self.graph_name!r} has no start node")
         self.graph.nodes()  # assigns the node ids used in positions
-        owner = new_owner()
         run_state = RunState()
         run_state.position = (start.node_id,)
+        # The top graph's params are fixed for the run: kept in every snapshot, restored on resume.
+        run_state.params = self.serializer.encode(dict(self.graph.params), "params")
+        owner = new_owner()
         checkpointer = Checkpointer(self, run_id, owner, run_state)
-        first = checkpointer.snapshot("start", shared)
+        try:
+            first = checkpointer.snapshot("start", shared)
+        except BaseException:
+            drop_owner(owner)
+            raise
         now = time.time()
         info = RunInfo(
             run_id=run_id,
@@ -452,19 +581,14 @@ class DurableGraph:
         info = self.get_run(run_id)
         if info.status == "succeeded":
             return self._stored_result(info)
-        if info.serializer != self.serializer.name:
-            raise PersistenceError(
-                f"run {run_id!r} was written with the {info.serializer!r} serializer; resume it with "
-                f"durable(graph, store, serializer={info.serializer!r})",
-                run_id=run_id,
-            )
+        check_serializer(info, self.serializer)
         owner = new_owner()
         if not claim(self.store, info, owner, self.lease_seconds):
             raise RunNotFoundError(f"run {run_id!r} was deleted while resuming it", run_id=run_id)
         try:
             last_seq, stored, snapshot_seqs = latest_state(self.store, run_id)
-            shared = {key: self.serializer.decode(value) for key, value in stored.state.items()}
-            resume_point = self._resume_point(run_id, stored)
+            shared = decode_state(self.serializer, stored.state, run_id=run_id, seq=last_seq)
+            resume_point = self._resume_point(run_id, stored, last_seq)
             run_state = RunState()
             run_state.position = stored.position
             run_state.last_action = stored.last_action
@@ -483,13 +607,19 @@ class DurableGraph:
             raise
         return checkpointer, shared, resume_point
 
-    def _resume_point(self, run_id: str, stored: RunState) -> ResumePoint:
+    def _resume_point(self, run_id: str, stored: RunState, seq: int) -> ResumePoint:
         """Where to restart, checked against the current graph so a missing node is named."""
         position = stored.position
         level: Graph = self.graph
         for depth, element in enumerate(position):
-            if element is None or isinstance(element, int):
+            if element is None or type(element) is int:
                 continue
+            if type(element) is not str:
+                raise CheckpointCorruptError(
+                    f"checkpoint record {seq} of run {run_id!r} has a malformed position {position!r}; "
+                    f"delete the run (kaygraph runs delete {run_id}) and start it again.",
+                    run_id=run_id,
+                )
             nodes = level.nodes()
             node = nodes.get(element)
             if node is None:
@@ -507,13 +637,22 @@ class DurableGraph:
         completed = (
             # Batch graphs record None per finished parameter set (their results are not kept).
             {
-                index: None if value is None else self.serializer.decode(value)
+                index: None
+                if value is None
+                else decode_value(
+                    self.serializer,
+                    value,
+                    run_id=run_id,
+                    seq=seq,
+                    key_path=f"result of item {index} of node {position[-1]!r}",
+                )
                 for index, value in items.items()
             }
             if items
             else None
         )
-        return ResumePoint(position, last_action=stored.last_action, completed_items=completed)
+        params = decode_params(self.serializer, stored.params, run_id=run_id, seq=seq)
+        return ResumePoint(position, last_action=stored.last_action, completed_items=completed, params=params)
 
     def _result(self, checkpointer: Checkpointer, shared: Any, action: Any) -> RunResult:
         return RunResult(
@@ -525,8 +664,9 @@ class DurableGraph:
         )
 
     def _stored_result(self, info: RunInfo) -> RunResult:
-        _, stored, _ = latest_state(self.store, info.run_id)
-        shared = {key: self.serializer.decode(value) for key, value in stored.state.items()}
+        check_serializer(info, self.serializer)
+        last_seq, stored, _ = latest_state(self.store, info.run_id)
+        shared = decode_state(self.serializer, stored.state, run_id=info.run_id, seq=last_seq)
         return RunResult(
             run_id=info.run_id,
             status=info.status,
@@ -631,11 +771,14 @@ def steps(
     """The kept history of ``run_id``: start/resume/step/end entries with the shared state after each.
 
     Batch items are folded into their node's entry. How far back it goes is bounded by
-    ``keep_snapshots`` (the oldest entry is the oldest kept snapshot).
+    ``keep_snapshots`` (the oldest entry is the oldest kept snapshot). States are decoded with
+    ``serializer`` (default: JSON) only, never with the serializer named in the store: a run
+    recorded with another one raises ``PersistenceError`` saying how to opt in.
     """
+    decoder = get_serializer(serializer)
     with _opened(store) as opened:
         info = get_run(opened, run_id)
-        decoder = get_serializer(serializer or info.serializer)
+        check_serializer(info, decoder)
         history = []
         for seq, record, run_state in fold(opened, run_id):
             kind = record["k"]
@@ -653,8 +796,8 @@ def steps(
                     next_position=run_state.position,
                     timestamp=record["t"],
                     duration=record.get("dt"),
-                    state={key: decoder.decode(value) for key, value in run_state.state.items()},
-                    params=None if run_state.params is None else decoder.decode(run_state.params),
+                    state=decode_state(decoder, run_state.state, run_id=run_id, seq=seq),
+                    params=decode_params(decoder, run_state.params, run_id=run_id, seq=seq),
                 )
             )
         return history
@@ -666,11 +809,15 @@ def delete_run(store: str | CheckpointStore | None, run_id: str, *, force: bool 
     Refuses with ``RunLockedError`` while a live process is writing the run, unless ``force``.
     """
     with _opened(store) as opened:
-        info = opened.get_run(run_id)
-        if info is None:
-            return False
-        if not force and lease_is_live(info):
+        try:
+            info = opened.get_run(run_id)
+        except CheckpointCorruptError:
+            if not force:  # its lease cannot be read: erase it only when told to
+                raise
+            info = None
+        if info is not None and not force and lease_is_live(info):
             raise locked_error(info)
+        # Also when the run row is gone: erase any record left behind without one.
         return opened.delete_run(run_id)
 
 
@@ -679,6 +826,8 @@ __all__ = [
     "DurableGraph",
     "RunResult",
     "StepRecord",
+    "check_serializer",
+    "decode_value",
     "delete_run",
     "durable",
     "get_run",

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .abc import ANY_OWNER, CheckpointStore, RunInfo
-from .base import check_run_fields, select_runs, stale_writer_error
+from .base import (
+    check_run_fields,
+    deleted_run_error,
+    lost_lease_error,
+    purge_quietly,
+    select_runs,
+    stale_writer_error,
+)
 
 _named_stores: dict[str, MemoryStore] = {}
 _named_lock = threading.Lock()
@@ -38,8 +45,8 @@ class MemoryStore(CheckpointStore):
             return store
 
     def create_run(self, info: RunInfo, first_record: bytes) -> bool:
+        purge_quietly(self)
         with self._lock:
-            self._purge(time.time())
             if info.run_id in self._runs:
                 return False
             self._runs[info.run_id] = RunInfo(*info.as_row())
@@ -70,10 +77,16 @@ class MemoryStore(CheckpointStore):
         seq: int,
         record: bytes,
         *,
+        owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
         prune_below: int | None = None,
     ) -> None:
         with self._lock:
+            info = self._runs.get(run_id)
+            if info is None:
+                raise deleted_run_error(run_id)
+            if owner is not None and info.lease_owner != owner:
+                raise lost_lease_error(run_id, seq)
             records = self._records.setdefault(run_id, {})
             if seq in records:
                 raise stale_writer_error(run_id, seq)
@@ -103,8 +116,8 @@ class MemoryStore(CheckpointStore):
 
     def delete_run(self, run_id: str) -> bool:
         with self._lock:
-            self._records.pop(run_id, None)
-            return self._runs.pop(run_id, None) is not None
+            had_records = self._records.pop(run_id, None) is not None
+            return self._runs.pop(run_id, None) is not None or had_records
 
     def purge_expired(self, now: float | None = None) -> int:
         with self._lock:

@@ -30,6 +30,8 @@ class PostgresStore(SQLStore):
     backend = "postgres"
     placeholder = "%s"
     blob_type = "BYTEA"
+    # The lock an UPDATE of the row takes anyway, so the append's own row update never has to upgrade it.
+    row_lock = " FOR NO KEY UPDATE"
 
     def __init__(self, url: str, *, schema: str | None = None, table_prefix: str = "kaygraph_") -> None:
         for name, value in (("schema", schema), ("table_prefix", table_prefix)):
@@ -38,12 +40,7 @@ class PostgresStore(SQLStore):
         self.url = url
         self.schema = schema
         self.set_tables(table_prefix, f"{schema}." if schema else "")
-        try:
-            self._connection = psycopg.connect(url, autocommit=True)
-        except psycopg.Error as exc:
-            raise PersistenceError(
-                f"cannot connect to the PostgreSQL store {self.describe()}: {exc}"
-            ) from exc
+        self._connection = self._connect()
         self._lock = threading.Lock()
         with self._transaction() as cursor:
             # Concurrent first connections would race on CREATE TABLE IF NOT EXISTS: serialize them.
@@ -58,8 +55,39 @@ class PostgresStore(SQLStore):
         with self._lock, self._connection.transaction(), self._connection.cursor() as cursor:
             yield cursor
 
+    def _connect(self) -> Any:
+        try:
+            return psycopg.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            raise PersistenceError(
+                f"cannot connect to the PostgreSQL store {self.describe()}: {exc}"
+            ) from exc
+
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, pg_errors.UniqueViolation)
+
+    def _reconnect_after(self, exc: BaseException) -> bool:
+        """The server closed the connection (restart, failover, idle timeout, terminated backend):
+        open a new one, so the operation is retried once instead of every later call failing."""
+        if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        with self._lock:
+            connection = self._connection
+            if not (connection.closed or connection.broken):
+                return False
+            with contextlib.suppress(Exception):
+                connection.close()
+            self._connection = self._connect()
+        return True
+
+    def _purge(self, cursor: Any, now: float) -> int:
+        # Lock the expired rows first, so no append or claim slips in between the two deletes.
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT run_id FROM {self.runs_table} WHERE expires_at IS NOT NULL "
+            "AND expires_at <= %s FOR UPDATE) AS expired",
+            (now,),
+        )
+        return super()._purge(cursor, now)
 
     def close(self) -> None:
         with self._lock:

@@ -7,8 +7,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from kaygraph.core.exceptions import CheckpointCorruptError
+
 from .abc import ANY_OWNER, CheckpointStore, RunInfo
-from .base import check_run_fields, missing_extra, select_runs, stale_writer_error
+from .base import (
+    check_run_fields,
+    deleted_run_error,
+    logger,
+    lost_lease_error,
+    missing_extra,
+    purge_quietly,
+    select_runs,
+    stale_writer_error,
+)
 
 try:
     import redis as redis_py
@@ -45,8 +56,8 @@ local function apply_changes(changes_json)
   end
 end
 
-local function purge(prefix, now_ms)
-  local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms)
+local function purge(prefix, now_ms, limit)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms, 'LIMIT', 0, limit)
   for _, run_id in ipairs(due) do
     redis.call('DEL', prefix .. 'run:' .. run_id, prefix .. 'records:' .. run_id)
     redis.call('ZREM', KEYS[3], run_id)
@@ -56,11 +67,10 @@ local function purge(prefix, now_ms)
 end
 """
 
-# ARGV: run_id, created_at, the whole row as JSON, record 0, prefix, now in ms.
+# ARGV: run_id, created_at, the whole row as JSON, record 0.
 _CREATE = (
     _FUNCTIONS
     + """
-purge(ARGV[5], ARGV[6])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], '0', ARGV[4])
@@ -84,10 +94,14 @@ return 1
 """
 )
 
-# ARGV: run_id, seq, record, changes ('' for none), prune_below ('' for none).
+# ARGV: run_id, seq, record, changes ('' for none), prune_below ('' for none), owner ('' for any).
+# Returns 1, or 0: record seq exists, -1: no such run (deleted), -2: the lease is not the owner's.
+# The run must exist, so a writer never recreates a deleted run (or records without their run).
 _APPEND = (
     _FUNCTIONS
     + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[6] then return -2 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 if ARGV[4] ~= '' then apply_changes(ARGV[4]) end
 if ARGV[5] ~= '' then
@@ -102,8 +116,9 @@ return 1
 """
 )
 
-# ARGV: run_id (unused), prefix, now in ms.
-_PURGE = _FUNCTIONS + "return purge(ARGV[2], ARGV[3])"
+# ARGV: run_id (unused), prefix, now in ms, at most this many runs (so Redis is never blocked long).
+_PURGE = _FUNCTIONS + "return purge(ARGV[2], ARGV[3], ARGV[4])"
+_PURGE_BATCH = 1000
 
 _FLOATS = ("created_at", "updated_at", "lease_expires_at", "expires_at")
 
@@ -138,33 +153,37 @@ class RedisStore(CheckpointStore):
         return [f"{prefix}run:{run_id}", f"{prefix}records:{run_id}", f"{prefix}runs", f"{prefix}expiries"]
 
     def create_run(self, info: RunInfo, first_record: bytes) -> bool:
+        purge_quietly(self)
         row = json.dumps({name: _text(getattr(info, name)) for name in RunInfo.FIELDS})
         created = self._create(
             keys=self._keys(info.run_id),
-            args=[
-                info.run_id,
-                repr(info.created_at),
-                row,
-                first_record,
-                self.prefix,
-                int(time.time() * 1000),
-            ],
+            args=[info.run_id, repr(info.created_at), row, first_record],
         )
         return bool(created)
 
     def get_run(self, run_id: str) -> RunInfo | None:
-        return self._info(self.client.hgetall(self._keys(run_id)[0]))
+        return self._info(run_id, self.client.hgetall(self._keys(run_id)[0]))
 
-    @staticmethod
-    def _info(fields: Mapping[bytes, bytes]) -> RunInfo | None:
+    def _info(self, run_id: str, fields: Mapping[bytes, bytes]) -> RunInfo | None:
+        """The run from its hash; ``CheckpointCorruptError`` naming the run if the hash is damaged."""
         if not fields:
             return None
-        values: dict[str, Any] = {key.decode(): value.decode() for key, value in fields.items()}
-        for name in _FLOATS:
-            if name in values:
-                values[name] = float(values[name])
-        values["steps"] = int(values.get("steps", 0))
-        return RunInfo(**values)
+        try:
+            values: dict[str, Any] = {key.decode(): value.decode() for key, value in fields.items()}
+            for name in _FLOATS:
+                if name in values:
+                    values[name] = float(values[name])
+            values["steps"] = int(values.get("steps", 0))
+            info = RunInfo(**values)
+            if info.run_id != run_id:
+                raise ValueError(f"the hash names run {info.run_id!r}")
+        except Exception as exc:
+            raise CheckpointCorruptError(
+                f"the metadata of run {run_id!r} in {self.describe()} is damaged ({type(exc).__name__}: "
+                f"{exc}); delete the run (kaygraph runs delete {run_id} --force) and start it again.",
+                run_id=run_id,
+            ) from exc
+        return info
 
     def _changes(self, changes: Mapping[str, Any]) -> str:
         check_run_fields(changes)
@@ -182,6 +201,7 @@ class RedisStore(CheckpointStore):
         seq: int,
         record: bytes,
         *,
+        owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
         prune_below: int | None = None,
     ) -> None:
@@ -191,8 +211,14 @@ class RedisStore(CheckpointStore):
             record,
             self._changes(changes) if changes else "",
             "" if prune_below is None else prune_below,
+            owner or "",
         ]
-        if not self._append(keys=self._keys(run_id), args=args):
+        written = self._append(keys=self._keys(run_id), args=args)
+        if written == -1:
+            raise deleted_run_error(run_id)
+        if written == -2:
+            raise lost_lease_error(run_id, seq)
+        if not written:
             raise stale_writer_error(run_id, seq)
 
     def load(self, run_id: str) -> list[tuple[int, bytes]]:
@@ -217,7 +243,12 @@ class RedisStore(CheckpointStore):
             pipeline.hgetall(meta_key + run_id.decode())
         runs, gone = [], []
         for run_id, fields in zip(run_ids, pipeline.execute(), strict=True):
-            info = self._info(fields)
+            try:
+                info = self._info(run_id.decode(errors="replace"), fields)
+            except CheckpointCorruptError as exc:
+                # One damaged run must not hide every other run: skip it, say which.
+                logger.warning("skipping run %r in list_runs: %s", run_id.decode(errors="replace"), exc)
+                continue
             if info is None:
                 gone.append(run_id)  # expired natively: drop it from the index too
             else:
@@ -238,8 +269,13 @@ class RedisStore(CheckpointStore):
     def purge_expired(self, now: float | None = None) -> int:
         """Redis expires run keys by itself; this also drops their index entries (and runs already
         due at ``now``). Every new run does the same, so the index never keeps expired runs long."""
-        now = time.time() if now is None else now
-        return int(self._purge(keys=self._keys(""), args=["", self.prefix, int(now * 1000)]))
+        now_ms = int((time.time() if now is None else now) * 1000)
+        total = 0
+        while True:  # in batches: one script call never blocks Redis for long
+            purged = int(self._purge(keys=self._keys(""), args=["", self.prefix, now_ms, _PURGE_BATCH]))
+            total += purged
+            if purged < _PURGE_BATCH:
+                return total
 
     def close(self) -> None:
         self.client.close()

@@ -5,6 +5,8 @@ marks the types JSON lacks with a small tag object (``{"__kg__": "tuple", "v": [
 round-trips dict, list, str, int, float, bool, None, tuple, set, frozenset, bytes, datetime, date,
 time, timedelta, Decimal, UUID, Enum members, dataclasses and pydantic models. Anything else fails
 with a :class:`SerializationError` that names the key path (``shared['docs'][3]['embedding']``).
+Loading never imports a module named in the data: classes are found among those registered with
+:func:`register_type` or in modules the process has already imported.
 
 :class:`PickleSerializer` accepts any picklable value but is opt-in only: loading a pickle runs
 code, so use it only with a store nobody else can write to.
@@ -17,11 +19,12 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
-import importlib
 import json
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+import zoneinfo
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kaygraph.core.exceptions import PersistenceError, SerializationError
@@ -34,18 +37,87 @@ _SCALARS = (str, int, float, bool, type(None))
 _INFINITIES = (float("inf"), float("-inf"))
 
 
-def _class_path(cls: type) -> str:
+def _class_path(cls: type, key_path: str) -> str:
+    """``module:qualname`` of a class whose instances are checkpointed; refuses classes that could
+    never be found again when the checkpoint is read (defined inside a function)."""
+    qualname = cls.__qualname__
+    if "<locals>" in qualname:
+        raise SerializationError(
+            f"cannot checkpoint {key_path} of type {cls.__module__}.{qualname}: the class is defined "
+            "inside a function, so a resumed run could never find it again. Define it at module "
+            "level (or convert the value to a dict).",
+            key_path=key_path,
+        )
+    return f"{cls.__module__}:{qualname}"
+
+
+#: Classes registered with :func:`register_type`, by ``module:qualname``.
+_registered: dict[str, type] = {}
+_registry_lock = threading.Lock()
+
+
+def register_type(cls: type) -> type:
+    """Allow instances of ``cls`` (a dataclass, Enum or pydantic model) to be restored from checkpoints.
+
+    Checkpoint data never makes the JSON serializer import a module: a class is found in this
+    registry, or in a module that is already imported (``sys.modules``). Register a class (or
+    import its module before resuming) when the run is read by a process that would not have
+    imported it otherwise. Usable as a class decorator; returns ``cls``.
+    """
+    if not isinstance(cls, type) or not _restorable_kind(cls):
+        raise SerializationError(
+            f"register_type() takes a dataclass, Enum or pydantic model class, got {cls!r}"
+        )
+    path = _class_path(cls, f"register_type({cls.__qualname__})")
+    with _registry_lock:
+        _registered[path] = cls
+    return cls
+
+
+def _restorable_kind(cls: type) -> bool:
+    """Whether ``cls`` is a kind of class the JSON serializer restores (dataclass, Enum, pydantic)."""
+    if dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum):
+        return True
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and issubclass(cls, pydantic.BaseModel)
+
+
+def _resolve_class(path: Any, key_path: str) -> type:
+    """The class named ``module:qualname`` in checkpoint data, without importing anything.
+
+    Looked up in the :func:`register_type` registry, then in modules already imported; the object
+    found must be a class whose own ``module:qualname`` is ``path``.
+    """
+    if type(path) is not str or ":" not in path:
+        raise _Undecodable(f"malformed class name {path!r}", key_path=key_path)
+    cls = _registered.get(path)
+    if cls is not None:
+        return cls
+    module_name, _, qualname = path.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split(".") if obj is not None else ():
+        # The namespace itself, never getattr: a module __getattr__ (lazy exports) could import.
+        namespace = getattr(obj, "__dict__", None)
+        obj = namespace.get(part) if isinstance(namespace, Mapping) else None
+        if obj is None:
+            break
+    if not isinstance(obj, type) or _class_path_of(obj) != path:
+        raise SerializationError(
+            f"class {path!r} is not known to this process, so the value cannot be restored. The "
+            f"JSON serializer never imports modules named in checkpoint data: import "
+            f"{module_name!r} before resuming or reading the run, or register the class with "
+            "kaygraph.ext.persistence.register_type(cls).",
+            key_path=key_path,
+        )
+    return obj
+
+
+def _class_path_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import_class(path: str) -> type:
-    module_name, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise TypeError(f"{path!r} is not a class")
-    return obj
+class _Undecodable(SerializationError):
+    """Checkpoint data that is not what the JSON serializer wrote (bad structure, unknown tag)."""
 
 
 def _key_repr(key_path: str, key: Any) -> str:
@@ -53,10 +125,11 @@ def _key_repr(key_path: str, key: Any) -> str:
 
 
 class JSONSerializer(Serializer):
-    """Safe default: JSON with type tags; never runs code when loading (only imports named classes).
+    """Safe default: JSON with type tags; loading never imports a module nor runs unknown code.
 
-    Dataclasses, Enums and pydantic models are restored by importing their class by
-    ``module:qualname`` and checking that it really is a dataclass / Enum / pydantic model.
+    Dataclasses, Enums and pydantic models are restored by finding their class by
+    ``module:qualname`` among the classes registered with :func:`register_type` or in modules that
+    are already imported, and checking that it really is a dataclass / Enum / pydantic model.
     """
 
     name = "json"
@@ -73,8 +146,12 @@ class JSONSerializer(Serializer):
         return to_json(self._tagged(value, key_path))
 
     def decode(self, data: Any) -> Any:
-        """The value encoded by :meth:`encode`, from its parsed JSON form."""
-        return self._untagged(data)
+        """The value encoded by :meth:`encode`, from its parsed JSON form.
+
+        Raises ``SerializationError`` whose ``key_path`` is relative to the value (``['docs'][3]``)
+        for data this serializer did not write or a class this process does not know.
+        """
+        return self._untagged(data, "")
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -103,17 +180,20 @@ class JSONSerializer(Serializer):
 
     def _tagged_other(self, value: Any, key_path: str) -> Any:
         if isinstance(value, enum.Enum):
-            return {_TAG: "enum", "cls": _class_path(type(value)), "v": self._tagged(value.value, key_path)}
+            cls = _class_path(type(value), key_path)
+            return {_TAG: "enum", "cls": cls, "v": self._tagged(value.value, key_path)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            cls = _class_path(type(value), key_path)
             fields = {
                 field.name: self._tagged(getattr(value, field.name), f"{key_path}.{field.name}")
                 for field in dataclasses.fields(value)
             }
-            return {_TAG: "dataclass", "cls": _class_path(type(value)), "v": fields}
+            return {_TAG: "dataclass", "cls": cls, "v": fields}
         pydantic = sys.modules.get("pydantic")
         if pydantic is not None and isinstance(value, pydantic.BaseModel):
+            cls = _class_path(type(value), key_path)
             data = value.model_dump(mode="python")
-            return {_TAG: "pydantic", "cls": _class_path(type(value)), "v": self._tagged(data, key_path)}
+            return {_TAG: "pydantic", "cls": cls, "v": self._tagged(data, key_path)}
         # Subclasses of the built-in containers (OrderedDict, defaultdict, namedtuple, ...) would lose
         # their type silently: refuse them like any other unknown type.
         raise SerializationError(
@@ -127,18 +207,25 @@ class JSONSerializer(Serializer):
 
     # -- decoding ----------------------------------------------------------------------------
 
-    def _untagged(self, data: Any) -> Any:
+    def _untagged(self, data: Any, key_path: str) -> Any:
         kind = type(data)
         if kind is list:
-            return [self._untagged(item) for item in data]
+            return [self._untagged(item, f"{key_path}[{index}]") for index, item in enumerate(data)]
         if kind is dict:
             tag = data.get(_TAG)
             if tag is None:
-                return {key: self._untagged(item) for key, item in data.items()}
-            decoder = _DECODERS.get(tag)
+                return {key: self._untagged(item, _key_repr(key_path, key)) for key, item in data.items()}
+            decoder = _DECODERS.get(tag) if type(tag) is str else None
             if decoder is None:
-                raise ValueError(f"unknown type tag {tag!r}")
-            return decoder(self, data)
+                raise _Undecodable(f"unknown type tag {tag!r}", key_path=key_path)
+            try:
+                return decoder(self, data, key_path)
+            except SerializationError:
+                raise
+            except Exception as exc:
+                raise _Undecodable(
+                    f"malformed {tag!r} value ({type(exc).__name__}: {exc})", key_path=key_path
+                ) from exc
         return data
 
 
@@ -155,12 +242,35 @@ def _encode_set(serializer: JSONSerializer, value: Any, key_path: str) -> Any:
     return {_TAG: "set" if type(value) is set else "frozenset", "v": items}
 
 
+def _encode_datetime(_serializer: JSONSerializer, value: Any, _key_path: str) -> Any:
+    """ISO text; a ``ZoneInfo`` zone is kept by name (``"tz"``) and ``fold`` when set, so wall
+    time, zone rules and the ambiguous hour all come back."""
+    tagged: dict[str, Any] = {_TAG: "datetime", "v": value.isoformat()}
+    tzinfo = value.tzinfo
+    if type(tzinfo) is zoneinfo.ZoneInfo and tzinfo.key is not None:
+        tagged["tz"] = tzinfo.key
+    if value.fold:
+        tagged["fold"] = 1
+    return tagged
+
+
+def _decode_datetime(_serializer: JSONSerializer, data: dict[str, Any], _key_path: str) -> Any:
+    value = _dt.datetime.fromisoformat(data["v"])
+    zone = data.get("tz")
+    if zone is not None:
+        # The ISO text holds the wall time: attach the zone to it, as the original value had it.
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    if data.get("fold"):
+        value = value.replace(fold=1)
+    return value
+
+
 _ENCODERS: dict[type, Callable[[JSONSerializer, Any, str], Any]] = {
     tuple: _encode_tuple,
     set: _encode_set,
     frozenset: _encode_set,
     bytes: lambda _s, value, _p: {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")},
-    _dt.datetime: lambda _s, value, _p: {_TAG: "datetime", "v": value.isoformat()},
+    _dt.datetime: _encode_datetime,
     _dt.date: lambda _s, value, _p: {_TAG: "date", "v": value.isoformat()},
     _dt.time: lambda _s, value, _p: {_TAG: "time", "v": value.isoformat()},
     _dt.timedelta: lambda _s, value, _p: {
@@ -172,17 +282,28 @@ _ENCODERS: dict[type, Callable[[JSONSerializer, Any, str], Any]] = {
 }
 
 
-def _decode_class(data: dict[str, Any], check: Callable[[type], bool], what: str) -> type:
-    cls = _import_class(data["cls"])
+def _decode_class(data: dict[str, Any], key_path: str, check: Callable[[type], bool], what: str) -> type:
+    cls = _resolve_class(data["cls"], key_path)
     if not check(cls):
-        raise ValueError(f"{data['cls']!r} is not a {what}")
+        raise SerializationError(
+            f"class {data['cls']!r} is not a {what}, so the checkpoint cannot have stored it: the data "
+            "was altered or the class changed since the run was checkpointed",
+            key_path=key_path,
+        )
     return cls
 
 
-def _decode_dataclass(serializer: JSONSerializer, data: dict[str, Any]) -> Any:
-    cls = _decode_class(data, dataclasses.is_dataclass, "dataclass")
-    values = {name: serializer._untagged(item) for name, item in data["v"].items()}
+def _decode_dataclass(serializer: JSONSerializer, data: dict[str, Any], key_path: str) -> Any:
+    cls = _decode_class(data, key_path, dataclasses.is_dataclass, "dataclass")
+    values = {name: serializer._untagged(item, f"{key_path}.{name}") for name, item in data["v"].items()}
     fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise SerializationError(
+            f"dataclass {data['cls']!r} has no field(s) {sorted(unknown)} any more; the class changed "
+            "since the run was checkpointed",
+            key_path=key_path,
+        )
     init_args = {name: value for name, value in values.items() if fields[name].init}
     obj = cls(**init_args)
     for name, value in values.items():
@@ -191,30 +312,41 @@ def _decode_dataclass(serializer: JSONSerializer, data: dict[str, Any]) -> Any:
     return obj
 
 
-def _decode_pydantic(serializer: JSONSerializer, data: dict[str, Any]) -> Any:
-    pydantic = importlib.import_module("pydantic")
-    cls = _decode_class(data, lambda c: issubclass(c, pydantic.BaseModel), "pydantic model")
-    return cls.model_validate(serializer._untagged(data["v"]))  # type: ignore[attr-defined]
+def _decode_pydantic(serializer: JSONSerializer, data: dict[str, Any], key_path: str) -> Any:
+    pydantic = sys.modules.get("pydantic")
+    cls = _decode_class(
+        data,
+        key_path,
+        lambda c: pydantic is not None and issubclass(c, pydantic.BaseModel),
+        "pydantic model",
+    )
+    return cls.model_validate(serializer._untagged(data["v"], key_path))  # type: ignore[attr-defined]
 
 
-def _decode_enum(serializer: JSONSerializer, data: dict[str, Any]) -> Any:
-    cls = _decode_class(data, lambda c: issubclass(c, enum.Enum), "Enum")
-    return cls(serializer._untagged(data["v"]))
+def _decode_enum(serializer: JSONSerializer, data: dict[str, Any], key_path: str) -> Any:
+    cls = _decode_class(data, key_path, lambda c: issubclass(c, enum.Enum), "Enum")
+    return cls(serializer._untagged(data["v"], key_path))
 
 
-_DECODERS: dict[str, Callable[[JSONSerializer, dict[str, Any]], Any]] = {
-    "tuple": lambda s, d: tuple(s._untagged(item) for item in d["v"]),
-    "set": lambda s, d: {s._untagged(item) for item in d["v"]},
-    "frozenset": lambda s, d: frozenset(s._untagged(item) for item in d["v"]),
-    "dict": lambda s, d: {s._untagged(key): s._untagged(item) for key, item in d["v"]},
-    "bytes": lambda _s, d: base64.b64decode(d["v"]),
-    "float": lambda _s, d: float(d["v"]),
-    "datetime": lambda _s, d: _dt.datetime.fromisoformat(d["v"]),
-    "date": lambda _s, d: _dt.date.fromisoformat(d["v"]),
-    "time": lambda _s, d: _dt.time.fromisoformat(d["v"]),
-    "timedelta": lambda _s, d: _dt.timedelta(*d["v"]),
-    "decimal": lambda _s, d: decimal.Decimal(d["v"]),
-    "uuid": lambda _s, d: uuid.UUID(d["v"]),
+def _items(serializer: JSONSerializer, data: dict[str, Any], key_path: str) -> list[Any]:
+    return [serializer._untagged(item, f"{key_path}[{i}]") for i, item in enumerate(data["v"])]
+
+
+_DECODERS: dict[str, Callable[[JSONSerializer, dict[str, Any], str], Any]] = {
+    "tuple": lambda s, d, p: tuple(_items(s, d, p)),
+    "set": lambda s, d, p: set(_items(s, d, p)),
+    "frozenset": lambda s, d, p: frozenset(_items(s, d, p)),
+    "dict": lambda s, d, p: {
+        s._untagged(key, f"{p}.keys()"): s._untagged(item, f"{p}[{key!r}]") for key, item in d["v"]
+    },
+    "bytes": lambda _s, d, _p: base64.b64decode(d["v"], validate=True),
+    "float": lambda _s, d, _p: float(d["v"]),
+    "datetime": _decode_datetime,
+    "date": lambda _s, d, _p: _dt.date.fromisoformat(d["v"]),
+    "time": lambda _s, d, _p: _dt.time.fromisoformat(d["v"]),
+    "timedelta": lambda _s, d, _p: _dt.timedelta(*d["v"]),
+    "decimal": lambda _s, d, _p: decimal.Decimal(d["v"]),
+    "uuid": lambda _s, d, _p: uuid.UUID(d["v"]),
     "enum": _decode_enum,
     "dataclass": _decode_dataclass,
     "pydantic": _decode_pydantic,
@@ -261,4 +393,4 @@ def get_serializer(serializer: str | Serializer | None) -> Serializer:
         ) from None
 
 
-__all__ = ["JSONSerializer", "PickleSerializer", "get_serializer"]
+__all__ = ["JSONSerializer", "PickleSerializer", "get_serializer", "register_type"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kaygraph.core.exceptions import PersistenceError
 
@@ -65,10 +65,20 @@ def open_store(target: str | CheckpointStore | None = None) -> CheckpointStore:
     return _from_url(target)
 
 
+def _without_options(url: str, consumed: tuple[str, ...]) -> str:
+    """``url`` without the query options KayGraph consumed; every other option (``sslmode``,
+    ``db``, ``application_name``, ...) is passed on to the driver unchanged."""
+    parts = urlsplit(url)
+    kept = [
+        (key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in consumed
+    ]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
 def _from_url(url: str) -> CheckpointStore:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "memory":
         from .memory import MemoryStore
 
@@ -83,13 +93,11 @@ def _from_url(url: str) -> CheckpointStore:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
-        clean = url.split("?", 1)[0] if "prefix" in options else url
-        return RedisStore(clean, prefix=options.get("prefix", "kaygraph:"))
+        return RedisStore(_without_options(url, ("prefix",)), prefix=options.get("prefix", "kaygraph:"))
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresStore
 
-        clean = url.split("?", 1)[0] if "schema" in options else url
-        return PostgresStore(clean, schema=options.get("schema"))
+        return PostgresStore(_without_options(url, ("schema",)), schema=options.get("schema"))
     raise PersistenceError(
         f"unknown store URL {url!r}: use memory://, sqlite:///path.db, redis://host:port/db or "
         "postgresql://user@host/db"

@@ -142,3 +142,83 @@ def worker_env() -> dict[str, str]:
 def damage_records() -> Any:
     """``damage_records(store, run_id, damage)``: corrupt a run's records in the backend."""
     return overwrite_records
+
+
+def insert_expired(store: CheckpointStore, count: int) -> None:
+    """Store ``count`` finished runs that expired a minute ago (with one record each), in bulk."""
+    import time
+
+    from kaygraph.ext.persistence.abc import RunInfo
+
+    now = time.time()
+    rows = [
+        RunInfo(
+            run_id=f"old-{index}",
+            graph_name="old",
+            status="succeeded",
+            created_at=now - 3600,
+            updated_at=now - 3600,
+            expires_at=now - 60,
+        )
+        for index in range(count)
+    ]
+    backend = store.backend
+    if backend == "memory":
+        for info in rows:
+            store._runs[info.run_id] = info  # type: ignore[attr-defined]
+            store._records[info.run_id] = {0: b"J0000{}"}  # type: ignore[attr-defined]
+    elif backend == "redis":
+        client, prefix = store.client, store.prefix  # type: ignore[attr-defined]
+        pipeline = client.pipeline(transaction=False)
+        for info in rows:
+            fields = {
+                name: repr(value) if isinstance(value, float) else str(value)
+                for name, value in info.__dict__.items()
+                if value is not None
+            }
+            pipeline.hset(f"{prefix}run:{info.run_id}", mapping=fields)
+            pipeline.hset(f"{prefix}records:{info.run_id}", "0", b"J0000{}")
+            pipeline.zadd(f"{prefix}runs", {info.run_id: info.created_at})
+            pipeline.zadd(f"{prefix}expiries", {info.run_id: int((info.expires_at or 0) * 1000)})
+        pipeline.execute()
+    else:
+        ph = store.placeholder  # type: ignore[attr-defined]
+        columns = ", ".join(RunInfo.FIELDS)
+        marks = ", ".join(ph for _ in RunInfo.FIELDS)
+        with store._transaction() as cursor:  # type: ignore[attr-defined]
+            cursor.executemany(
+                f"INSERT INTO {store.runs_table} ({columns}) VALUES ({marks})",  # type: ignore[attr-defined]
+                [info.as_row() for info in rows],
+            )
+            cursor.executemany(
+                f"INSERT INTO {store.checkpoints_table} (run_id, seq, data) VALUES ({ph}, 0, {ph})",  # type: ignore[attr-defined]
+                [(info.run_id, b"J0000{}") for info in rows],
+            )
+
+
+def leave_orphan_records(store: CheckpointStore, run_id: str) -> None:
+    """Store a record of ``run_id`` without its run row, as a writer of an older version could."""
+    backend = store.backend
+    if backend == "memory":
+        store._records[run_id] = {0: b"J0000{}"}  # type: ignore[attr-defined]
+    elif backend == "redis":
+        store.client.hset(f"{store.prefix}records:{run_id}", "0", b"J0000{}")  # type: ignore[attr-defined]
+    else:
+        ph = store.placeholder  # type: ignore[attr-defined]
+        with store._transaction() as cursor:  # type: ignore[attr-defined]
+            cursor.execute(
+                f"INSERT INTO {store.checkpoints_table} (run_id, seq, data) VALUES ({ph}, 0, {ph})",  # type: ignore[attr-defined]
+                (run_id, b"J0000{}"),
+            )
+
+
+@pytest.fixture
+def expired_runs() -> Any:
+    """``expired_runs(store, count)``: bulk-insert finished runs whose TTL has passed."""
+    return insert_expired
+
+
+@pytest.fixture
+def orphan_records() -> Any:
+    """``orphan_records(store, run_id)``: records of a run that has no run row."""
+    return leave_orphan_records

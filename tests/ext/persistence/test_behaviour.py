@@ -301,6 +301,32 @@ def test_async_parallel_batch_graph_reruns_only_unfinished_param_sets(store: Any
     }
     for key in finished_before:  # a param set that finished before the crash never ran again
         assert tracker.counts[key] == 1 and tracker.counts[key.replace("second", "first")] == 1
+    # The documented contract (docs/persistence.md, "What resumes where"): the unfinished set reran
+    # from its first node, whose change to shared was already checkpointed, so it is applied twice.
+    assert result.shared["done"].count("2-first") == 2
+
+
+class CountedPrep(Graph):
+    """A graph whose own prep counts its calls in shared (not idempotent on purpose)."""
+
+    def prep(self, shared: Any) -> Any:
+        shared["prep_calls"] = shared.get("prep_calls", 0) + 1
+
+
+def test_graph_prep_runs_again_when_resuming_into_that_graph(store: Any) -> None:
+    tracker = Tracker(fail={"in2"})
+
+    def build() -> Graph:
+        inner = CountedPrep(chain(tracker, ["in1", "in2"]).start_node, node_id="sub")
+        first = Step(tracker, "a")
+        first >> inner
+        return Graph(first, name="prep")
+
+    with pytest.raises(RuntimeError):
+        durable(build(), store).run({}, run_id="prep")
+    result = durable(build(), store).resume("prep")
+    # Documented: graph-level prep is not checkpointed; it runs again on resume, so keep it idempotent.
+    assert result.shared["prep_calls"] == 2 and result.shared["trail"] == ["a", "in1", "in2"]
 
 
 def test_history_list_filter_and_delete_erases_every_trace(store: Any, traces: Any) -> None:
@@ -578,3 +604,192 @@ def test_a_graph_that_cannot_run_fails_before_a_run_is_stored(tmp_path):
     with pytest.raises(GraphDefinitionError, match="two nodes with node_id 'same'"):
         runner.run({}, run_id="broken")
     assert runner.list_runs() == []
+
+
+# -- regressions from the adversarial review -----------------------------------------------------
+
+UNPICKLED: list[str] = []
+
+
+def _unpickled(tag: str) -> str:
+    UNPICKLED.append(tag)
+    return tag
+
+
+class Payload:
+    """Unpickling it calls ``_unpickled``: any code a pickle in the store could run instead."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpickled, ("payload",))
+
+
+def test_history_is_decoded_only_with_the_readers_serializer(store: Any) -> None:
+    from kaygraph.ext.persistence import steps
+
+    durable(chain(Tracker(), ["a"]), store, serializer="pickle").run({"x": Payload()}, run_id="pk")
+    UNPICKLED.clear()
+    with pytest.raises(
+        PersistenceError, match=r"run 'pk'.*'pickle' serializer.*serializer='pickle'"
+    ) as caught:
+        steps(store, "pk")  # default JSON reader: the store's 'pickle' marker is not obeyed
+    assert caught.value.run_id == "pk"
+    with pytest.raises(PersistenceError, match=r"run 'pk'.*'pickle'"):
+        durable(chain(Tracker(), ["a"]), store).run({}, run_id="pk")  # stored result of a finished run
+    assert UNPICKLED == []
+    assert steps(store, "pk", serializer="pickle")[-1].state["x"] == "payload"  # explicit opt-in
+    durable(chain(Tracker(), ["a"]), store).run({"x": 1}, run_id="js")
+    with pytest.raises(PersistenceError, match=r"run 'js'.*'json' serializer"):
+        steps(store, "js", serializer="pickle")
+
+
+def _reframe(change: Any) -> Any:
+    """A damage function for ``damage_records``: edit the parsed records, then frame them again
+    (so the CRC is fine and only the structure is wrong)."""
+    import json
+
+    from kaygraph.ext.persistence.base import frame, unframe
+
+    def damage(data: bytes) -> bytes:
+        record = unframe(data, "any", 0)
+        change(record)
+        return frame(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+
+    return damage
+
+
+def test_unknown_class_in_a_checkpoint_names_run_key_path_and_class(store: Any, damage_records: Any) -> None:
+    tracker = Tracker(fail={"b"})
+    runner = durable(chain(tracker, ["a", "b"]), store)
+    with pytest.raises(RuntimeError):
+        runner.run({"point": Point(1, 2)}, run_id="cls")
+
+    def rename(record: dict[str, Any]) -> None:
+        for state in (record.get("s"), record.get("u")):
+            if state and "point" in state:
+                state["point"]["cls"] = "kg_never_imported_module:Point"
+
+    damage_records(store, "cls", _reframe(rename))
+    with pytest.raises(SerializationError, match=r"shared\['point'\] of run 'cls'") as caught:
+        runner.resume("cls")
+    message = str(caught.value)
+    assert "kg_never_imported_module:Point" in message and "register_type" in message
+    assert caught.value.key_path == "shared['point']" and caught.value.run_id == "cls"
+    assert "kg_never_imported_module" not in __import__("sys").modules
+
+
+def test_undecodable_checkpoint_names_run_record_and_key_path(store: Any, damage_records: Any) -> None:
+    tracker = Tracker()
+    runner = durable(chain(tracker, ["a"]), store)
+    runner.run({"docs": [1, (2, 3)]}, run_id="tag")
+
+    def unknown_tag(record: dict[str, Any]) -> None:
+        for state in (record.get("s"), record.get("u")):
+            if state and "docs" in state:
+                state["docs"][1]["__kg__"] = "no-such-tag"
+
+    damage_records(store, "tag", _reframe(unknown_tag))
+    with pytest.raises(CheckpointCorruptError, match=r"record \d+ of run 'tag'.*shared\['docs'\]\[1\]"):
+        runner.steps("tag")
+    with pytest.raises(CheckpointCorruptError, match="run 'tag'"):
+        runner.run({}, run_id="tag")  # reading the stored result of the finished run
+
+    runner.run({}, run_id="shape")
+    damage_records(store, "shape", _reframe(lambda record: record.pop("k")))
+    with pytest.raises(CheckpointCorruptError, match=r"record 0 of run 'shape' is malformed") as caught:
+        runner.steps("shape")
+    assert caught.value.run_id == "shape"
+
+
+def test_creating_a_run_purges_any_number_of_expired_runs(store: Any, expired_runs: Any) -> None:
+    # One bound parameter per expired run would break past the driver's limit (65535 on Postgres).
+    expired_runs(store, 70_000)
+    runner = durable(chain(Tracker(), ["a"]), store)
+    assert runner.run({}, run_id="fresh").status == "succeeded"
+    assert [info.run_id for info in store.list_runs()] == ["fresh"]
+    assert store.load("old-1") == []
+
+
+def test_a_failing_purge_never_fails_a_new_run(
+    store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(now: float | None = None) -> int:
+        raise RuntimeError("purge exploded")
+
+    monkeypatch.setattr(store, "purge_expired", broken)
+    with caplog.at_level("WARNING", logger="kaygraph.ext.persistence"):
+        assert durable(chain(Tracker(), ["a"]), store).run({}, run_id="p").status == "succeeded"
+    assert "purge exploded" in caplog.text
+
+
+class ParamsSeen(Step):
+    """A step that also records the params it ran with."""
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        super().post(shared, prep_res, exec_res)
+        shared.setdefault("seen", []).append(dict(self.params))
+
+
+def test_resume_restores_the_runs_params(store: Any) -> None:
+    tracker = Tracker(fail={"b"})
+
+    def build() -> Graph:
+        first, second = ParamsSeen(tracker, "a"), ParamsSeen(tracker, "b")
+        first >> second
+        return Graph(first, name="params")
+
+    graph = build()
+    graph.set_params({"lang": "fr"})
+    with pytest.raises(RuntimeError):
+        durable(graph, store).run({}, run_id="fr")
+    result = durable(build(), store).resume("fr")  # rebuilt without set_params, as in a new process
+    assert result.shared["seen"] == [{"lang": "fr"}, {"lang": "fr"}]
+    assert durable(build(), store).steps("fr")[-1].params == {"lang": "fr"}
+
+
+def test_force_delete_of_a_live_run_stops_its_writer_and_leaves_no_trace(store: Any, traces: Any) -> None:
+    from kaygraph.ext.persistence import delete_run
+
+    class Erase(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            if self.node_id == "a":
+                assert delete_run(store, "gone", force=True)  # an erasure request mid-run
+            shared[self.node_id] = "pii"
+
+    first, second = Erase(node_id="a"), Erase(node_id="b")
+    first >> second
+    with pytest.raises(RunNotFoundError, match="run 'gone' was deleted while this process was writing it"):
+        durable(Graph(first, name="erase"), store).run({}, run_id="gone")
+    assert traces(store, "gone") == [] and store.get_run("gone") is None
+    assert delete_run(store, "gone") is False
+
+
+def test_a_writer_that_lost_its_lease_stops(store: Any) -> None:
+    class Steal(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            store.update_run("stolen", {"lease_owner": "elsewhere:1:1:token"})  # taken over
+
+    first = Steal(node_id="a")
+    first >> Steal(node_id="b")
+    with pytest.raises(RunLockedError, match="no longer holds the run's lease"):
+        durable(Graph(first, name="steal"), store).run({}, run_id="stolen")
+    assert store.get_run("stolen").lease_owner == "elsewhere:1:1:token"
+
+
+def test_delete_run_erases_records_left_without_a_run_row(
+    store: Any, traces: Any, orphan_records: Any
+) -> None:
+    from kaygraph.ext.persistence import delete_run
+
+    orphan_records(store, "orphan")
+    assert traces(store, "orphan") != []
+    assert delete_run(store, "orphan") is True
+    assert traces(store, "orphan") == []
+
+
+def test_lone_surrogates_round_trip(store: Any) -> None:
+    import os
+
+    name = os.fsdecode(b"report-\xff.txt")  # a str with a lone surrogate, as os.listdir gives
+    runner = durable(chain(Tracker(), ["a"]), store)
+    runner.run({"files": [name], name: 1}, run_id="sur")
+    assert runner.run({}, run_id="sur").shared == {"files": [name], name: 1, "trail": ["a"]}

@@ -31,3 +31,16 @@ def test_runs_list_show_delete(tmp_path: Any, capsys: pytest.CaptureFixture[str]
     assert main("runs", "--store", url, "delete", "demo-1") == 1
     assert main("runs", "--store", url, "list") == 0
     assert capsys.readouterr().out.endswith("no runs\n")
+
+
+def test_runs_show_decodes_pickles_only_when_asked(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from kaygraph.core.exceptions import PersistenceError
+
+    url = f"sqlite:///{tmp_path}/runs.db"
+    with durable(Graph(Node(node_id="only"), name="demo"), url, serializer="pickle") as runner:
+        runner.run({"a": 1}, run_id="pickled")
+    with pytest.raises(PersistenceError, match=r"'pickle' serializer.*--serializer pickle"):
+        main("runs", "--store", url, "show", "pickled", "--state")
+    capsys.readouterr()
+    assert main("runs", "--store", url, "show", "pickled", "--state", "--serializer", "pickle") == 0
+    assert "{'a': 1}" in capsys.readouterr().out

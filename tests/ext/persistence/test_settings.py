@@ -1,0 +1,54 @@
+"""durable() refuses bad settings up front, and a run always gives its lease back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kaygraph import Graph, Node
+from kaygraph.core.exceptions import ConfigurationError
+from kaygraph.ext.persistence import durable
+
+
+def graph() -> Graph:
+    return Graph(Node(node_id="only"), name="settings")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ttl": "60"}, r"durable\(ttl=...\) must be a number of seconds >= 0.*'60' \(str\)"),
+        ({"ttl": -1}, r"ttl=...\) must be a number of seconds >= 0"),
+        ({"ttl": float("nan")}, "ttl"),
+        ({"keep_snapshots": -1}, r"durable\(keep_snapshots=...\) must be an int >= 1 or None"),
+        ({"keep_snapshots": 2.5}, "keep_snapshots"),
+        ({"lease_seconds": 0}, r"durable\(lease_seconds=...\) must be a number of seconds > 0"),
+        ({"lease_seconds": None}, "lease_seconds"),
+        ({"snapshot_every": 0}, r"snapshot_every=...\) must be an int >= 1"),
+        ({"snapshot_every": True}, "snapshot_every"),
+    ],
+)
+def test_bad_settings_fail_when_the_runner_is_made(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        durable(graph(), "memory://settings", **options)
+    assert caught.value.key == next(iter(options))
+
+
+def test_bad_configured_settings_name_the_configuration_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    durable_module = importlib.import_module("kaygraph.ext.persistence.durable")
+    configured = {"ttl": "one day", "keep_snapshots": 10, "serializer": "json"}
+    monkeypatch.setattr(durable_module, "setting", configured.__getitem__)
+    with pytest.raises(ConfigurationError, match=r"persistence\.ttl must be a number"):
+        durable(graph(), "memory://settings")
+
+
+def test_the_lease_is_released_even_if_the_final_fields_cannot_be_computed() -> None:
+    runner = durable(graph(), "memory://settings-release", ttl=None)
+    runner.ttl = "broken"  # type: ignore[assignment]  # as if changed after validation
+    with pytest.raises(TypeError):
+        runner.run({}, run_id="leak")
+    info = runner.get_run("leak")
+    assert info.lease_owner is None and info.status == "succeeded"
