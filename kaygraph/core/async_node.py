@@ -292,7 +292,16 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
     """Runs its graph once per parameter set from ``prep_async``, one set after another."""
 
     async def _run_async(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return await self._run_async_with_hooks(shared)
         param_sets = await self.prep_async(shared) or []
+        await self._run_param_sets_async(shared, param_sets)
+        return await self.post_async(shared, param_sets, None)
+
+    async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
+        await self._run_param_sets_async(shared, prep_res or [])
+
+    async def _run_param_sets_async(self, shared: Any, param_sets: Any) -> None:
         self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
         skip_below, done = _batch_resume(self, ctx)
@@ -300,7 +309,6 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
             if index < skip_below or index in done:
                 continue
             await self._run_param_set_async(shared, index, batch_params)
-        return await self.post_async(shared, param_sets, None)
 
     async def _run_param_set_async(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
         params = {**self.params, **batch_params}
@@ -337,9 +345,8 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
         _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
-    async def _run_async(self, shared: Any) -> Any:
-        prepared = await self.prep_async(shared) or []
-        param_sets = list(prepared)
+    async def _run_param_sets_async(self, shared: Any, prepared: Any) -> None:
+        param_sets = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
         self._kg_batch_size = len(param_sets)
         ctx = self._run_ctx or RunContext(self)
         _, done = _batch_resume(self, ctx, parallel=True)
@@ -349,4 +356,3 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
                 await self._run_param_set_async(shared, index, param_sets[index])
 
         await _gather_limited(run_set, range(len(param_sets)), self.max_concurrency)
-        return await self.post_async(shared, prepared, None)

@@ -166,7 +166,16 @@ class BatchGraph(Graph):
     graph's params for one pass. ``post`` receives that list and None."""
 
     def _run(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return self._run_with_hooks(shared)
         param_sets = self.prep(shared) or []
+        self._run_param_sets(shared, param_sets)
+        return self.post(shared, param_sets, None)
+
+    def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
+        self._run_param_sets(shared, prep_res or [])
+
+    def _run_param_sets(self, shared: Any, param_sets: Any) -> None:
         self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
         skip_below, done = _batch_resume(self, ctx)
@@ -174,7 +183,6 @@ class BatchGraph(Graph):
             if index < skip_below or index in done:
                 continue
             self._run_param_set(shared, index, batch_params)
-        return self.post(shared, param_sets, None)
 
     def _run_param_set(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
         params = {**self.params, **batch_params}

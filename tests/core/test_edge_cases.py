@@ -409,3 +409,41 @@ def test_graph_resources_are_undone_when_setup_fails_and_every_cleanup_runs():
     with pytest.raises(OSError, match="cannot close c"), Graph(start=a):
         pass
     assert log == ["open a", "open b", "open c", "close c", "close b", "close a"]
+
+
+def test_hooks_defined_on_batch_graphs_run_around_all_parameter_sets():
+    calls = []
+
+    class Mark(Node):
+        def post(self, shared, prep_res, exec_res):
+            calls.append(("set", self.params["n"]))
+
+    class AsyncMark(AsyncNode):
+        async def post_async(self, shared, prep_res, exec_res):
+            calls.append(("set", self.params["n"]))
+
+    class Sets(BatchGraph):
+        def prep(self, shared):
+            return [{"n": 1}, {"n": 2}]
+
+        def before_prep(self, shared):
+            calls.append("before")
+
+        def after_exec(self, shared, prep_res, exec_res):
+            calls.append(("after", len(prep_res)))
+
+    class AsyncSets(AsyncParallelBatchGraph):
+        async def prep_async(self, shared):
+            return ({"n": n} for n in (3, 4))
+
+        def before_prep(self, shared):
+            calls.append("before")
+
+        def after_exec(self, shared, prep_res, exec_res):
+            calls.append("after")
+
+    Sets(start=Mark()).run({})
+    assert calls == ["before", ("set", 1), ("set", 2), ("after", 2)]
+    calls.clear()
+    asyncio.run(AsyncSets(start=AsyncMark(), max_concurrency=1).run_async({}))
+    assert calls == ["before", ("set", 3), ("set", 4), "after"]
