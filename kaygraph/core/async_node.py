@@ -3,7 +3,9 @@ gathers, so ``import kaygraph`` stays fast."""
 
 from __future__ import annotations
 
+import time
 import warnings
+from contextvars import ContextVar
 
 from .batch_node import (
     BatchGraph,
@@ -14,26 +16,40 @@ from .batch_node import (
     _item_finished,
     _item_started,
     _listening,
+    _missing_param_set,
     _size_of,
 )
 from .events import RunContext
 from .exceptions import NodeExecutionError
-from .graph import Graph
+from .graph import Graph, _batch_prefix
 from .node import Node, _mark_attempts
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from .events import ResumePoint
 
 
 
+#: The attempt of the async parallel batch item running in the current task.
+_item_retry: ContextVar[int] = ContextVar("kaygraph_item_retry", default=0)
+
+
+async def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
+    """Hooks of async nodes may be plain or ``async def``."""
+    result = hook(*args)
+    if hasattr(result, "__await__"):
+        await result
+
+
 class AsyncNode(Node):
     """A node whose lifecycle is ``prep_async`` -> ``exec_async`` -> ``post_async``, awaited in an
-    AsyncGraph or with ``await node.run_async(shared)``."""
+    AsyncGraph or with ``await node.run_async(shared)``. Its hooks may be ``async def``."""
+
+    _kg_async_hooks = True
 
     async def prep_async(self, shared: Any) -> Any:
         """Async ``prep``."""
@@ -86,16 +102,19 @@ class AsyncNode(Node):
         enabled = self._hooks_enabled
         try:
             if "before_prep" in enabled:
-                self.before_prep(shared)
-            prep_res = await self.prep_async(shared)
+                await _call_hook(self.before_prep, shared)
+            prep_res = await self._hooked_prep_async(shared)
             exec_res = await self._hooked_exec_async(shared, prep_res)
             if "after_exec" in enabled:
-                self.after_exec(shared, prep_res, exec_res)
+                await _call_hook(self.after_exec, shared, prep_res, exec_res)
             return await self.post_async(shared, prep_res, exec_res)
         except Exception as exc:
             if "on_error" in enabled:
-                self.on_error(shared, exc)
+                await _call_hook(self.on_error, shared, exc)
             raise
+
+    async def _hooked_prep_async(self, shared: Any) -> Any:
+        return await self.prep_async(shared)
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
         return await self._exec(prep_res)
@@ -130,20 +149,32 @@ class AsyncBatchNode(AsyncNode, BatchNode):
     async def _exec_item_async(self, index: int, item: Any) -> Any:
         if not _listening(self):
             return await AsyncNode._exec(self, item)
-        started = 0.0
+        started = time.perf_counter()
         try:
             started = _item_started(self, index, item)
             result = await AsyncNode._exec(self, item)
-            _item_finished(self, index, result, started)
         except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
+        _item_finished(self, index, result, started)
         return result
 
 
 class AsyncParallelBatchNode(AsyncBatchNode):
     """Awaits ``exec_async`` for all items concurrently, at most ``max_concurrency`` at a time
-    (None: unbounded). Rate-limited APIs want a limit; results keep item order."""
+    (None: unbounded). Rate-limited APIs want a limit; results keep item order.
+
+    Items run on the node itself, as in PocketFlow (state set between awaits is shared by the
+    items); ``cur_retry`` is kept per item, since each item runs in its own task.
+    """
+
+    @property
+    def cur_retry(self) -> int:
+        return _item_retry.get()
+
+    @cur_retry.setter
+    def cur_retry(self, attempt: int) -> None:
+        _item_retry.set(attempt)
 
     def __init__(
         self,
@@ -165,7 +196,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
         async def run_item(index: int) -> Any:
             if index in done:
                 return done[index]
-            return await self._fresh_copy()._exec_item_async(index, items[index])
+            return await self._exec_item_async(index, items[index])  # on self, as in PocketFlow
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
 
@@ -179,12 +210,20 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
     import asyncio
 
     semaphore = asyncio.Semaphore(limit) if limit is not None else None
+    failed = False
 
     async def bounded(index: int) -> Any:
+        nonlocal failed
         if semaphore is None:
             return await run(index)
         async with semaphore:
-            return await run(index)
+            if failed:  # woken by the failing item's release: do not start an LLM call now
+                raise asyncio.CancelledError
+            try:
+                return await run(index)
+            except BaseException:
+                failed = True
+                raise
 
     tasks = [asyncio.ensure_future(bounded(index)) for index in indices]
     if not tasks:
@@ -256,7 +295,7 @@ class AsyncGraph(Graph, AsyncNode):
             return resumed_action
         merged = params or {**self.params}
         listening = bool(ctx.listeners)
-        prefix = self._kg_path if self._kg_prefix is None else self._kg_prefix
+        prefix = self._path_prefix() if listening else ()
         ids = self._ids
         limit = self.max_steps
         steps = 0
@@ -271,19 +310,21 @@ class AsyncGraph(Graph, AsyncNode):
             if done_items is not None:
                 node._kg_done_items, done_items = done_items, None
             node_id = ids.get(id(curr)) or curr.node_id
+            if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
+                node._node_id = node_id
             if listening:
                 path, started = self._step_started(node, node_id, shared, merged, prefix)
             try:
                 last_action = await _run_any(node, shared)
                 nxt = self.get_next_node(node, last_action)
-                if listening:
-                    self._step_finished(node, path, shared, merged, last_action, nxt, started)
             except BaseException as exc:  # cancellation too: listeners must close the step
                 if listening:
                     self._step_failed(node, path, exc, started)
                 elif isinstance(exc, Exception):
                     self._note_failure(exc, node, node_id, ctx)
                 raise
+            if listening:
+                self._step_finished(node, path, shared, merged, last_action, nxt, started)
             curr = nxt
         return last_action
 
@@ -298,31 +339,41 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
         await self._run_param_sets_async(shared, param_sets)
         return await self.post_async(shared, param_sets, None)
 
+    async def _hooked_prep_async(self, shared: Any) -> Any:
+        return await self.prep_async(shared) or []
+
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
-        await self._run_param_sets_async(shared, prep_res or [])
+        await self._run_param_sets_async(shared, prep_res)
 
     async def _run_param_sets_async(self, shared: Any, param_sets: Any) -> None:
         self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
-        skip_below, done = _batch_resume(self, ctx)
+        skip_below, done, resuming = _batch_resume(self, ctx)
+        count = 0
         for index, batch_params in enumerate(param_sets):
+            count = index + 1
             if index < skip_below or index in done:
                 continue
             await self._run_param_set_async(shared, index, batch_params)
+        if resuming and skip_below >= count:
+            _missing_param_set(self, ctx, skip_below, count)
 
     async def _run_param_set_async(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
         params = {**self.params, **batch_params}
         if not _listening(self):
             await self._orch_async(shared, params)
             return
-        started = 0.0
+        started = time.perf_counter()
+        token = _batch_prefix.set((self, (*self._kg_path, index)))
         try:
             started = _item_started(self, index, batch_params)
-            await self._for_param_set(index)._orch_async(shared, params)
-            _item_finished(self, index, None, started)
+            await self._orch_async(shared, params)
         except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
+        finally:
+            _batch_prefix.reset(token)
+        _item_finished(self, index, None, started)
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):
@@ -349,7 +400,7 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
         param_sets = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
         self._kg_batch_size = len(param_sets)
         ctx = self._run_ctx or RunContext(self)
-        _, done = _batch_resume(self, ctx, parallel=True)
+        _, done, _ = _batch_resume(self, ctx, parallel=True)
 
         async def run_set(index: int) -> None:
             if index not in done:

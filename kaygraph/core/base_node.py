@@ -45,6 +45,24 @@ _HOOK_SIGNATURES = {
     "on_error": "on_error(self, shared, error)",
 }
 _VARARGS = 0x04
+_COROUTINE = 0x80
+
+
+def _hook_problem(cls: type, impl: Any, arity: int) -> str | None:
+    """Why ``impl`` cannot serve as a hook taking ``arity`` arguments (self included), or None."""
+    if not callable(impl):
+        return f"is {type(impl).__name__} {impl!r}, not a method"
+    code = getattr(impl, "__code__", None)
+    if code is None:
+        return None  # a callable object: trust it
+    if code.co_flags & _COROUTINE and not getattr(cls, "_kg_async_hooks", False):
+        return "is a coroutine function (only AsyncNode awaits hooks)"
+    if code.co_flags & _VARARGS:
+        return None
+    required = code.co_argcount - len(getattr(impl, "__defaults__", None) or ())
+    if required <= arity <= code.co_argcount:
+        return None
+    return f"takes {code.co_argcount - 1} argument(s)"
 
 
 def _copy_with_copy_module(node: Any) -> Any:
@@ -85,6 +103,8 @@ class BaseNode:
     _node_id: str | None = None
     _has_hooks = False
     _hooks_enabled: frozenset[str] = frozenset()
+    _kg_in_graph = False  # set once a graph assigned this node an id: its edges now matter
+    _kg_ambiguous_id = False  # shared by graphs that gave it different ids
 
     def __init__(self, *, node_id: str | None = None) -> None:
         self.params: dict[str, Any] = {}
@@ -103,14 +123,14 @@ class BaseNode:
             impl = getattr(cls, hook)
             if impl is getattr(BaseNode, hook):
                 continue
-            code = getattr(impl, "__code__", None)
-            if code is None or code.co_flags & _VARARGS or code.co_argcount == arity:
+            problem = _hook_problem(cls, impl, arity)
+            if problem is None:
                 enabled.append(hook)
             elif hook in vars(cls):
                 warnings.warn(
-                    f"{cls.__qualname__}.{hook} takes {code.co_argcount - 1} argument(s), but KayGraph "
-                    f"calls {_HOOK_SIGNATURES[hook]} as a lifecycle hook; it will not be called as "
-                    "one. Rename the method if it is not meant as a hook.",
+                    f"{cls.__qualname__}.{hook} {problem}, but KayGraph calls "
+                    f"{_HOOK_SIGNATURES[hook]} as a lifecycle hook; it will not be called as one. "
+                    "Rename it if it is not meant as a hook.",
                     stacklevel=2,
                 )
         cls._hooks_enabled = frozenset(enabled)
@@ -191,7 +211,8 @@ class BaseNode:
         if action in self.successors:
             warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)
         self.successors[action] = node
-        _topology_changed()
+        if self._kg_in_graph:  # edges between fresh nodes cannot stale any graph's cached ids
+            _topology_changed()
         return node
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
@@ -233,7 +254,7 @@ class BaseNode:
         try:
             if "before_prep" in enabled:
                 self.before_prep(shared)
-            prep_res = self.prep(shared)
+            prep_res = self._hooked_prep(shared)
             exec_res = self._hooked_exec(shared, prep_res)
             if "after_exec" in enabled:
                 self.after_exec(shared, prep_res, exec_res)
@@ -242,6 +263,9 @@ class BaseNode:
             if "on_error" in enabled:
                 self.on_error(shared, exc)
             raise
+
+    def _hooked_prep(self, shared: Any) -> Any:
+        return self.prep(shared)
 
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         """The work between ``prep`` and ``post`` (a graph runs its nodes here)."""

@@ -7,8 +7,8 @@ import time
 
 from .base_node import BaseNode
 from .events import RunContext
-from .exceptions import GraphDefinitionError
-from .graph import Graph
+from .exceptions import GraphDefinitionError, GraphExecutionError
+from .graph import Graph, _batch_prefix
 from .node import Node
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
@@ -16,7 +16,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 if TYPE_CHECKING:
     from typing import Any
 
-    from typing_extensions import Self
 
 
 
@@ -103,10 +102,10 @@ class BatchNode(Node):
         try:
             started = _item_started(self, index, item)
             result = super()._exec(item)
-            _item_finished(self, index, result, started)
         except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
+        _item_finished(self, index, result, started)
         return result
 
 
@@ -172,17 +171,24 @@ class BatchGraph(Graph):
         self._run_param_sets(shared, param_sets)
         return self.post(shared, param_sets, None)
 
+    def _hooked_prep(self, shared: Any) -> Any:
+        return self.prep(shared) or []
+
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
-        self._run_param_sets(shared, prep_res or [])
+        self._run_param_sets(shared, prep_res)
 
     def _run_param_sets(self, shared: Any, param_sets: Any) -> None:
         self._kg_batch_size = _size_of(param_sets)
         ctx = self._run_ctx or RunContext(self)
-        skip_below, done = _batch_resume(self, ctx)
+        skip_below, done, resuming = _batch_resume(self, ctx)
+        count = 0
         for index, batch_params in enumerate(param_sets):
+            count = index + 1
             if index < skip_below or index in done:
                 continue
             self._run_param_set(shared, index, batch_params)
+        if resuming and skip_below >= count:
+            _missing_param_set(self, ctx, skip_below, count)
 
     def _run_param_set(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
         params = {**self.params, **batch_params}
@@ -190,28 +196,27 @@ class BatchGraph(Graph):
             self._orch(shared, params)
             return
         started = time.perf_counter()
+        token = _batch_prefix.set((self, (*self._kg_path, index)))
         try:
             started = _item_started(self, index, batch_params)
-            self._for_param_set(index)._orch(shared, params)
-            _item_finished(self, index, None, started)
+            self._orch(shared, params)
         except BaseException as exc:  # cancellation too: listeners must close the item
             _item_failed(self, index, exc, started)
             raise
-
-    def _for_param_set(self, index: int) -> Self:
-        """A copy whose nodes report paths through parameter set ``index`` (PocketFlow's
-        ``_orch(shared, params)`` signature stays as it was for subclasses that override it)."""
-        runner = self._fresh_copy()
-        runner._kg_prefix = (*self._kg_path, index)
-        return runner
+        finally:
+            _batch_prefix.reset(token)
+        _item_finished(self, index, None, started)
 
 
-def _batch_resume(graph: Graph, ctx: RunContext, *, parallel: bool = False) -> tuple[int, dict[int, Any]]:
-    """For a batch graph being resumed: the first parameter set to run and the ones already done."""
+def _batch_resume(
+    graph: Graph, ctx: RunContext, *, parallel: bool = False
+) -> tuple[int, dict[int, Any], bool]:
+    """For a batch graph being resumed: the first parameter set to run, the ones already done, and
+    whether the resume path named a set (which must then exist)."""
     done = graph._kg_done_items or {}
     resume = ctx.resume
     if resume is None:
-        return 0, done
+        return 0, done, False
     if parallel:
         graph._bad_resume(
             ctx,
@@ -225,4 +230,13 @@ def _batch_resume(graph: Graph, ctx: RunContext, *, parallel: bool = False) -> t
     if is_last:
         ctx.resume = None
     assert isinstance(index, int)
-    return index, done
+    return index, done, True
+
+
+def _missing_param_set(graph: Graph, ctx: RunContext, index: int, count: int) -> None:
+    raise GraphExecutionError(
+        f"cannot resume run {ctx.run_id!r} at parameter set {index} of batch graph {graph.name!r}: "
+        f"its prep returned {count} set(s) this time. prep must return the same sets when a run "
+        "resumes; restore them or start a new run.",
+        graph=graph.name,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from contextvars import ContextVar
 
 from . import base_node as _base
 from . import events as _events
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 _UNLIMITED = sys.maxsize
 
+#: (batch graph, path prefix) while a batch graph runs one parameter set: its nodes' paths then
+#: pass through the set's index. A context variable, so concurrent sets (tasks) never mix.
+_batch_prefix: ContextVar[tuple[object, Path] | None] = ContextVar("kaygraph_batch_prefix", default=None)
+
 
 class Graph(BaseNode):
     """Nodes connected by labelled edges, run from ``start``; a graph is itself a node, so graphs nest.
@@ -38,7 +43,6 @@ class Graph(BaseNode):
     _index: dict[str, BaseNode] = {}
     _ids: dict[int, str] = {}
     _ids_version = -1
-    _kg_prefix: Path | None = None
 
     def __init__(
         self,
@@ -56,8 +60,9 @@ class Graph(BaseNode):
                 f"{type(self).__name__}: max_steps must be an int >= 1 or None, got {max_steps!r}"
             )
         self._start_node = start  # a new graph has no cached ids yet: no need to invalidate others
-        if name is not None or not isinstance(getattr(type(self), "name", None), str):
-            self.name = name or type(self).__name__
+        declared = getattr(type(self), "name", None)
+        if name is not None or not (isinstance(declared, str) or hasattr(declared, "__get__")):
+            self.name = name or type(self).__name__  # a class-level name (or property) wins
         self.max_steps = max_steps
 
     @property
@@ -110,18 +115,25 @@ class Graph(BaseNode):
         """The graph as Mermaid flowchart text; nested graphs become subgraphs."""
         self._ensure_ids()
         lines = ["flowchart TD"]
-        _mermaid(self, (), lines, "    ")
+        _mermaid(self, (), lines, "    ", {})
         return "\n".join(lines)
 
     def __enter__(self) -> Self:
-        """Set up the resources of every node (nested graphs included); undone if one fails."""
+        """Set up the resources of every node once, then of nested graphs (innermost first) and of
+        this graph; if one fails, what was set up is cleaned up again."""
+        nodes: list[BaseNode] = []
+        graphs: list[BaseNode] = []
+        seen: set[int] = set()
+        for _, node in self.walk():
+            if id(node) not in seen:
+                seen.add(id(node))
+                (graphs if isinstance(node, Graph) else nodes).append(node)
         opened: list[BaseNode] = []
         try:
-            for _, node in self.walk():
-                if not isinstance(node, Graph):
-                    node.setup_resources()
-                    opened.append(node)
-            self.setup_resources()
+            order: list[BaseNode] = [*nodes, *reversed(graphs), self]
+            for node in order:
+                node.setup_resources()
+                opened.append(node)
         except BaseException:
             _clean_up(opened)
             raise
@@ -129,11 +141,7 @@ class Graph(BaseNode):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        opened = self.__dict__.pop("_kg_opened", [])
-        try:
-            self.cleanup_resources()
-        finally:
-            _clean_up(opened)
+        _clean_up(self.__dict__.pop("_kg_opened", []))
 
     # -- running ------------------------------------------------------------------------------
 
@@ -246,7 +254,7 @@ class Graph(BaseNode):
             return resumed_action
         merged = params or {**self.params}
         listening = bool(ctx.listeners)
-        prefix = self._kg_path if self._kg_prefix is None else self._kg_prefix
+        prefix = self._path_prefix() if listening else ()
         ids = self._ids
         limit = self.max_steps or _UNLIMITED
         steps = 0
@@ -258,6 +266,8 @@ class Graph(BaseNode):
             node = curr._fresh_copy()
             node.set_params(merged)
             node._run_ctx = ctx
+            if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
+                node._node_id = ids.get(id(curr))
             if done_items is not None:
                 node._kg_done_items, done_items = done_items, None
             if listening:
@@ -281,11 +291,16 @@ class Graph(BaseNode):
         try:
             action = node._run(shared)
             nxt = self.get_next_node(node, action)
-            self._step_finished(node, path, shared, params, action, nxt, started)
         except BaseException as exc:  # cancellation and Ctrl-C too: listeners must close the step
             self._step_failed(node, path, exc, started)
             raise
+        self._step_finished(node, path, shared, params, action, nxt, started)
         return action, nxt
+
+    def _path_prefix(self) -> Path:
+        """Where this graph's nodes sit: its own path, plus the parameter-set index in a batch graph."""
+        scoped = _batch_prefix.get()
+        return scoped[1] if scoped is not None and scoped[0] is self else self._kg_path
 
     # -- helpers shared with AsyncGraph and the batch graphs -----------------------------------
 
@@ -365,8 +380,9 @@ class Graph(BaseNode):
         assert ctx is not None
         started = time.perf_counter()
         try:
-            for hook in ctx.hooks("on_node_start"):
-                hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
+            ctx.emit(
+                "on_node_start", node=node, node_id=node_id, path=path, shared=shared, params=params
+            )
         except Exception as exc:
             self._step_failed(node, path, exc, started)
             raise
@@ -405,18 +421,25 @@ class Graph(BaseNode):
             return
         duration = time.perf_counter() - started
         next_node_id = None if nxt is None else (self._ids.get(id(nxt)) or nxt.node_id)
-        for hook in hooks:
-            hook(
-                run=ctx,
-                node=node,
-                node_id=path[-1],
-                path=path,
-                shared=shared,
-                params=params,
-                action=action,
-                duration=duration,
-                next_node_id=next_node_id,
-            )
+        first_error: Exception | None = None
+        for hook in hooks:  # every listener hears the end even if one fails; the first error wins
+            try:
+                hook(
+                    run=ctx,
+                    node=node,
+                    node_id=path[-1],
+                    path=path,
+                    shared=shared,
+                    params=params,
+                    action=action,
+                    duration=duration,
+                    next_node_id=next_node_id,
+                )
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
 
 
 def _attempts(exc: BaseException, ctx: RunContext | None) -> int | None:
@@ -487,7 +510,10 @@ def _assign_ids(graph: Graph, visiting: set[int]) -> None:
                     break
             counters[base] = count
             taken.add(node_id)
+            if node._kg_in_graph and node._node_id not in (None, node_id):
+                node._kg_ambiguous_id = True  # another graph calls it otherwise
             node._node_id = node_id
+        node._kg_in_graph = True
         index[node_id] = node
         ids[id(node)] = node_id
         if isinstance(node, Graph):
@@ -506,30 +532,26 @@ def _walk(graph: Graph, prefix: Path) -> Iterator[tuple[Path, BaseNode]]:
             yield from _walk(node, path)
 
 
-def _mermaid_id(path: Path) -> str:
-    return "n_" + "__".join("".join(c if c.isalnum() else "_" for c in str(p)) for p in path)
-
-
 def _mermaid_label(node_id: str, node: BaseNode) -> str:
     kind = type(node).__name__
     text = node_id if node_id == kind else f"{node_id} ({kind})"
     return '"' + text.replace('"', "#quot;") + '"'
 
 
-def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str) -> None:
+def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str, names: dict[Path, str]) -> None:
+    """Mermaid ids are numbers in walk order (``n0``, ``n1``...): node ids may hold any character."""
     for node_id, node in graph._index.items():
         path = (*prefix, node_id)
+        names[path] = f"n{len(names)}"
         if isinstance(node, Graph):
-            lines.append(f"{indent}subgraph {_mermaid_id(path)} [{_mermaid_label(node_id, node)}]")
-            _mermaid(node, path, lines, indent + "    ")
+            lines.append(f"{indent}subgraph {names[path]} [{_mermaid_label(node_id, node)}]")
+            _mermaid(node, path, lines, indent + "    ", names)
             lines.append(f"{indent}end")
         else:
-            lines.append(f"{indent}{_mermaid_id(path)}[{_mermaid_label(node_id, node)}]")
+            lines.append(f"{indent}{names[path]}[{_mermaid_label(node_id, node)}]")
     for node_id, node in graph._index.items():
         for action, target in node.successors.items():
             target_id = graph._ids[id(target)]
             arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
-            lines.append(
-                f"{indent}{_mermaid_id((*prefix, node_id))} {arrow} "
-                f"{_mermaid_id((*prefix, target_id))}"
-            )
+            source_path, target_path = (*prefix, node_id), (*prefix, target_id)
+            lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")

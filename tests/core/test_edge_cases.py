@@ -447,3 +447,236 @@ def test_hooks_defined_on_batch_graphs_run_around_all_parameter_sets():
     calls.clear()
     asyncio.run(AsyncSets(start=AsyncMark(), max_concurrency=1).run_async({}))
     assert calls == ["before", ("set", 3), ("set", 4), "after"]
+
+
+# -- second review -----------------------------------------------------------------------------
+
+
+class Names(RunListener):
+    def __init__(self):
+        self.events = []
+
+    def on_node_start(self, *, node_id, **kwargs):
+        self.events.append(("start", node_id))
+
+    def on_node_end(self, *, node_id, **kwargs):
+        self.events.append(("end", node_id))
+
+    def on_node_error(self, *, node_id, **kwargs):
+        self.events.append(("error", node_id))
+
+    def on_batch_item_end(self, *, index, error, duration, **kwargs):
+        self.events.append(("item_end", index, type(error).__name__ if error else None))
+        assert 0 <= duration < 60
+
+
+def test_a_listener_does_not_change_what_a_batch_graph_computes():
+    class Counting(BatchGraph):
+        def prep(self, shared):
+            self.count = 0
+            return [{}, {}, {}]
+
+        def _orch(self, shared, params=None):
+            self.count += 1
+            return super()._orch(shared, params)
+
+        def post(self, shared, prep_res, exec_res):
+            shared["count"] = self.count
+
+    for listeners in ([], [Names()]):
+        shared = {}
+        Counting(start=Step()).run(shared, listeners=listeners)
+        assert shared["count"] == 3
+
+
+def test_resume_at_a_parameter_set_that_no_longer_exists_is_an_error():
+    class Two(BatchGraph):
+        def prep(self, shared):
+            return [{}, {}]
+
+    batch = Two(start=Step(node_id="a"), node_id="B")
+    batch >> Graph(start=Step(node_id="a"), node_id="later")
+    with pytest.raises(GraphExecutionError, match=r"parameter set 3 of batch graph 'Two'.*returned 2 set"):
+        Graph(start=batch).run({}, resume=ResumePoint(["B", 3, "a"]))
+
+
+def test_async_parallel_items_share_the_node_like_pocketflow_and_keep_their_own_retry():
+    class Count(AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            self.tokens = 0
+            return ["a", "bb", "ccc"]
+
+        async def exec_async(self, item):
+            await asyncio.sleep(0.001)
+            if item == "bb" and self.cur_retry == 0:
+                raise ConnectionError("first try")
+            self.tokens += len(item)
+            return self.cur_retry
+
+        async def post_async(self, shared, prep_res, exec_res):
+            shared.update(tokens=self.tokens, retries=exec_res)
+
+    shared = {}
+    asyncio.run(Count(max_retries=2).run_async(shared))
+    assert shared == {"tokens": 6, "retries": [0, 1, 0]}
+
+
+def test_a_failing_end_hook_gives_no_duplicate_or_unmatched_events():
+    class BadEnd(RunListener):
+        def on_node_end(self, **kwargs):
+            raise RuntimeError("bad end")
+
+    class BadStart(RunListener):
+        def on_node_start(self, **kwargs):
+            raise RuntimeError("bad start")
+
+    good = Names()
+    with pytest.raises(RuntimeError, match="bad end"):
+        Graph(start=Step(node_id="s")).run({}, listeners=[BadEnd(), good])
+    assert good.events == [("start", "s"), ("end", "s")]
+    good = Names()
+    with pytest.raises(RuntimeError, match="bad start"):
+        Graph(start=Step(node_id="s")).run({}, listeners=[BadStart(), good])
+    assert good.events == [("start", "s"), ("error", "s")]
+
+
+def test_a_non_callable_attribute_named_like_a_hook_is_not_called():
+    with pytest.warns(UserWarning, match="Fetch.on_error is str"):
+
+        class Fetch(Node):
+            on_error = "skip"
+
+            def exec(self, prep_res):
+                raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        Graph(start=Fetch()).run({})
+
+
+def test_no_item_starts_after_a_failure_with_a_concurrency_limit():
+    started = []
+
+    class Calls(AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            return list(range(5))
+
+        async def exec_async(self, item):
+            started.append(item)
+            if item == 0:
+                raise ConnectionError("item 0")
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(AsyncGraph(start=Calls(max_concurrency=1)).run_async({}))
+    assert started == [0]
+
+
+def test_a_node_shared_by_two_graphs_knows_its_id_in_each_without_listeners():
+    seen = []
+
+    class Who(Node):
+        def prep(self, shared):
+            seen.append(self.node_id)
+
+    shared_node = Who()
+    g1 = Graph(start=shared_node)
+    other = Who()
+    other >> shared_node
+    g2 = Graph(start=other)
+    g1.nodes()
+    g2.nodes()
+    g1.run({})
+    g2.run({})
+    assert seen == ["Who", "Who", "Who_2"]
+
+
+def test_a_graph_subclass_may_declare_name_as_a_property():
+    class Named(Graph):
+        name = property(lambda self: "pipeline")
+
+    assert Named(start=Step()).name == "pipeline"
+
+
+def test_async_nodes_await_async_hooks_and_sync_nodes_warn_about_them():
+    class Opened(AsyncNode):
+        async def before_prep(self, shared):
+            await asyncio.sleep(0)
+            shared["opened"] = True
+
+    shared = {}
+    asyncio.run(Opened().run_async(shared))
+    assert shared == {"opened": True}
+    with pytest.warns(UserWarning, match="is a coroutine function"):
+
+        class SyncWithAsyncHook(Node):
+            async def before_prep(self, shared):
+                pass
+
+
+def test_hooks_with_extra_optional_parameters_are_called():
+    class Tolerant(Node):
+        def on_error(self, shared, error, context=None):
+            shared["handled"] = type(error).__name__
+
+        def exec(self, prep_res):
+            raise KeyError("x")
+
+    shared = {}
+    with pytest.raises(KeyError):
+        Graph(start=Tolerant()).run(shared)
+    assert shared == {"handled": "KeyError"}
+
+
+def test_async_item_durations_are_sane_when_a_start_hook_fails():
+    class BadItemStart(RunListener):
+        def on_batch_item_start(self, **kwargs):
+            raise RuntimeError("bad item start")
+
+    class One(AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            return [1]
+
+    good = Names()
+    with pytest.raises(RuntimeError):
+        asyncio.run(AsyncGraph(start=One()).run_async({}, listeners=[BadItemStart(), good]))
+    assert ("item_end", 0, "RuntimeError") in good.events
+
+
+def test_batch_graph_post_gets_an_empty_list_when_prep_returns_none_with_or_without_hooks():
+    class Plain(BatchGraph):
+        def post(self, shared, prep_res, exec_res):
+            shared["prep_res"] = prep_res
+
+    class Hooked(Plain):
+        def before_prep(self, shared):
+            pass
+
+    for cls in (Plain, Hooked):
+        shared = {}
+        cls(start=Step()).run(shared)
+        assert shared == {"prep_res": []}
+
+
+def test_graph_resources_cover_nested_graphs_and_each_shared_node_once():
+    log = []
+
+    class Res(Node):
+        def setup_resources(self):
+            log.append(f"up {self.node_id}")
+
+        def cleanup_resources(self):
+            log.append(f"down {self.node_id}")
+
+    class Sub(Graph):
+        def setup_resources(self):
+            log.append(f"up {self.name}")
+
+        def cleanup_resources(self):
+            log.append(f"down {self.name}")
+
+    shared_node = Res(node_id="r")
+    s1, s2 = Sub(start=shared_node, name="s1"), Sub(start=shared_node, name="s2")
+    s1 >> s2
+    with Graph(start=s1):
+        pass
+    assert log == ["up r", "up s2", "up s1", "down s1", "down s2", "down r"]

@@ -386,9 +386,14 @@ def test_a_cancelled_async_step_is_reported_as_a_node_error():
 
 def test_topology_version_changes_when_an_edge_is_added():
     graph = Graph(start=Step())
+    graph.nodes()
     before = graph.topology_version
-    graph.start_node >> Step()
+    fresh, other = Step(), Step()
+    fresh >> other  # nodes in no graph yet: nothing cached can be stale
+    assert graph.topology_version == before
+    graph.start_node >> fresh
     assert graph.topology_version != before
+    assert len(graph.nodes()) == 3
 
 
 def test_resume_restores_the_params_of_the_checkpointed_run():

@@ -256,14 +256,23 @@ def test_mermaid_shows_nodes_labelled_edges_and_nested_subgraphs():
     load = Record(node_id="load")
     load - "fresh" >> inner
     load >> Record(node_id='say "hi"')
-    text = Graph(start=load).to_mermaid()
-    assert text.splitlines()[0] == "flowchart TD"
-    assert '    n_load["load (Record)"]' in text
-    assert '    subgraph n_index ["index (Graph)"]' in text
-    assert '        n_index__embed["embed (Record)"]' in text
-    assert "    n_load -->|fresh| n_index" in text
-    assert "    n_load --> n_say__hi_" in text
-    assert "#quot;hi#quot;" in text
+    assert Graph(start=load).to_mermaid().splitlines() == [
+        "flowchart TD",
+        '    n0["load (Record)"]',
+        '    subgraph n1 ["index (Graph)"]',
+        '        n2["embed (Record)"]',
+        "    end",
+        '    n3["say #quot;hi#quot; (Record)"]',
+        "    n0 -->|fresh| n1",
+        "    n0 --> n3",
+    ]
+
+
+def test_mermaid_ids_never_collide_whatever_the_node_ids():
+    first, second = Record(node_id="a-b"), Record(node_id="a_b")
+    first >> second
+    lines = Graph(start=first).to_mermaid().splitlines()
+    assert lines[1:] == ['    n0["a-b (Record)"]', '    n1["a_b (Record)"]', "    n0 --> n1"]
 
 
 def test_graph_that_contains_itself_is_rejected():
