@@ -379,13 +379,16 @@ class Graph(BaseNode):
         ctx = node._run_ctx
         assert ctx is not None
         started = time.perf_counter()
-        try:
-            ctx.emit(
-                "on_node_start", node=node, node_id=node_id, path=path, shared=shared, params=params
-            )
-        except Exception as exc:
-            self._step_failed(node, path, exc, started)
-            raise
+        first_error: Exception | None = None
+        for hook in ctx.hooks("on_node_start"):  # all hear the start even if one fails
+            try:
+                hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            self._step_failed(node, path, first_error, started)
+            raise first_error
         return path, started
 
     def _step_failed(self, node: BaseNode, path: Path, exc: BaseException, started: float) -> None:
