@@ -827,7 +827,8 @@ class SQLStore(CheckpointStore):
             cursor.execute(f"DELETE FROM {self.runs_table} WHERE run_id = {ph}", (run_id,))
             had_run = cursor.rowcount > 0
             cursor.execute(f"DELETE FROM {self.checkpoints_table} WHERE run_id = {ph}", (run_id,))
-            return bool(had_run or cursor.rowcount > 0)
+            # On a retry after a lost connection the first attempt may have committed already.
+            return bool(had_run or cursor.rowcount > 0 or retried)
 
         return self._run(work)
 

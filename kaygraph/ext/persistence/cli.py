@@ -74,7 +74,8 @@ def _show(args: Any) -> int:
     for name, value in info.__dict__.items():
         print(f"{name:<17} {_time(value) if name.endswith('_at') else value}")
     print()
-    for entry in steps(args.store, args.run_id, serializer=args.serializer):
+    # States are decoded only when shown: listing steps needs no user classes nor serializer.
+    for entry in steps(args.store, args.run_id, serializer=args.serializer, decode=args.state):
         where = " > ".join(map(str, entry.path)) or "-"
         print(
             f"#{entry.seq:<5} {entry.kind:<7} {where:<30} action={entry.action!r} at {_time(entry.timestamp)}"

@@ -207,8 +207,8 @@ class StepRecord:
     next_position: tuple[Any, ...]
     timestamp: float
     duration: float | None
-    #: The shared store after this entry.
-    state: dict[str, Any]
+    #: The shared store after this entry (None when read with ``decode=False``).
+    state: dict[str, Any] | None
     params: Any
 
 
@@ -370,7 +370,7 @@ class Checkpointer(RunListener):
                 release(self.store, self.run_id, self.owner, {})
                 return
             status = "succeeded" if error is None else "failed"
-            message = None if error is None else f"{type(error).__name__}: {error}"[:2000]
+            message = None if error is None else _row_text(f"{type(error).__name__}: {error}")
             try:
                 fields: dict[str, Any] = {"t": round(time.time(), 3), "st": status, "e": message}
                 raw = None
@@ -381,7 +381,7 @@ class Checkpointer(RunListener):
                     raw = {"a": action_json(action), "u": join_encoded(changed)}
                 self.write(frame(record_json("end", fields, raw)), snapshot=False, changes={})
             except BaseException as exc:
-                status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                status, message = "failed", _row_text(f"{type(exc).__name__}: {exc}")
                 raise
             finally:
                 changes: dict[str, Any] = {"status": status, "error": message}
@@ -441,6 +441,10 @@ class DurableGraph:
             )
         self.lease_seconds: float = lease
         self.serializer = get_serializer(setting("serializer") if serializer is None else serializer)
+        if isinstance(graph, AsyncParallelBatchGraph):
+            # Its parameter sets run concurrently, so it resumes only as a whole: as a nested
+            # level, where the core accepts the finished sets. Same name, same results.
+            graph = AsyncGraph(start=graph, name=graph.name)
         self.graph = graph
         self.store = open_store(store)
         self._owns_store = not isinstance(store, CheckpointStore)
@@ -765,20 +769,33 @@ def get_run(store: str | CheckpointStore | None, run_id: str) -> RunInfo:
         return info
 
 
+def _row_text(message: str) -> str:
+    """Error text fit for a run row: bounded, and lone surrogates (from undecodable file names)
+    escaped, since database text columns reject them and the run must still be marked failed."""
+    return message[:2000].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def steps(
-    store: str | CheckpointStore | None, run_id: str, *, serializer: str | Serializer | None = None
+    store: str | CheckpointStore | None,
+    run_id: str,
+    *,
+    serializer: str | Serializer | None = None,
+    decode: bool = True,
 ) -> list[StepRecord]:
     """The kept history of ``run_id``: start/resume/step/end entries with the shared state after each.
 
     Batch items are folded into their node's entry. How far back it goes is bounded by
     ``keep_snapshots`` (the oldest entry is the oldest kept snapshot). States are decoded with
     ``serializer`` (default: JSON) only, never with the serializer named in the store: a run
-    recorded with another one raises ``PersistenceError`` saying how to opt in.
+    recorded with another one raises ``PersistenceError`` saying how to opt in. With
+    ``decode=False`` states and params are left out (None): listing the steps then needs neither
+    the serializer nor the classes stored in the state.
     """
     decoder = get_serializer(serializer)
     with _opened(store) as opened:
         info = get_run(opened, run_id)
-        check_serializer(info, decoder)
+        if decode:
+            check_serializer(info, decoder)
         history = []
         for seq, record, run_state in fold(opened, run_id):
             kind = record["k"]
@@ -796,8 +813,10 @@ def steps(
                     next_position=run_state.position,
                     timestamp=record["t"],
                     duration=record.get("dt"),
-                    state=decode_state(decoder, run_state.state, run_id=run_id, seq=seq),
-                    params=decode_params(decoder, run_state.params, run_id=run_id, seq=seq),
+                    state=decode_state(decoder, run_state.state, run_id=run_id, seq=seq) if decode else None,
+                    params=decode_params(decoder, run_state.params, run_id=run_id, seq=seq)
+                    if decode
+                    else None,
                 )
             )
         return history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from kaygraph.core.exceptions import PersistenceError
 
@@ -69,10 +69,14 @@ def _without_options(url: str, consumed: tuple[str, ...]) -> str:
     """``url`` without the query options KayGraph consumed; every other option (``sslmode``,
     ``db``, ``application_name``, ...) is passed on to the driver unchanged."""
     parts = urlsplit(url)
+    # Keep the other options' text exactly as written: re-encoding would turn %20 into "+",
+    # which libpq reads literally.
     kept = [
-        (key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in consumed
+        option
+        for option in parts.query.split("&")
+        if option and unquote(option.split("=", 1)[0]) not in consumed
     ]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
+    return urlunsplit(parts._replace(query="&".join(kept)))
 
 
 def _from_url(url: str) -> CheckpointStore:

@@ -793,3 +793,48 @@ def test_lone_surrogates_round_trip(store: Any) -> None:
     runner = durable(chain(Tracker(), ["a"]), store)
     runner.run({"files": [name], name: 1}, run_id="sur")
     assert runner.run({}, run_id="sur").shared == {"files": [name], name: 1, "trail": ["a"]}
+
+
+def test_a_failure_message_with_a_lone_surrogate_still_marks_the_run_failed(store: Any) -> None:
+    import os
+
+    name = os.fsdecode(b"caf\xe9.txt")  # undecodable file names become lone surrogates
+
+    class Parse(Node):
+        def exec(self, prep_res: Any) -> None:
+            raise ValueError(f"cannot parse {name}")
+
+    runner = durable(Graph(Parse(node_id="parse"), name="surrogate"), store)
+    with pytest.raises(ValueError):
+        runner.run({}, run_id="sur-fail")
+    info = runner.get_run("sur-fail")
+    assert info.status == "failed"
+    assert info.lease_owner is None
+    assert "cannot parse caf\\udce9.txt" in (info.error or "")
+
+
+def test_a_top_level_async_parallel_batch_graph_resumes_its_unfinished_sets(store: Any) -> None:
+    ran: list[int] = []
+
+    class Work(AsyncNode):
+        async def exec_async(self, prep_res: Any) -> int:
+            number = self.params["n"]
+            ran.append(number)
+            if number == 2 and len(ran) <= 3:
+                raise ConnectionError("set 2 fails the first time")
+            return number
+
+        async def post_async(self, shared: Any, prep_res: Any, exec_res: int) -> None:
+            shared.setdefault("done", []).append(exec_res)
+
+    class Sets(AsyncParallelBatchGraph):
+        async def prep_async(self, shared: Any) -> list[dict[str, int]]:
+            return [{"n": n} for n in range(3)]
+
+    runner = durable(Sets(start=Work(), name="sets", max_concurrency=1), store)
+    with pytest.raises(ConnectionError):
+        asyncio.run(runner.run_async({}, run_id="pbg-top"))
+    result = asyncio.run(runner.resume_async("pbg-top"))
+    assert result.status == "succeeded"
+    assert sorted(result.shared["done"]) == [0, 1, 2]
+    assert ran == [0, 1, 2, 2]  # sets 0 and 1 did not run again

@@ -44,3 +44,26 @@ def test_runs_show_decodes_pickles_only_when_asked(tmp_path: Any, capsys: pytest
     capsys.readouterr()
     assert main("runs", "--store", url, "show", "pickled", "--state", "--serializer", "pickle") == 0
     assert "{'a': 1}" in capsys.readouterr().out
+
+
+def test_runs_show_lists_steps_without_needing_the_classes_in_the_state(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import sys
+
+    from kaygraph.core.exceptions import KayGraphError
+
+    (tmp_path / "kg_cli_models.py").write_text(
+        "import dataclasses\n\n@dataclasses.dataclass\nclass Doc:\n    pages: int\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    models = importlib.import_module("kg_cli_models")
+    url = f"sqlite:///{tmp_path}/runs.db"
+    with durable(Graph(Node(node_id="only"), name="demo"), url) as runner:
+        runner.run({"doc": models.Doc(3)}, run_id="with-class")
+    monkeypatch.delitem(sys.modules, "kg_cli_models")  # like a shell with no user code imported
+    assert main("runs", "--store", url, "show", "with-class") == 0
+    assert "only" in capsys.readouterr().out
+    with pytest.raises(KayGraphError, match="kg_cli_models"):
+        main("runs", "--store", url, "show", "with-class", "--state")

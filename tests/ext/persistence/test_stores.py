@@ -20,8 +20,8 @@ class Once(Node):
 
 def test_only_consumed_url_options_are_removed() -> None:
     url = "postgresql://u@h/db?sslmode=verify-full&schema=s&application_name=a%20b&sslrootcert=%2Fca.pem"
-    assert _without_options(url, ("schema",)) == (
-        "postgresql://u@h/db?sslmode=verify-full&application_name=a+b&sslrootcert=%2Fca.pem"
+    assert _without_options(url, ("schema",)) == (  # the others exactly as written (libpq reads "+")
+        "postgresql://u@h/db?sslmode=verify-full&application_name=a%20b&sslrootcert=%2Fca.pem"
     )
     assert _without_options("redis://h:6379/?db=14&prefix=p:", ("prefix",)) == "redis://h:6379/?db=14"
     assert _without_options("redis://h:6379/2?prefix=p:", ("prefix",)) == "redis://h:6379/2"
@@ -38,10 +38,11 @@ def test_redis_url_keeps_db_next_to_prefix(redis_url: str) -> None:
 
 def test_postgres_url_keeps_sslmode_and_other_options_next_to_schema(new_store_url: Any) -> None:
     url = new_store_url("postgres")  # ...?schema=kgtest_...
-    store = open_store(f"{url}&application_name=kg_url_test")
+    store = open_store(f"{url}&application_name=kg%20url%20test&options=-c%20statement_timeout%3D1234")
     try:
-        row = store._connection.execute("SHOW application_name").fetchone()  # type: ignore[attr-defined]
-        assert row == ("kg_url_test",)
+        connection = store._connection  # type: ignore[attr-defined]
+        assert connection.execute("SHOW application_name").fetchone() == ("kg url test",)
+        assert connection.execute("SHOW statement_timeout").fetchone() == ("1234ms",)
     finally:
         store.close()
     # The test server has no SSL: sslmode=require must reach the driver and refuse to connect,
