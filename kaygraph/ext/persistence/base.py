@@ -601,10 +601,12 @@ class SQLStore(CheckpointStore):
         self.runs_table = f"{qualifier}{table_prefix}runs"
         self.checkpoints_table = f"{qualifier}{table_prefix}checkpoints"
 
-    def _transaction(self, write: bool = True) -> Any:
+    def _transaction(self, write: bool = True, *, single: bool = False) -> Any:
         """A context manager yielding a cursor; commits on success, rolls back on error.
 
         ``write=False`` marks read-only work, which SQLite runs without taking the write lock.
+        ``single=True`` promises one write statement, atomic by itself: SQLite then runs it in
+        autocommit mode (one statement instead of BEGIN, INSERT, COMMIT on every step).
         """
         raise NotImplementedError
 
@@ -616,16 +618,16 @@ class SQLStore(CheckpointStore):
         """Whether ``exc`` means the connection died and a new one is now open (so retry once)."""
         return False
 
-    def _run(self, work: Callable[[Any, bool], _T], *, write: bool = True) -> _T:
+    def _run(self, work: Callable[[Any, bool], _T], *, write: bool = True, single: bool = False) -> _T:
         """``work(cursor, retried)`` in one transaction; once more on a new connection if the
         connection died. Every operation is written so that running it again is safe."""
         try:
-            with self._transaction(write) as cursor:
+            with self._transaction(write, single=single) as cursor:
                 return work(cursor, False)
         except Exception as exc:
             if not self._reconnect_after(exc):
                 raise
-        with self._transaction(write) as cursor:
+        with self._transaction(write, single=single) as cursor:
             return work(cursor, True)
 
     def schema_statements(self) -> list[str]:
@@ -755,7 +757,8 @@ class SQLStore(CheckpointStore):
                 )
 
         try:
-            self._run(work)
+            # The common step writes one record and nothing else: one statement is enough.
+            self._run(work, single=not changes and prune_below is None)
         except Exception as exc:
             if not self._is_duplicate(exc):
                 raise

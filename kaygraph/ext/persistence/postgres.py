@@ -51,7 +51,7 @@ class PostgresStore(SQLStore):
                 cursor.execute(statement)
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[Any]:
+    def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
         with self._lock, self._connection.transaction(), self._connection.cursor() as cursor:
             yield cursor
 
