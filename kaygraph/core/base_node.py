@@ -9,9 +9,9 @@ from .exceptions import GraphDefinitionError, InvalidActionError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
 
-    from typing_extensions import Self
+    _Node = TypeVar("_Node", bound="BaseNode")
 
     from .events import Path, RunContext
 
@@ -184,7 +184,7 @@ class BaseNode:
     def cleanup_resources(self) -> None:
         """Release what :meth:`setup_resources` acquired; called when the ``with`` block ends."""
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Node) -> _Node:
         self.setup_resources()
         return self
 
@@ -234,9 +234,9 @@ class BaseNode:
             warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
         return self._run(shared)
 
-    def _fresh_copy(self) -> Self:
+    def _fresh_copy(self: _Node) -> _Node:
         """A shallow copy made for one step: what ``copy.copy`` does, several times faster."""
-        clone: Self = _new_object(type(self))
+        clone: _Node = _new_object(type(self))
         clone.__dict__.update(self.__dict__)
         return clone
 

@@ -17,9 +17,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from typing import Any
+    from typing import Any, TypeVar
 
-    from typing_extensions import Self
+    _Graph = TypeVar("_Graph", bound="Graph")
 
     from .events import Path, ResumePoint
 
@@ -118,7 +118,7 @@ class Graph(BaseNode):
         _mermaid(self, (), lines, "    ", {})
         return "\n".join(lines)
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Graph) -> _Graph:
         """Set up the resources of every node once, then of nested graphs (innermost first) and of
         this graph; if one fails, what was set up is cleaned up again."""
         nodes: list[BaseNode] = []
@@ -194,8 +194,8 @@ class Graph(BaseNode):
         return action
 
     def _begin_run(
-        self, listeners: Iterable[Any] | None, run_id: str | None, resume: ResumePoint | None
-    ) -> Self:
+        self: _Graph, listeners: Iterable[Any] | None, run_id: str | None, resume: ResumePoint | None
+    ) -> _Graph:
         self._ensure_ids()
         attached = _events.get_listeners()
         if listeners:

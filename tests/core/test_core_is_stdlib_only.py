@@ -26,8 +26,7 @@ def test_core_source_imports_only_stdlib_and_itself():
                 continue
             for name in names:
                 top = name.split(".")[0]
-                in_type_checking_only = top == "typing_extensions"
-                assert top in allowed or in_type_checking_only, f"{path.name} imports {name}"
+                assert top in allowed, f"{path.name} imports {name} (even for type checking only)"
                 assert not name.startswith("kaygraph.ext"), f"{path.name} imports {name}"
 
 
