@@ -12,8 +12,7 @@ from .batch_node import (
     BatchNode,
     _batch_resume,
     _check_workers,
-    _item_failed,
-    _item_finished,
+    _item_ended,
     _item_started,
     _listening,
     _missing_param_set,
@@ -154,9 +153,9 @@ class AsyncBatchNode(AsyncNode, BatchNode):
             started = _item_started(self, index, item)
             result = await AsyncNode._exec(self, item)
         except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_failed(self, index, exc, started)
+            _item_ended(self, index, started, error=exc)
             raise
-        _item_finished(self, index, result, started)
+        _item_ended(self, index, started, result=result)
         return result
 
 
@@ -369,11 +368,11 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
             started = _item_started(self, index, batch_params)
             await self._orch_async(shared, params)
         except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_failed(self, index, exc, started)
+            _item_ended(self, index, started, error=exc)
             raise
         finally:
             _batch_prefix.reset(token)
-        _item_finished(self, index, None, started)
+        _item_ended(self, index, started, result=None)
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):

@@ -39,35 +39,25 @@ def _item_started(node: BaseNode, index: int, item: Any) -> float:
     return time.perf_counter()
 
 
-def _item_finished(node: BaseNode, index: int, result: Any, started: float) -> None:
+def _item_ended(
+    node: BaseNode, index: int, started: float, *, result: Any = None, error: BaseException | None = None
+) -> None:
+    """Report the end of item ``index``; while ``error`` propagates, a failing listener cannot replace it."""
     ctx = node._run_ctx
     assert ctx is not None
-    ctx.emit(
-        "on_batch_item_end",
-        node=node,
-        node_id=node.node_id,
-        path=node._kg_path,
-        index=index,
-        result=result,
-        error=None,
-        duration=time.perf_counter() - started,
-    )
-
-
-def _item_failed(node: BaseNode, index: int, error: BaseException, started: float) -> None:
-    ctx = node._run_ctx
-    assert ctx is not None
-    ctx.emit_after_error(
-        "on_batch_item_end",
-        error,
-        node=node,
-        node_id=node.node_id,
-        path=node._kg_path,
-        index=index,
-        result=None,
-        error=error,
-        duration=time.perf_counter() - started,
-    )
+    fields = {
+        "node": node,
+        "node_id": node.node_id,
+        "path": node._kg_path,
+        "index": index,
+        "result": result,
+        "error": error,
+        "duration": time.perf_counter() - started,
+    }
+    if error is None:
+        ctx.emit("on_batch_item_end", **fields)
+    else:
+        ctx.emit_after_error("on_batch_item_end", error, **fields)
 
 
 def _size_of(items: Any) -> int | None:
@@ -103,9 +93,9 @@ class BatchNode(Node):
             started = _item_started(self, index, item)
             result = super()._exec(item)
         except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_failed(self, index, exc, started)
+            _item_ended(self, index, started, error=exc)
             raise
-        _item_finished(self, index, result, started)
+        _item_ended(self, index, started, result=result)
         return result
 
 
@@ -201,11 +191,11 @@ class BatchGraph(Graph):
             started = _item_started(self, index, batch_params)
             self._orch(shared, params)
         except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_failed(self, index, exc, started)
+            _item_ended(self, index, started, error=exc)
             raise
         finally:
             _batch_prefix.reset(token)
-        _item_finished(self, index, None, started)
+        _item_ended(self, index, started, result=None)
 
 
 def _batch_resume(

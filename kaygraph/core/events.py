@@ -340,10 +340,14 @@ class RunContext:
         Every hook is called even if one raises; the first error is raised afterwards, so one
         failing listener cannot leave the others half-informed.
         """
+        hooks = self._hooks.get(event)
+        if not hooks:
+            return
+        fields["run"] = self
         first_error: Exception | None = None
-        for hook in self._hooks.get(event, ()):
+        for hook in hooks:
             try:
-                hook(run=self, **fields)
+                hook(**fields)
             except Exception as exc:
                 if first_error is None:
                     first_error = exc
