@@ -2,7 +2,8 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``, ``ui``, ``distributed``: planned
+- ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
+- ``scheduler``, ``distributed``: planned
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
