@@ -27,6 +27,7 @@ from .exceptions import (
 from .graph import Graph
 from .metrics_node import MetricsNode
 from .node import Node
+from .node_config import Config
 from .validated_node import ValidatedNode
 
 __version__ = "1.0.0"
@@ -41,6 +42,7 @@ __all__ = [
     "BaseNode",
     "BatchGraph",
     "BatchNode",
+    "Config",
     "Graph",
     "GraphDefinitionError",
     "GraphExecutionError",
