@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from kaygraph import config as config
     from kaygraph import ext, plugins
     from kaygraph.config import configure, get_config
+    from kaygraph.core.generics import T_Action, T_ExecRes, T_Params, T_PrepRes, T_Shared
     from kaygraph.info import list_extensions, show_info
 
 # Names served lazily, so `import kaygraph` loads no extension, plugin or config file. An
@@ -81,6 +82,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "show_info": ("kaygraph.info", "show_info"),
     "configure": ("kaygraph.config", "configure"),
     "get_config": ("kaygraph.config", "get_config"),
+    # 0.3's type aliases: built on first use, so `typing` is not imported by `import kaygraph`
+    "T_Action": ("kaygraph.core.generics", "T_Action"),
+    "T_ExecRes": ("kaygraph.core.generics", "T_ExecRes"),
+    "T_Params": ("kaygraph.core.generics", "T_Params"),
+    "T_PrepRes": ("kaygraph.core.generics", "T_PrepRes"),
+    "T_Shared": ("kaygraph.core.generics", "T_Shared"),
 }
 
 
@@ -123,6 +130,11 @@ __all__ = [
     "ResumePoint",
     "RunContext",
     "RunListener",
+    "T_Action",
+    "T_ExecRes",
+    "T_Params",
+    "T_PrepRes",
+    "T_Shared",
     "ValidatedNode",
     "ValidationError",
     "__version__",

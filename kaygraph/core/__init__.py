@@ -32,6 +32,22 @@ from .validated_node import ValidatedNode
 
 __version__ = "1.0.0"
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .generics import T_Action, T_ExecRes, T_Params, T_PrepRes, T_Shared
+
+
+def __getattr__(name: str) -> Any:
+    """0.3's type aliases (``T_Shared``, ...), built on first use so ``typing`` loads only then."""
+    from . import generics
+
+    if name in generics.ALIASES:
+        return getattr(generics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "AsyncBatchGraph",
     "AsyncBatchNode",
@@ -54,6 +70,11 @@ __all__ = [
     "ResumePoint",
     "RunContext",
     "RunListener",
+    "T_Action",
+    "T_ExecRes",
+    "T_Params",
+    "T_PrepRes",
+    "T_Shared",
     "ValidatedNode",
     "ValidationError",
     "__version__",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import warnings
 
+from .context import ExecutionContext
 from .exceptions import GraphDefinitionError, InvalidActionError
+from .generics import GenericNode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -86,7 +88,7 @@ def _needs_copy_module(cls: type) -> bool:
     return False
 
 
-class BaseNode:
+class BaseNode(ExecutionContext, GenericNode):
     """A step of a graph: ``prep`` reads the shared store, ``exec`` computes, ``post`` writes back
     and returns the action that selects the next node (``None`` means ``"default"``).
 
