@@ -40,6 +40,7 @@ from kaygraph.core import (
     BatchGraph,
     BatchNode,
     CancelToken,
+    Config,
     Graph,
     GraphDefinitionError,
     GraphExecutionError,
@@ -67,18 +68,21 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 if TYPE_CHECKING:
     from typing import Any
 
+    from kaygraph import config as config
     from kaygraph import ext, plugins
-    from kaygraph.config import Config, configure, get_config
+    from kaygraph.config import configure, get_config
     from kaygraph.info import list_extensions, show_info
 
 # Names served lazily, so `import kaygraph` loads no extension, plugin or config file. An
-# attribute of None means the module itself (its own __init__ is lazy in turn).
+# attribute of None means the module itself (its own __init__ is lazy in turn). Note the two
+# configs: `kaygraph.Config` (above, eager) configures nodes; the module `kaygraph.config` holds
+# the framework's settings (`kaygraph.config.Config(config_file=...)`, `get_config()`).
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "config": ("kaygraph.config", None),
     "ext": ("kaygraph.ext", None),
     "plugins": ("kaygraph.plugins", None),
     "list_extensions": ("kaygraph.info", "list_extensions"),
     "show_info": ("kaygraph.info", "show_info"),
-    "Config": ("kaygraph.config", "Config"),
     "configure": ("kaygraph.config", "configure"),
     "get_config": ("kaygraph.config", "get_config"),
 }

@@ -31,6 +31,7 @@ from .graph import Graph
 from .loading import load_graph
 from .metrics_node import MetricsNode
 from .node import Node
+from .node_config import Config
 from .validated_node import ValidatedNode
 
 __version__ = "1.0.0"
@@ -46,6 +47,7 @@ __all__ = [
     "BatchGraph",
     "BatchNode",
     "CancelToken",
+    "Config",
     "Graph",
     "GraphDefinitionError",
     "GraphExecutionError",
