@@ -16,15 +16,19 @@ from .async_node import (
 )
 from .base_node import BaseNode
 from .batch_node import BatchGraph, BatchNode, ParallelBatchNode
+from .cancel import CancelToken
 from .events import ResumePoint, RunContext, RunListener, add_listener, get_listeners, remove_listener
 from .exceptions import (
     GraphDefinitionError,
     GraphExecutionError,
+    GraphReferenceError,
     KayGraphError,
     NodeExecutionError,
+    RunCancelled,
     ValidationError,
 )
 from .graph import Graph
+from .loading import load_graph
 from .metrics_node import MetricsNode
 from .node import Node
 from .node_config import Config
@@ -58,16 +62,19 @@ __all__ = [
     "BaseNode",
     "BatchGraph",
     "BatchNode",
+    "CancelToken",
     "Config",
     "Graph",
     "GraphDefinitionError",
     "GraphExecutionError",
+    "GraphReferenceError",
     "KayGraphError",
     "MetricsNode",
     "Node",
     "NodeExecutionError",
     "ParallelBatchNode",
     "ResumePoint",
+    "RunCancelled",
     "RunContext",
     "RunListener",
     "T_Action",
@@ -80,5 +87,6 @@ __all__ = [
     "__version__",
     "add_listener",
     "get_listeners",
+    "load_graph",
     "remove_listener",
 ]
