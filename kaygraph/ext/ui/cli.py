@@ -59,7 +59,6 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         )
         return 2
     from .app import create_app
-    from .graphs import GraphCatalog  # noqa: F401 - imported for the error type below
 
     try:
         app = create_app(
@@ -71,14 +70,25 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"kaygraph ui: {exc}", file=sys.stderr)
         return 2
+    import socket
+
     import uvicorn
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        print(f"kaygraph ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]  # the real one when --port 0 picked a free port
     shown = f"[{host}]" if ":" in host else host
-    print(
-        f"KayGraph dashboard: http://{shown}:{port}/  (store: {app.state.kaygraph.source.describe()})",
-        flush=True,
-    )
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    store = app.state.kaygraph.source.describe()
+    print(f"KayGraph dashboard: http://{shown}:{port}/  (store: {store}; Ctrl-C stops it)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server.run(sockets=[sock])
     return 0
 
 

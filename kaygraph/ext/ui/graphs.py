@@ -104,19 +104,9 @@ def _structure(graph: Any) -> dict[str, Any]:
 
 
 def _load(ref: str) -> Any:
-    try:
-        from kaygraph import load_graph
-    except ImportError:  # the core seam is not there (older core): import the reference by hand
-        load_graph = None
-    if load_graph is not None:
-        return load_graph(ref)
-    import importlib
+    from kaygraph import load_graph
 
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise UIError(f"graph reference {ref!r} must look like package.module:attr")
-    value = getattr(importlib.import_module(module_name), attr)
-    return value() if callable(value) and not hasattr(value, "run") else value
+    return load_graph(ref)
 
 
 __all__ = ["GraphCatalog"]

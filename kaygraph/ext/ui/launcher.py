@@ -157,11 +157,6 @@ class Launcher:
 
     def fork(self, run_id: str, step: int, patch: dict[str, Any] | None) -> str:
         """A new run continuing ``run_id`` from after step ``step`` with ``patch`` applied to the state."""
-        fork_run = getattr(_persistence(), "fork_run", None)
-        if fork_run is None:
-            raise ApiError(
-                501, "this persistence version cannot fork runs", culprit="run_id", code="not_implemented"
-            )
         info = self.store.get_run(run_id)
         if info is None:
             raise RunNotFoundError(f"no run {run_id!r} in {self.store.describe()}", run_id=run_id)
@@ -171,16 +166,19 @@ class Launcher:
                 f"run {run_id!r} belongs to graph {info.graph_name!r}, which this dashboard does not serve",
                 culprit="graph",
             )
+        fork_run = getattr(_persistence(), "fork_run", None)
+        if fork_run is None:
+            raise ApiError(
+                501, "this persistence version cannot fork runs", culprit="run_id", code="not_implemented"
+            )
         new_id: str = fork_run(self.store, run_id, step, patch=patch)
         self._spawn(new_id, self._runner(info.graph_name).resume, new_id)
         return new_id
 
 
 def _new_token() -> Any:
-    try:
-        from kaygraph import CancelToken
-    except ImportError:
-        return None
+    from kaygraph import CancelToken
+
     return CancelToken()
 
 

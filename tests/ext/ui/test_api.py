@@ -8,25 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from ui_graphs import GATES
-from ui_helpers import fake_runs, read_events, wait_for
-
-from kaygraph.ext.persistence import durable
-
-
-def run_pipeline(store_url: str, run_id: str, **shared: Any) -> None:
-    from ui_graphs import pipeline
-
-    with durable(pipeline(), store_url) as runner:
-        runner.run({"loops": 3, **shared}, run_id=run_id)
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    """The JSON error of a refused request (and proof that it is one)."""
-    assert response.headers["content-type"].startswith("application/json"), response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert error["status"] == response.status_code and error["message"]
-    return error
-
+from ui_helpers import error_of, fake_runs, read_events, run_pipeline, wait_for
 
 # -- listing -------------------------------------------------------------------------------------
 
@@ -186,51 +168,6 @@ def test_live_events_of_a_run_in_progress_reach_every_client_from_one_poll(
         # One events query per poll for the one watched run, not one per client.
         event_queries = server.board.source.by_method.get("events_after", 0) - before.get("events_after", 0)
         assert event_queries <= server.board.feed.polls - polls + 1
-
-
-# -- starting, cancelling, forking ---------------------------------------------------------------
-
-
-def test_start_and_cancel_a_running_run(store_url: str, serve: Any) -> None:
-    server = serve(store_url)
-    with httpx.Client(base_url=server.url) as client:
-        answer = client.post("/api/runs", json={"graph": "slow", "shared": {"sleep": 60}, "run_id": "long"})
-        assert answer.status_code == 201 and answer.json()["run_id"] == "long"
-        wait_for(lambda: client.get("/api/runs/long").status_code == 200, what="run 'long' to start")
-        assert client.get("/api/runs/long").json()["status"] == "running"
-        cancelled = client.post("/api/runs/long/cancel", json={"reason": "enough"})
-        assert cancelled.status_code == 202, cancelled.text
-        status = wait_for(
-            lambda: (s := client.get("/api/runs/long").json()["status"]) != "running" and s, what="the cancel"
-        )
-        assert status == "cancelled"
-        again = client.post("/api/runs/long/cancel")
-        assert again.status_code == 409 and error_of(again)["culprit"] == "run_id"
-        duplicate = client.post("/api/runs", json={"graph": "slow", "run_id": "long"})
-        assert duplicate.status_code == 409 and "long" in error_of(duplicate)["message"]
-
-
-def test_fork_from_a_step_with_a_patch(store_url: str, serve: Any) -> None:
-    run_pipeline(store_url, "parent")
-    server = serve(store_url)
-    with httpx.Client(base_url=server.url) as client:
-        # After step 2 (rounds == 1), patch loops so the fork thinks until 5 rounds.
-        forked = client.post(
-            "/api/runs/parent/fork", json={"step": 2, "patch": {"loops": 5, "tag": "forked"}}
-        )
-        assert forked.status_code == 201, forked.text
-        child = forked.json()["run_id"]
-        assert child != "parent"
-        run = wait_for(
-            lambda: (r := client.get(f"/api/runs/{child}").json())["status"] == "succeeded" and r,
-            what="the fork",
-        )
-        assert run["parent_run_id"] == "parent" and run["parent_step"] == 2
-        steps = client.get(f"/api/runs/{child}/steps").json()["steps"]
-        final = client.get(f"/api/runs/{child}/steps/{steps[-1]['step']}/state").json()["state"]
-        assert final["answer"] == "3 docs, 5 rounds" and final["tag"] == "forked"
-        parent = client.get("/api/runs/parent/steps/5/state").json()["state"]
-        assert parent["answer"] == "3 docs, 3 rounds"  # the parent is untouched
 
 
 # -- bad input -----------------------------------------------------------------------------------

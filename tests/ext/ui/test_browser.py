@@ -7,58 +7,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from ui_graphs import GATES
 from ui_helpers import wait_for
 
 from kaygraph.ext.persistence import durable
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 XSS = {
     "note": "<script>window.__pwned = 1</script>",
     "html": '<img src=x onerror="window.__pwned = 2">',
     "link": "javascript:window.__pwned = 3",
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
-        if os.environ.get("KAYGRAPH_REQUIRE_SERVICES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 860})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("dialog", lambda dialog: (problems.append(f"dialog opened: {dialog.message}"), dialog.dismiss()))
-    page.problems = problems
-    yield page
-    context.close()
-    assert not problems, problems
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -137,7 +98,7 @@ def test_run_page_shows_graph_timeline_state_and_diff_escaped(sqlite_url: str, s
     screenshot(page, "ui-run.png")
 
 
-def test_a_run_started_from_the_page_updates_live_then_cancel(sqlite_url: str, serve: Any, page: Any) -> None:
+def test_a_run_started_from_the_page_updates_live(sqlite_url: str, serve: Any, page: Any) -> None:
     server = serve(sqlite_url)
     GATES["browser"] = gate = threading.Event()
     page.goto(server.url + "/#/runs")
@@ -153,19 +114,6 @@ def test_a_run_started_from_the_page_updates_live_then_cancel(sqlite_url: str, s
     page.locator("#run-id + .pill[data-status=succeeded]").wait_for(timeout=15000)
     assert page.locator("#timeline .step[data-step]").count() == 4  # Wait x3, Load
     assert page.evaluate("window.__same_page") is True
-
-    # Cancel: a long run, stopped from its page.
-    page.goto(server.url + "/#/runs")
-    page.locator("#start-run").click()
-    page.locator("#start-graph").select_option("slow")
-    page.locator("#start-shared").fill('{"sleep": 60}')
-    page.locator("#start-submit").click()
-    page.locator("#run-id + .pill[data-status=running]").wait_for()
-    page.locator("#cancel").click()
-    page.locator("#run-id + .pill[data-status=cancelled]").wait_for(timeout=15000)
-    assert page.locator("#resume").count() == 1
-    run_id = page.locator("#run-id").inner_text()
-    assert server.board.source.get_run(run_id)["status"] == "cancelled"
 
 
 def test_a_protected_dashboard_asks_for_a_token_and_refuses_a_wrong_one(

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from kaygraph.ext.persistence import durable
+
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
@@ -91,3 +93,18 @@ def fake_runs(
     finally:
         store.close()
     return [info.run_id for info in infos]
+
+
+def run_pipeline(store_url: str, run_id: str, **shared: Any) -> None:
+    from ui_graphs import pipeline
+
+    with durable(pipeline(), store_url) as runner:
+        runner.run({"loops": 3, **shared}, run_id=run_id)
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON error of a refused request (and proof that it is one)."""
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["status"] == response.status_code and error["message"]
+    return error
