@@ -312,7 +312,7 @@ def run_durably(expected_answer: str) -> bool:
         return False
     before = step_names(store)
     info = get_run(store, RUN_ID)
-    print(f"\n  Killed pid {crashed.pid} with SIGKILL in the middle of 'answer' (exit status {status}).")
+    print(f"\n  Killed pid {crashed.pid} with SIGKILL in the middle of 'answer' (no finally, no atexit ran).")
     print(f"  The store kept run {RUN_ID!r}: status {info.status!r}, {len(before)} steps checkpointed.")
     print("  (It still says 'running': nobody was left to mark it. Its lease died with the process,")
     print("  so a new process may take it over at once.)")
