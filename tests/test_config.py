@@ -208,19 +208,6 @@ def test_unknown_environment_variable_warns_once_with_a_suggestion() -> None:
     assert "Did you mean 'KAYGRAPH_LOG_LEVEL'" in messages[0]
 
 
-def test_variables_that_are_not_settings_never_warn() -> None:
-    env = {
-        "KAYGRAPH_CONFIG": "",
-        "KAYGRAPH_PLUGINS": "a,b",
-        "KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "KAYGRAPH_REQUIRE_SERVICES": "1",
-        "KAYGRAPH_TEST_REDIS_URL": "redis://127.0.0.1:6379/15",
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        Config(search=False, env=env)
-
-
 # -- errors ------------------------------------------------------------------------------------
 
 

@@ -65,6 +65,35 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
+#: Backends that need a driver: (name shown, module imported, package to install).
+_DRIVERS = (("Redis", "redis", "redis"), ("PostgreSQL", "psycopg", "psycopg"))
+
+
+def _backends_ready() -> str:
+    """Which stores work here, for ``kaygraph info``: SQLite and memory always (stdlib), Redis and
+    PostgreSQL when their driver imports, e.g. ``"SQLite and memory ready; Redis/PostgreSQL need
+    redis, psycopg: pip install 'kaygraph[persistence]'"``."""
+    import importlib
+
+    from kaygraph.utils.imports import install_hint
+
+    ready, missing = ["SQLite", "memory"], []
+    for label, module, package in _DRIVERS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append((label, package))
+        else:
+            ready.append(label)
+    text = ", ".join(ready[:-1]) + f" and {ready[-1]} ready"
+    if missing:
+        labels = "/".join(label for label, _ in missing)
+        verb = "needs" if len(missing) == 1 else "need"
+        packages = ", ".join(package for _, package in missing)
+        text += f"; {labels} {verb} {packages}: {install_hint('persistence')}"
+    return text
+
+
 def _register_extension() -> None:
     """Make the extension known to ``kaygraph info`` (when the extension registry exists)."""
     try:
@@ -94,7 +123,12 @@ def _register_extension() -> None:
                 location = f"{setting('directory')}/runs.db (durability={setting('durability')})"
             else:
                 location = str(setting("backend"))
-            return {"store": location, "ttl": f"{setting('ttl')} s", "serializer": str(setting("serializer"))}
+            return {
+                "store": location,
+                "ttl": f"{setting('ttl')} s",
+                "serializer": str(setting("serializer")),
+                "backends": _backends_ready(),
+            }
 
     register_extension(PersistenceExtension())
 

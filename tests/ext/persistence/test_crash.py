@@ -101,10 +101,10 @@ def test_sigkill_at_random_points_then_resume(
     new_store_url: Any,
     worker_env: dict[str, str],
     tmp_path: Path,
+    seed: int,
 ) -> None:
     url = new_store_url(backend)
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # KAYGRAPH_TEST_SEED=<seed> repeats the kill points
     kills = 0
     for scenario in range(scenarios):
         run_id = f"crash-{scenario}"
