@@ -86,9 +86,20 @@ function fmtAgo(epoch) {
 const fmtTime = (epoch) => (epoch ? new Date(epoch * 1000).toLocaleString() : "—");
 const pill = (status) => h("span", { class: `pill ${status}`, "data-status": status }, status);
 
-function jsonText(value) {
-  if (typeof value === "string") return JSON.stringify(value);
-  try { return JSON.stringify(value, null, 2); } catch (err) { return String(value); }
+/* JSON, indented, but arrays of plain values stay on one (wrapping) line: embeddings and id
+ * lists read as data, not as a column of numbers. */
+function jsonText(value, indent = "") {
+  const scalar = (v) => v === null || typeof v !== "object";
+  if (scalar(value)) return JSON.stringify(value);
+  const inner = indent + "  ";
+  if (Array.isArray(value)) {
+    if (!value.length) return "[]";
+    if (value.every(scalar)) return "[" + value.map((v) => JSON.stringify(v)).join(", ") + "]";
+    return "[\n" + value.map((v) => inner + jsonText(v, inner)).join(",\n") + "\n" + indent + "]";
+  }
+  const keys = Object.keys(value);
+  if (!keys.length) return "{}";
+  return "{\n" + keys.map((k) => `${inner}${JSON.stringify(k)}: ${jsonText(value[k], inner)}`).join(",\n") + "\n" + indent + "}";
 }
 
 // -- API ------------------------------------------------------------------------------------
@@ -527,18 +538,20 @@ async function runPage(runId) {
     const maxDuration = Math.max(1e-6, ...steps.map((s) => s.duration || 0));
     const bar = h("div", {});
     bar.style.width = `${Math.max(1, Math.round(100 * (step.duration || 0) / maxDuration))}%`;
-    const offset = run.created_at ? `+${fmtDuration(step.time - run.created_at)}` : "";
+    const since = step.time - run.created_at;
+    const offset = !run.created_at ? "" : since < 1 ? `+${Math.max(0, Math.round(since * 1000))} ms` : since < 120 ? `+${since.toFixed(2)} s` : `+${fmtDuration(since)}`;
     const tags = [];
-    const r = retries.get(step.step);
+    const r = step.attempts > 1 ? step.attempts - 1 : retries.get(step.step);
     if (r) tags.push(h("span", { class: "tag retry" }, `${r} ${r === 1 ? "retry" : "retries"}`));
-    if (step.path.length > 1) tags.push(h("span", { class: "tag run" }, step.path.slice(0, -1).join(" › ")));
     return h("div", { class: "step" + (selected === step.step ? " selected" : ""), "data-step": step.step, title: `${fmtTime(step.time)} (${offset})`,
       onclick: () => { selected = step.step; renderTimeline(); showSelected(); } },
       h("span", { class: "no" }, `#${step.step}`),
-      h("span", { class: "node-id" }, step.node_id || step.kind),
+      h("span", { class: "node-id", title: step.path.join(" › ") },
+        step.path.length > 1 ? h("span", { class: "parent" }, step.path.slice(0, -1).join(" › ") + " › ") : null, step.node_id || step.kind),
       h("span", { class: "action" }, step.action ? h("span", {}, step.action) : ""),
       h("div", { class: "bar", title: fmtDuration(step.duration) }, bar),
       h("span", { class: "dur" }, fmtDuration(step.duration)),
+      h("span", { class: "at" }, offset),
       tags.length ? h("div", { class: "tags" }, tags) : null);
   }
   function renderTimeline() {
