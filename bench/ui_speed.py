@@ -78,10 +78,13 @@ class Dashboard:
         command = [sys.executable, "-m", "kaygraph", "ui", "--store", store_url, "--port", "0"]
         if graphs:
             command += ["--graphs", *graphs]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         line = self.process.stdout.readline() if self.process.stdout else ""
         if not line.startswith("KayGraph dashboard: "):
-            raise RuntimeError(f"kaygraph ui did not start: {line}{self.process.stderr.read() if self.process.stderr else ''}")
+            problem = self.process.stderr.read() if self.process.stderr else ""
+            raise RuntimeError(f"kaygraph ui did not start: {line}{problem}")
         self.url = line.split()[2].rstrip("/")
 
     def stop(self) -> None:
@@ -118,12 +121,17 @@ def bench_listing(store_url: str, name: str, runs: int, requests: int) -> None:
             report("first page", *time_get(client, "/api/runs?limit=50", requests), 50)
             cursor = None
             for _ in range(runs // 2 // 500):  # about halfway down, 500 runs at a time
-                page = client.get("/api/runs", params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+                page = client.get(
+                    "/api/runs", params={"limit": 500, **({"cursor": cursor} if cursor else {})}
+                )
                 cursor = page.json()["next_cursor"]
             deep = "/api/runs?limit=50" + (f"&cursor={cursor}" if cursor else "")
             report("a page halfway down (cursor)", *time_get(client, deep, requests), 50)
-            report("filtered: graph=answer&status=failed", *time_get(
-                client, "/api/runs?limit=50&graph=answer&status=failed", requests), 50)
+            report(
+                "filtered: graph=answer&status=failed",
+                *time_get(client, "/api/runs?limit=50&graph=answer&status=failed", requests),
+                50,
+            )
     finally:
         dashboard.stop()
 
@@ -139,9 +147,15 @@ class Tick(Node):
         return "again" if shared["count"] < shared.get("steps", 1000) else "done"
 
 
+class Stop(Node):
+    def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        shared["stopped"] = True
+
+
 def ticker() -> Graph:
     tick = Tick()
     tick - "again" >> tick
+    tick - "done" >> Stop()
     return Graph(start=tick, name="ticker", max_steps=None)
 
 
@@ -155,11 +169,22 @@ def bench_long_run(store_url: str, requests: int) -> None:
     try:
         with httpx.Client(base_url=dashboard.url, timeout=30) as client:
             report("GET /api/runs/long", *time_get(client, "/api/runs/long", requests), 200)
-            report("GET /api/runs/long/steps?limit=100", *time_get(client, "/api/runs/long/steps?limit=100", requests), 200)
+            report(
+                "GET /api/runs/long/steps?limit=100",
+                *time_get(client, "/api/runs/long/steps?limit=100", requests),
+                200,
+            )
             first = client.get("/api/runs/long/steps?limit=500").json()["next_cursor"]
-            report("a steps page after step 500 (cursor)", *time_get(
-                client, f"/api/runs/long/steps?limit=100&cursor={first}", requests), 200)
-            report("GET /api/runs/long/steps/900/state", *time_get(client, "/api/runs/long/steps/900/state", requests), 200)
+            report(
+                "a steps page after step 500 (cursor)",
+                *time_get(client, f"/api/runs/long/steps?limit=100&cursor={first}", requests),
+                200,
+            )
+            report(
+                "GET /api/runs/long/steps/900/state",
+                *time_get(client, "/api/runs/long/steps/900/state", requests),
+                200,
+            )
     finally:
         dashboard.stop()
 
@@ -177,23 +202,32 @@ with durable(ticker(), {store!r}, keep_snapshots=None) as runner:
 
 
 async def watch(url: str, run_id: str, latencies: list[float], done: asyncio.Event) -> None:
-    async with httpx.AsyncClient(timeout=None) as client:
-        async with client.stream("GET", f"{url}/api/runs/{run_id}/events") as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    event = json.loads(line[6:])
-                    if event.get("type") == "node_end" and event.get("time"):
-                        latencies.append((time.time() - event["time"]) * 1000)
-                    if event.get("type") == "run_end":
-                        done.set()
-                        return
+    async with (
+        httpx.AsyncClient(timeout=None) as client,
+        client.stream("GET", f"{url}/api/runs/{run_id}/events") as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                if event.get("type") == "node_end" and event.get("time"):
+                    latencies.append((time.time() - event["time"]) * 1000)
+                if event.get("type") in ("run_end", "status") and event.get("status") not in (
+                    None,
+                    "running",
+                ):
+                    done.set()
+                    return
 
 
-async def live(url: str, store_url: str, clients: int, run_id: str, steps: int, pause: float) -> tuple[list[float], float]:
+async def live(
+    url: str, store_url: str, clients: int, run_id: str, steps: int, pause: float
+) -> tuple[list[float], float]:
     """Latencies (ms) of node-end events at ``clients`` clients, and store queries per second."""
     latencies: list[float] = []
     done = asyncio.Event()
-    script = RUNNER.format(here=str(Path(__file__).parent), store=store_url, steps=steps, pause=pause, run_id=run_id)
+    script = RUNNER.format(
+        here=str(Path(__file__).parent), store=store_url, steps=steps, pause=pause, run_id=run_id
+    )
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
     async with httpx.AsyncClient(base_url=url) as client:
         for _ in range(200):
@@ -214,12 +248,19 @@ async def live(url: str, store_url: str, clients: int, run_id: str, steps: int, 
 
 
 def bench_live(store_url: str, clients: int) -> None:
-    print(f"\nLive events: node end -> SSE event at the client (SQLite, a run in another process, {clients} clients)")
+    print(
+        f"\nLive events: node end -> SSE event at a client (SQLite, run in another process, {clients} clients)"
+    )
     dashboard = Dashboard(store_url)
     try:
         for count in (1, clients):
             latencies, qps = asyncio.run(live(dashboard.url, store_url, count, f"live-{count}", 40, 0.1))
-            report(f"{count} client(s): {len(latencies)} events", percentile(latencies, 0.5), percentile(latencies, 0.95), 250)
+            report(
+                f"{count} client(s): {len(latencies)} events",
+                percentile(latencies, 0.5),
+                percentile(latencies, 0.95),
+                250,
+            )
             print(f"  {'':<46} store queries/s while watching: {qps:.1f}")
     finally:
         dashboard.stop()
@@ -230,7 +271,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--postgres", default=os.environ.get("KAYGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("KAYGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:

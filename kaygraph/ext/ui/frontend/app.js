@@ -569,12 +569,15 @@ async function runPage(runId) {
     const step = selected;
     stateTitle.textContent = view === "state" ? `State after step ${step}` : `Changes in step ${step}`;
     try {
+      const previous = steps.filter((s) => s.step < step).map((s) => s.step).pop();
+      const from = previous === undefined ? Math.max(0, step - 1) : previous;
       if (view === "state") {
-        const answer = await api(`api/runs/${enc}/steps/${step}/state`);
-        if (selected === step && view === "state") stateBody.replaceChildren(stateTable(answer.state, step));
+        const [answer, diff] = await Promise.all([
+          api(`api/runs/${enc}/steps/${step}/state`),
+          from < step ? api(`api/runs/${enc}/diff?from=${from}&to=${step}`).catch(() => null) : null,
+        ]);
+        if (selected === step && view === "state") stateBody.replaceChildren(stateTable(answer.state, step, diff));
       } else {
-        const previous = steps.filter((s) => s.step < step).map((s) => s.step).pop();
-        const from = previous === undefined ? Math.max(0, step - 1) : previous;
         const answer = await api(`api/runs/${enc}/diff?from=${from}&to=${step}`);
         if (selected === step && view === "diff") stateBody.replaceChildren(diffTable(answer));
       }
@@ -601,10 +604,15 @@ async function runPage(runId) {
     }
     return cell;
   }
-  function stateTable(values, step) {
+  function stateTable(values, step, diff) {
     const keys = Object.keys(values);
     if (!keys.length) return h("p", { class: "muted pad" }, "The shared store is empty after this step.");
-    return h("div", { class: "kv", id: "state-table" }, keys.map((key) => [h("div", { class: "key" }, key), valueCell(key, values[key], step)]));
+    const mark = (key) => (diff && key in diff.added ? "added" : diff && key in diff.changed ? "changed" : "");
+    const badge = (key) => (mark(key) ? h("span", { class: `badge ${mark(key)}` }, mark(key) === "added" ? "new" : "changed") : null);
+    const removed = diff ? Object.keys(diff.removed) : [];
+    return h("div", { class: "kv", id: "state-table" },
+      keys.map((key) => [h("div", { class: `key ${mark(key)}` }, key, badge(key)), h("div", { class: mark(key) }, valueCell(key, values[key], step))]),
+      removed.length ? h("div", { class: "removed-note" }, `Removed in this step: ${removed.join(", ")}`) : null);
   }
   function diffTable(diff) {
     const rows = [];
