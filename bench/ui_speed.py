@@ -249,7 +249,7 @@ async def live(
 
 def bench_live(store_url: str, clients: int) -> None:
     print(
-        f"\nLive events: node end -> SSE event at a client (SQLite, run in another process, {clients} clients)"
+        f"\nLive: node end -> SSE event at a client (SQLite, run in another process, {clients} clients)"
     )
     dashboard = Dashboard(store_url)
     try:
