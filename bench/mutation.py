@@ -161,13 +161,36 @@ def prepare(area: Area, fresh: bool, ref: str | None) -> Path:
     return workdir
 
 
+SITECUSTOMIZE = """\
+# Written by bench/mutation.py. A test's subprocess inherits MUTANT_UNDER_TEST; while mutmut only
+# collects which tests call which function ("stats"), a subprocess cannot report that back, so it
+# runs the original code instead of failing to find mutmut's configuration.
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST") in ("stats", "list_all_tests", "mutant_generation"):
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
+
+
 def mutmut(workdir: Path, *args: str, log: Path) -> int:
     """Run ``mutmut ARGS`` in ``workdir``, its output appended to ``log``."""
     exe = Path(sys.executable).with_name("mutmut")
     with log.open("a") as out:
         out.write(f"\n$ mutmut {' '.join(args[:5])}{' ...' if len(args) > 5 else ''}\n")
         out.flush()
-        return subprocess.run([str(exe), *args], cwd=workdir, stdout=out, stderr=subprocess.STDOUT).returncode
+        # Test subprocesses (the CLI, crash workers) import the mutated package too, and inherit
+        # MUTANT_UNDER_TEST from mutmut: they can kill mutants like in-process tests.
+        # (sitecustomize below keeps mutmut's bookkeeping modes out of those subprocesses).
+        helper = WORK / "_subprocess"
+        helper.mkdir(exist_ok=True)
+        (helper / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        # The directory must exist before mutmut starts: Python caches "nothing here" for a missing
+        # sys.path entry, and would then import the unmutated package.
+        (workdir / "mutants").mkdir(exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir / "mutants"), str(helper)])}
+        return subprocess.run(
+            [str(exe), *args], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
 
 
 def read_statuses(workdir: Path) -> dict[str, str]:
