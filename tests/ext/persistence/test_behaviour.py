@@ -38,7 +38,7 @@ from kaygraph.core.exceptions import (
     SerializationError,
 )
 from kaygraph.ext.persistence import durable
-from kaygraph.ext.persistence.base import _process_start, lease_is_live
+from kaygraph.ext.persistence.leases import _process_start, lease_is_live
 
 # -- graphs used by the tests -------------------------------------------------------------------
 
@@ -653,7 +653,7 @@ def _reframe(change: Any) -> Any:
     (so the CRC is fine and only the structure is wrong)."""
     import json
 
-    from kaygraph.ext.persistence.base import frame, unframe
+    from kaygraph.ext.persistence.records import frame, unframe
 
     def damage(data: bytes) -> bytes:
         record = unframe(data, "any", 0)

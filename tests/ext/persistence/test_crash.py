@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from kaygraph.ext.persistence import open_store
-from kaygraph.ext.persistence.base import latest_state
+from kaygraph.ext.persistence.history import fold_to
 from kaygraph.ext.persistence.serialization import JSONSerializer
 
 WORKER = Path(__file__).with_name("crash_worker.py")
@@ -62,7 +62,7 @@ def checkpointed_units(url: str, run_id: str) -> set[str]:
     try:
         if store.get_run(run_id) is None:
             return set()
-        _, state, _ = latest_state(store, run_id)
+        _, state, _ = fold_to(store, run_id)
     finally:
         store.close()
     decode = JSONSerializer().decode
