@@ -15,6 +15,7 @@ from .engine import (
     batch_items,
     batch_resume,
     drive_async,
+    drive_nodes_async,
     graph_steps,
     lifecycle,
     param_set,
@@ -286,7 +287,7 @@ class AsyncGraph(Graph, AsyncNode):
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
-        return await drive_async(graph_steps(self, shared, params, True))
+        return await drive_nodes_async(graph_steps(self, shared, params), shared)
 
 
 class AsyncBatchGraph(AsyncGraph, BatchGraph):

@@ -53,6 +53,17 @@ def _needs_copy_module(cls: type) -> bool:
     return False
 
 
+class _EmptyConfig:
+    """``node.config`` of a node given none: an empty :class:`kaygraph.Config`, made on first use
+    (so ``self.config.get(key, default)`` always works, and unconfigured nodes stay small)."""
+
+    def __get__(self, node: Any, owner: type) -> Any:
+        if node is None:
+            return self
+        config = node.__dict__["config"] = Config()
+        return config
+
+
 class BaseNode(ExecutionContext, GenericNode):
     """A step of a graph: ``prep`` reads the shared store, ``exec`` computes, ``post`` writes back
     and returns the action that selects the next node (``None`` means ``"default"``).
@@ -77,7 +88,7 @@ class BaseNode(ExecutionContext, GenericNode):
 
     #: The node configuration (:class:`kaygraph.Config`, or any object given as ``config=``); a
     #: graph with a config hands it to each of its nodes whose own is empty.
-    config: Any = None
+    config: Any = _EmptyConfig()
     #: ``logging.getLogger(<class name>)``, created on first use.
     logger = LoggerAttribute()
 
@@ -85,7 +96,8 @@ class BaseNode(ExecutionContext, GenericNode):
         super().__init__(**kwargs)  # cooperative: mixins later in the MRO get their keywords
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
-        self.config = Config() if config is None else config
+        if config is not None:
+            self.config = config
         if node_id is not None and node_id != "":  # "" means no id, as in 0.3
             _check_node_id(node_id, self)
             self._explicit_id = node_id

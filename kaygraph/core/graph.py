@@ -7,7 +7,7 @@ import warnings
 from . import base_node as _base
 from . import events as _events
 from .base_node import BaseNode
-from .engine import drive, graph_steps, lifecycle, run_steps
+from .engine import drive, drive_nodes, graph_steps, lifecycle, run_steps
 from .events import RunContext
 from .exceptions import GraphDefinitionError, GraphExecutionError
 
@@ -237,7 +237,7 @@ class Graph(BaseNode):
 
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
-        return drive(graph_steps(self, shared, params, False))
+        return drive_nodes(graph_steps(self, shared, params), shared)
 
     # -- helpers shared with AsyncGraph and the batch graphs -----------------------------------
 
@@ -290,9 +290,7 @@ class Graph(BaseNode):
 
 def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None:
     """The "Graph ends" warning (its text is kept: programs filter on it), pointing at the
-    ``post`` that returned the action, with a did-you-mean; logged too, as 0.3 did."""
-    from . import log
-
+    ``post`` that returned the action, with a did-you-mean."""
     actions = list(node.successors)
     message = f"Graph ends: '{action}' not found in {actions}"
     if isinstance(action, str):
@@ -308,7 +306,6 @@ def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None
         warnings.warn_explicit(
             message, UserWarning, code.co_filename, code.co_firstlineno, module=type(node).__module__
         )
-    log.graph_ends(graph, node, node_id, action, actions)
 
 
 def _reachable(graph: Graph) -> list[BaseNode]:

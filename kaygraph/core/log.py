@@ -123,13 +123,3 @@ def retrying(node: Any, attempt: int) -> None:
         logger.info(
             "Node %s: Retrying execution (attempt %d/%d)...", node.node_id, attempt + 2, node.max_retries
         )
-
-
-def graph_ends(graph: Any, node: Any, node_id: str, action: Any, actions: list[str]) -> None:
-    _logger(graph).warning(
-        "Graph execution terminated: Node %s returned action '%s' but only has successors for %s. "
-        "Graph execution will end here.",
-        node_id,
-        action,
-        actions,
-    )
