@@ -111,7 +111,7 @@ def warn_near_misses(cls: type) -> None:
         if close:
             match = close[0]
             _warn_at(
-                f"{cls.__qualname__}.{name} looks like a misspelling of the lifecycle method "
+                f"{cls.__name__}.{name} looks like a misspelling of the lifecycle method "
                 f"{match!r}: KayGraph never calls {name!r}, so the default {match} runs instead. "
                 f"Rename it to {match!r} (or, if it is a helper, give it a name further from {match!r}).",
                 value,
@@ -142,7 +142,7 @@ def warn_sync_methods_on_async_node(cls: type) -> None:
         if any(async_name in vars(klass) for klass in user_classes):
             continue
         _warn_at(
-            f"{cls.__qualname__} is an AsyncNode but defines {sync_name}() and not {async_name}(): "
+            f"{cls.__name__} is an AsyncNode but defines {sync_name}() and not {async_name}(): "
             f"an AsyncNode runs {async_name}, so {sync_name} is never called. Rename it to "
             f"`async def {async_name}` (or subclass kaygraph.Node for a sync node).",
             vars(cls)[sync_name],

@@ -2,11 +2,12 @@
 
 Each behaviour is a generator that yields the next call to make, as ``(function, args)``, and
 receives its result (or has its exception thrown in), as sans-I/O protocol libraries do (h11).
-Two drivers run them: :func:`drive` calls each function; :func:`drive_async` also awaits what it
-returns (the graph step, the hot path, yields node copies to :func:`drive_nodes` / its twin). So a sync and an async graph share the stepping (start or resume point, ``max_steps``,
-per-step copies, listener events, failure notes, cancellation, step logs), the node lifecycle
-with its hooks, retries and fallbacks, and the parameter sets of batch graphs; each class's
-``_run`` / ``_run_async`` is a driver call.
+:func:`drive` calls each function; :func:`drive_async` also awaits what it returns. The graph
+step, the hot path, yields node copies instead, run by :func:`drive_nodes` / its async twin. So
+a sync and an async graph share the stepping (start or resume point, ``max_steps``, per-step
+copies, listener events, failure notes, cancellation, step logs), the node lifecycle with its
+hooks, retries and fallbacks, and the parameter sets of batch graphs; each class's ``_run`` /
+``_run_async`` is a driver call.
 
 Plain nodes without hooks skip the generators (``prep`` -> ``exec`` -> ``post`` directly): the
 engine's bookkeeping is paid per step, a node's own fast path is not.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from . import base_node as _base
@@ -288,6 +289,9 @@ class Graph(BaseNode):
             node_id=node_id,
         )
 
+_CORE_DIR = os.path.dirname(__file__)  # warnings point at user code, never at the core
+
+
 def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None:
     """The "Graph ends" warning (its text is kept: programs filter on it), pointing at the
     ``post`` that returned the action, with a did-you-mean."""
@@ -299,8 +303,9 @@ def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None
         close = difflib.get_close_matches(action, actions, n=1, cutoff=0.6)
         if close:
             message += f" (did you mean {close[0]!r}? node {node_id!r} returned {action!r} from post())"
-    code = getattr(type(node).post, "__code__", None)
-    if code is None or code.co_filename == __file__:
+    post = type(node).post_async if node._kg_async_hooks else type(node).post  # type: ignore[attr-defined]
+    code = getattr(post, "__code__", None)
+    if code is None or code.co_filename.startswith(_CORE_DIR):
         warnings.warn(message, UserWarning, stacklevel=5)
     else:
         warnings.warn_explicit(
