@@ -56,7 +56,7 @@ def test_step_records_at_0_3_levels(caplog):
     assert ("Flaky", "INFO", "Node flaky: Starting execution with params: {}") in records
     assert ("Flaky", "WARNING", "Node flaky: Execution failed on attempt 1: timeout") in records
     assert ("Flaky", "INFO", "Node flaky: Retrying execution (attempt 2/2)...") in records
-    completed = [message for name, level, message in records if message.startswith("Node after: Completed in")]
+    completed = [message for _, _, message in records if message.startswith("Node after: Completed in")]
     assert completed and completed[0].endswith("with action: 'None'")
     assert records[-1] == ("Graph", "INFO", "Graph Graph: Execution completed with final action: 'None'")
 
