@@ -134,6 +134,18 @@ class ListenerError(KayGraphError, TypeError):
     """A lifecycle listener was rejected when it was attached (unknown hook, wrong signature)."""
 
 
+def install_hint(extra: str, *, quoted: bool = True) -> str:
+    """The shell command that installs ``extra``; quoted by default so zsh does not glob the brackets.
+
+    >>> install_hint("persistence")
+    "pip install 'kaygraph[persistence]'"
+    >>> install_hint("scheduler", quoted=False)
+    'pip install kaygraph[scheduler]'
+    """
+    target = f"kaygraph[{extra}]"
+    return f"pip install '{target}'" if quoted else f"pip install {target}"
+
+
 # -- configuration, extensions, plugins --------------------------------------------------------
 
 

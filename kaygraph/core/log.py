@@ -4,7 +4,9 @@
 imported by ``import kaygraph``). A step's INFO records (start, completion with time and action,
 the graph's transitions) are considered once per run: if no logger could emit INFO, a step pays
 nothing and no message is ever formatted. Failures (WARNING for a failed attempt, ERROR for a
-failed node or an exhausted retry) are logged as 0.3 did; they only happen on the error path.
+failed node or an exhausted retry) are logged at 0.3's levels, on the error path only, and only
+to handlers the application configured: unlike 0.3, a program that never set up logging gets
+no stray lines from Python's last-resort stderr handler (the exception itself still propagates).
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def _logger(node: Any) -> Any:
     return node.logger
 
 
+def _configured(logger: Any) -> bool:
+    """Whether a handler would receive ``logger``'s records (not Python's last resort)."""
+    return bool(logger.hasHandlers())
+
+
 def step_started(graph: Any, node: Any, node_id: str) -> None:
     graph_logger = _logger(graph)
     if graph_logger.isEnabledFor(_INFO):
@@ -99,7 +106,9 @@ def failed(node: Any, error: BaseException, node_id: str | None = None) -> None:
         error._kaygraph_logged = True  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - exceptions with __slots__
         return
-    _logger(node).error("Node %s: Failed: %s", node_id or node.node_id, error)
+    logger = _logger(node)
+    if _configured(logger):
+        logger.error("Node %s: Failed: %s", node_id or node.node_id, error)
 
 
 def suppressed(node: Any) -> None:
@@ -110,6 +119,8 @@ def suppressed(node: Any) -> None:
 
 def attempt_failed(node: Any, attempt: int, error: BaseException) -> None:
     logger = _logger(node)
+    if not _configured(logger):
+        return
     logger.warning("Node %s: Execution failed on attempt %d: %s", node.node_id, attempt + 1, error)
     if attempt == node.max_retries - 1 and node.max_retries > 1:
         logger.error("Node %s: Max retries reached. Calling fallback.", node.node_id)

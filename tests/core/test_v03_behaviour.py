@@ -210,3 +210,16 @@ def test_duplicates_inside_a_nested_graph_are_found_from_the_top():
     top = Graph(start=Graph(start=inner_start, name="inner"))
     with pytest.raises(GraphDefinitionError, match="graph 'inner' has two nodes"):
         top.require_unique_ids()
+
+
+def test_without_logging_configured_nothing_reaches_stderr():
+    script = (
+        "import kaygraph\n"
+        "class Flaky(kaygraph.Node):\n"
+        "    def exec(self, prep_res):\n"
+        "        if self.cur_retry == 0:\n"
+        "            raise ConnectionError('timeout')\n"
+        "kaygraph.Graph(start=Flaky(max_retries=2)).run({})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stderr == ""
