@@ -90,11 +90,11 @@ def test_a_redis_key_of_the_wrong_type_is_isolated(redis_url: str, new_store_url
         store.client.delete(f"{store.prefix}run:A")
         store.client.set(f"{store.prefix}run:A", "a plain string")
         assert [info.run_id for info in list_runs(store)] == ["fine"]
-        with pytest.raises(CheckpointCorruptError, match="run 'A'.*cannot be read as a hash"):
+        with pytest.raises(CheckpointCorruptError, match=r"run 'A'.*cannot be read as a hash"):
             get_run(store, "A")
         runner.run({}, run_id="B")
         store.client.hset(f"{store.prefix}records:B", "not-a-number", b"x")
-        with pytest.raises(CheckpointCorruptError, match="run 'B'.*not a number"):
+        with pytest.raises(CheckpointCorruptError, match=r"run 'B'.*not a number"):
             steps(store, "B")
         assert {info.run_id for info in list_runs(store)} == {"fine", "B"}
     finally:
@@ -136,7 +136,7 @@ def test_a_damaged_sqlite_file_is_a_persistence_error_naming_it(tmp_path: Path, 
 
 
 def test_a_sqlite_path_that_is_a_directory_or_in_a_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(PersistenceError, match="directory .*missing.* does not exist"):
+    with pytest.raises(PersistenceError, match=r"directory .*missing.* does not exist"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/x.db")
     assert not (tmp_path / "missing").exists()
     with pytest.raises(PersistenceError, match="is a directory"):
@@ -151,14 +151,14 @@ def test_a_sqlite_path_that_is_a_directory_or_in_a_missing_directory(tmp_path: P
     ],
 )
 def test_an_unreachable_server_fails_at_once_naming_the_url_without_password(url: str) -> None:
-    with pytest.raises(PersistenceError, match="127.0.0.1:1") as caught:
+    with pytest.raises(PersistenceError, match=r"127\.0\.0\.1:1") as caught:
         durable(one_node(), url)
     assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
 
 
 def test_a_redis_db_index_out_of_range_fails_at_once(redis_url: str) -> None:
     base = redis_url.rsplit("/", 1)[0]
-    with pytest.raises(PersistenceError, match="db|DB") as caught:
+    with pytest.raises(PersistenceError, match=r"db|DB") as caught:
         durable(one_node(), f"{base}/999")
     assert "/999" in str(caught.value)
 
