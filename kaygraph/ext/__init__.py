@@ -3,7 +3,7 @@
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
 - ``scheduler``: cron-style scheduled runs
-- ``ui``: web dashboard and HTTP API
+- ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
 - ``distributed``: distributed graph execution (Dask, Ray)
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
