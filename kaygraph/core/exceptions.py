@@ -170,6 +170,15 @@ class ExtensionError(KayGraphError):
     """An extension failed to initialize, shut down or look itself up."""
 
 
+class UnknownExtensionError(ExtensionError, LookupError, ImportError):
+    """No extension has this name; the message lists the known ones. A ``LookupError`` and, since
+    it is raised for ``LazyLoader("kaygraph.ext.<name>")`` too, an ``ImportError``."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class MissingExtraError(KayGraphError, ImportError):
     """An optional dependency is missing; the message says which ``pip install kaygraph[extra]`` fixes it."""
 
@@ -178,12 +187,21 @@ class MissingExtraError(KayGraphError, ImportError):
         self.extra = extra
 
 
+class ExtensionRequiredError(MissingExtraError, RuntimeError):
+    """Raised by ``@require_extension`` when the extension is missing: an ``ImportError`` like every
+    missing extra, and a ``RuntimeError`` as the spec's decorator raised."""
+
+
 class PluginError(KayGraphError):
     """A plugin is unknown, or failed to load or initialize."""
 
     def __init__(self, message: str, *, plugin: str | None = None) -> None:
         super().__init__(message)
         self.plugin = plugin
+
+
+class UnknownPluginError(PluginError, LookupError, ValueError):
+    """No plugin has this name: a ``LookupError``, and a ``ValueError`` as the spec raised."""
 
 
 # -- persistence -------------------------------------------------------------------------------
@@ -237,6 +255,7 @@ __all__ = [
     "CheckpointCorruptError",
     "ConfigurationError",
     "ExtensionError",
+    "ExtensionRequiredError",
     "GraphDefinitionError",
     "GraphExecutionError",
     "GraphReferenceError",
@@ -253,5 +272,7 @@ __all__ = [
     "RunLockedError",
     "RunNotFoundError",
     "SerializationError",
+    "UnknownExtensionError",
+    "UnknownPluginError",
     "ValidationError",
 ]

@@ -170,14 +170,16 @@ class ExecPlan:
         submitted = []
         while self.ready and (self.limit is None or len(self.in_flight) < self.limit):
             self.check_cancel()
-            chunk = [self.ready.popleft() for _ in range(min(self.chunk_size, len(self.ready)))]
+            chunk = [self.ready.popleft()]  # one attempt per chunk: they share the clone's cur_retry
+            while self.ready and len(chunk) < self.chunk_size and self.ready[0].attempt == chunk[0].attempt:
+                chunk.append(self.ready.popleft())
             for item in chunk:
                 if item.attempt == 0 and self.batch and self.listening:
                     item.scope = ItemScope(self.node, item.index, item.value).__enter__()
             clone = self.node._fresh_copy()
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
-            clone._kg_attempt = max(item.attempt for item in chunk)  # run_exec_chunk sets cur_retry
+            clone._kg_attempt = chunk[0].attempt  # run_exec_chunk sets cur_retry from it
             future = self.executor.submit(
                 run_exec_chunk, clone, [(item.index, item.value) for item in chunk], **self.submit_kwargs
             )
