@@ -166,7 +166,9 @@ class Launcher:
                 f"run {run_id!r} belongs to graph {info.graph_name!r}, which this dashboard does not serve",
                 culprit="graph",
             )
-        forked = _persistence().fork_run(self.store, run_id, step=step, patch=patch, serializer=self.serializer)
+        forked = _persistence().fork_run(
+            self.store, run_id, step=step, patch=patch, serializer=self.serializer
+        )
         new_id: str = forked.run_id
         self._spawn(new_id, self._runner(info.graph_name).resume, new_id)
         return new_id

@@ -136,7 +136,13 @@ class PersistenceSource(RunSource):
                 raise _bad_cursor(cursor)
         try:
             page = self._persistence.runs_page(
-                self.store, graph_name=graph, status=status, since=since, until=until, limit=limit, cursor=inner
+                self.store,
+                graph_name=graph,
+                status=status,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=inner,
             )
         except PersistenceError as exc:
             if cursor is not None and "cursor" in str(exc):
@@ -197,7 +203,9 @@ class PersistenceSource(RunSource):
         except PersistenceError as exc:
             if "step" not in str(exc):
                 raise
-            raise ApiError(404, f"{exc}; ask for a step the run has (GET .../steps)", culprit="step") from None
+            raise ApiError(
+                404, f"{exc}; ask for a step the run has (GET .../steps)", culprit="step"
+            ) from None
         if found.step != step:
             raise ApiError(
                 404,
@@ -209,7 +217,10 @@ class PersistenceSource(RunSource):
         return state
 
     def events_after(self, run_id: str, seq: int, *, limit: int = 500) -> list[dict[str, Any]]:
-        return [event_dict(event) for event in self._persistence.events(self.store, run_id, after=seq, limit=limit)]
+        return [
+            event_dict(event)
+            for event in self._persistence.events(self.store, run_id, after=seq, limit=limit)
+        ]
 
     def close(self) -> None:
         if self._owns_store:

@@ -13,7 +13,9 @@ from ui_helpers import error_of, run_pipeline, wait_for
 def test_start_and_cancel_a_running_run(store_url: str, serve: Any) -> None:
     server = serve(store_url)
     with httpx.Client(base_url=server.url) as client:
-        answer = client.post("/api/runs", json={"graph": "slow", "shared": {"sleep": 0.05, "waits": 100000}, "run_id": "long"})
+        answer = client.post(
+            "/api/runs", json={"graph": "slow", "shared": {"sleep": 0.05, "waits": 100000}, "run_id": "long"}
+        )
         assert answer.status_code == 201 and answer.json()["run_id"] == "long"
         wait_for(lambda: client.get("/api/runs/long").status_code == 200, what="run 'long' to start")
         assert client.get("/api/runs/long").json()["status"] == "running"
