@@ -121,6 +121,8 @@ def mutmut_config(area: Area, workdir: Path) -> str:
         "pytest_add_cli_args_test_selection": [path for path in area.tests if (workdir / path).exists()],
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "--timeout", "120", *deselect],
         "use_git_change_detection": False,
+        # Tests read these (the docs' examples run as tests); mutmut copies only code and tests.
+        "also_copy": [name for name in COPIED if name not in ("kaygraph", "tests", "pyproject.toml")],
     }
     lines = ["", "[tool.mutmut]"]
     for key, value in section.items():

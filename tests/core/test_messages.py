@@ -18,7 +18,14 @@ def test_a_non_string_edge_label_is_refused_with_the_way_to_write_it() -> None:
     assert str(caught.value) == 'action must be a string, got 5 (int); write node - "action" >> other'
 
 
-@pytest.mark.parametrize("bad", ["", 7, None])
+def test_an_empty_node_id_means_no_id_as_in_0_3() -> None:
+    class Named(Node):
+        pass
+
+    assert Named(node_id="").node_id == "Named"
+
+
+@pytest.mark.parametrize("bad", [7, None])
 def test_a_node_id_must_be_a_non_empty_string(bad: Any) -> None:
     if bad is None:
         node = Node()
