@@ -249,6 +249,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
     merged = params or {**graph.params}
     listening = bool(ctx.listeners)
     logging_steps = ctx.log_steps
+    observed = listening or logging_steps  # one test per step on the plain path
     prefix = path_prefix(graph) if listening else ()
     ids = graph._ids
     limit = graph.max_steps or _UNLIMITED
@@ -273,7 +274,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             node._kg_done_items, done_items = done_items, None
         if config is not None and not node.config:
             node.config = config
-        if listening or logging_steps:
+        if observed:
             node_id = ids.get(id(curr)) or curr.node_id
             started = time.perf_counter()
             if logging_steps:
@@ -295,10 +296,11 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             if exc is caught:
                 raise
             raise exc from caught
-        if logging_steps:
-            _log.step_finished(node, node_id, started, action)
-        if listening:
-            step_finished(graph, node, path, shared, merged, action, nxt, started)
+        if observed:
+            if logging_steps:
+                _log.step_finished(node, node_id, started, action)
+            if listening:
+                step_finished(graph, node, path, shared, merged, action, nxt, started)
         curr = nxt
     if logging_steps:
         _log.level_finished(graph, action)
