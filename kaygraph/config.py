@@ -334,7 +334,8 @@ class Config:
         if self._path is not None:
             if not self._path.is_file():
                 raise ConfigurationError(
-                    f"Config file {self._path} does not exist; pass the path of a JSON file.",
+                    f"KayGraph settings file {self._path} does not exist (given as "
+                    "kaygraph.config.Config(config_file=...)); pass the path of a JSON file.",
                     source=f"file {self._path}",
                 )
             return self._path, [str(self._path)]
@@ -558,7 +559,7 @@ class Config:
                 del self._runtime[name]
 
     def __repr__(self) -> str:
-        return f"<Config file={str(self._file) if self._file else None!r}>"
+        return f"<kaygraph.config.Config file={str(self._file) if self._file else None!r}>"
 
 
 def _warn_unknown(key: str, source: str) -> None:
