@@ -299,7 +299,15 @@ class Config:
         env: Mapping[str, str] | None = None,
         search: bool = True,
         path: str | os.PathLike[str] | None = None,
+        **node_settings: Any,
     ) -> None:
+        if node_settings:
+            names = ", ".join(f"{name}=" for name in node_settings)
+            raise TypeError(
+                f"kaygraph.config.Config() got {names}: it loads KayGraph's own settings (config_file=, "
+                f"env=, search=). Settings for your nodes go in kaygraph.Config({names}...), passed as "
+                "config= to a node or graph."
+            )
         if path is not None:
             if config_file is not None:
                 raise TypeError(
