@@ -2,7 +2,8 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``, ``ui``, ``distributed``: planned
+- ``scheduler``: cron and interval runs of graphs, exactly once, on several replicas
+- ``ui``, ``distributed``: planned
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
@@ -28,7 +29,7 @@ from kaygraph.core.exceptions import ExtensionError, MissingExtraError
 EXTENSIONS: dict[str, str] = {
     "persistence": "durable, resumable runs (SQLite, Redis, PostgreSQL)",
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
-    "scheduler": "cron-style scheduled runs",
+    "scheduler": "cron and interval runs, exactly once, on several replicas",
     "ui": "web dashboard and HTTP API",
     "distributed": "distributed graph execution",
 }
