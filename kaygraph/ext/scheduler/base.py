@@ -69,6 +69,9 @@ def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
     state = {name: row.get(name) for name in Schedule.STATE_FIELDS}
     for name in _BOOL_FIELDS & state.keys():
         state[name] = bool(state[name])
+    for name in ("next_fire_at", "wake_at", "lock_until"):
+        if state[name] is not None:
+            state[name] = float(state[name])  # SQLite returns whole REAL values as ints
     state["missed"] = int(state["missed"] or 0)
     state["skipped"] = int(state["skipped"] or 0)
     return Schedule(name=row["name"], **spec, **state)
@@ -94,6 +97,9 @@ def fire_row(fire: Fire) -> dict[str, Any]:
 def fire_from_row(row: Mapping[str, Any]) -> Fire:
     """The :class:`Fire` of a stored row."""
     values = {name: row.get(name) for name in Fire.FIELDS}
+    for name in ("fire_time", "due_at", "lease_until", "created_at", "started_at", "ended_at"):
+        if values[name] is not None:
+            values[name] = float(values[name])
     values["cancel_requested"] = bool(values["cancel_requested"])
     values["attempts"] = int(values["attempts"] or 0)
     return Fire(**values)

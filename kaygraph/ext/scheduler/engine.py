@@ -24,7 +24,8 @@ def jitter_for(schedule: str, fire_time: float, jitter: float) -> float:
     """The delay in ``[0, jitter)`` of this fire: the same on every replica and every restart."""
     if not jitter:
         return 0.0
-    digest = hashlib.blake2b(f"{schedule}@{fire_time!r}".encode(), digest_size=8).digest()
+    # float(): a store may hand 1800000060.0 back as the int 1800000060 (SQLite does).
+    digest = hashlib.blake2b(f"{schedule}@{float(fire_time)!r}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * jitter
 
 

@@ -440,8 +440,18 @@ class Scheduler:
         from kaygraph.ext.persistence import durable
 
         graph = load_graph(job.schedule.graph_ref)
-        if job.schedule.params:
-            graph.set_params({**graph.params, **job.schedule.params})
+        fire = job.fire
+        when = _dt.datetime.fromtimestamp(fire.fire_time, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        # Like Airflow's logical date: nodes know which fire they serve (idempotent work per fire).
+        graph.set_params(
+            {
+                **graph.params,
+                "schedule": fire.schedule,
+                "fire_id": fire.fire_id,
+                "fire_time": when,
+                **(job.schedule.params or {}),
+            }
+        )
         runner = durable(graph, self._runs(), lease_seconds=self.lease)
         shared = json.loads(json.dumps(job.schedule.shared or {}))
         kwargs: dict[str, Any] = {}

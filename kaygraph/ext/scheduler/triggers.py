@@ -196,14 +196,12 @@ class CronTrigger(Trigger):
         self.ambiguous = ambiguous or ("both" if hour_varies else "first")
         self._explicit = {"nonexistent": nonexistent, "ambiguous": ambiguous}
         self._croniter_expression = " ".join(fields)
-        try:
-            self.next_after(_dt.datetime.now(UTC).timestamp())
-        except _croniter.CroniterBadDateError:
+        if self.next_after(_dt.datetime.now(UTC).timestamp()) is None:
             raise InvalidTriggerError(
                 f"cron expression {self.expression!r} never fires (no date matches it, e.g. 30 February)",
                 field="expression",
                 value=self.expression,
-            ) from None
+            )
 
     @staticmethod
     def _parse(expression: str) -> list[str]:
