@@ -208,11 +208,11 @@ def test_a_crashed_fire_is_taken_over_and_never_runs_twice(store_url, clock, gra
 
 def test_add_refuses_bad_input(store_url, clock, graphs) -> None:
     scheduler = make(store_url, clock)
-    with pytest.raises(SchedulerError, match="graph reference .*:nope' does not load"):
+    with pytest.raises(SchedulerError, match=r"graph reference .*:nope' does not load"):
         scheduler.add("report", graphs.ref("nope"), every(minutes=1))
-    with pytest.raises(SchedulerError, match="does not load.*No module named"):
+    with pytest.raises(SchedulerError, match=r"does not load.*No module named"):
         scheduler.add("report", "no_such_module_here:graph", every(minutes=1))
-    with pytest.raises(SchedulerError, match="'package.module:attr'"):
+    with pytest.raises(SchedulerError, match=r"'package\.module:attr'"):
         scheduler.add("report", "just-a-name", every(minutes=1))
     with pytest.raises(ValueError, match="overlap='sometimes' is not a policy"):
         scheduler.add("report", graphs.ref("counting"), every(minutes=1), overlap="sometimes")
