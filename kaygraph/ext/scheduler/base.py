@@ -129,6 +129,9 @@ class SQLScheduleStore(ScheduleStore):
     skip_locked = ""
     #: The null-safe equality operator (``IS`` in SQLite, ``IS NOT DISTINCT FROM`` in PostgreSQL).
     null_safe_equal = "IS"
+    #: Whether :meth:`lock_due`'s one UPDATE runs without an explicit transaction (PostgreSQL:
+    #: the statement and its SKIP LOCKED row locks are atomic; SQLite takes ``BEGIN IMMEDIATE``).
+    lock_due_single = False
     schedules_table = "kaygraph_schedules"
     fires_table = "kaygraph_fires"
 
@@ -137,12 +140,17 @@ class SQLScheduleStore(ScheduleStore):
         self.schedules_table = f"{qualifier}{prefix}schedules"
         self.fires_table = f"{qualifier}{prefix}fires"
 
-    def _transaction(self, write: bool = True) -> AbstractContextManager[Any]:
+    def _transaction(self, write: bool = True, *, single: bool = False) -> AbstractContextManager[Any]:
+        """A cursor; with ``write`` (and not ``single``) inside one transaction that commits at the end.
+
+        ``single=True`` promises one statement, atomic by itself: it runs in autocommit mode (one
+        round trip instead of BEGIN, statement, COMMIT).
+        """
         raise NotImplementedError
 
-    def _run(self, work: Callable[[Any], _T], *, write: bool = True) -> _T:
+    def _run(self, work: Callable[[Any], _T], *, write: bool = True, single: bool = False) -> _T:
         """``work(cursor)`` in one transaction (subclasses may retry it after a lost connection)."""
-        with self._transaction(write) as cursor:
+        with self._transaction(write, single=single) as cursor:
             return work(cursor)
 
     def schema_statements(self) -> list[str]:
@@ -186,7 +194,7 @@ class SQLScheduleStore(ScheduleStore):
         sql = (
             f"INSERT INTO {self.schedules_table} ({columns}) VALUES ({values}) ON CONFLICT (name) {conflict}"
         )
-        return self._run(lambda cursor: cursor.execute(sql, tuple(row.values())).rowcount > 0)
+        return self._run(lambda cursor: cursor.execute(sql, tuple(row.values())).rowcount > 0, single=True)
 
     def get_schedule(self, name: str) -> Schedule | None:
         sql = f"SELECT {_SCHEDULE_COLUMNS} FROM {self.schedules_table} WHERE name = {self.placeholder}"
@@ -226,7 +234,7 @@ class SQLScheduleStore(ScheduleStore):
         values = check_changes(changes, Schedule.STATE_FIELDS, "schedule")
         if not values:
             return self.get_schedule(name) is not None
-        return self._run(self._set(self.schedules_table, "name", name, values))
+        return self._run(self._set(self.schedules_table, "name", name, values), single=True)
 
     def remove_schedule(self, name: str) -> bool:
         p = self.placeholder
@@ -255,7 +263,7 @@ class SQLScheduleStore(ScheduleStore):
             cursor.execute(sql, (owner, until, now, now))
             return [schedule_from_row(row) for row in self._rows(cursor)]
 
-        return self._run(work)
+        return self._run(work, single=self.lock_due_single)
 
     def unlock(self, name: str, owner: str, changes: Mapping[str, Any]) -> bool:
         values = check_changes(changes, Schedule.STATE_FIELDS, "schedule")
@@ -263,10 +271,10 @@ class SQLScheduleStore(ScheduleStore):
         work = self._set(
             self.schedules_table, "name", name, values, f" AND lock_owner = {self.placeholder}", (owner,)
         )
-        return self._run(work)
+        return self._run(work, single=True)
 
     def poke(self, name: str) -> None:
-        self._run(self._set(self.schedules_table, "name", name, {"poked": 1}))
+        self._run(self._set(self.schedules_table, "name", name, {"poked": 1}), single=True)
 
     def next_wake(self) -> float | None:
         # The same key as wake_key(): a held lock defers the schedule until the lock expires.
@@ -300,7 +308,7 @@ class SQLScheduleStore(ScheduleStore):
                 inserted += max(cursor.execute(sql, tuple(fire_row(fire).values())).rowcount, 0)
             return inserted
 
-        return self._run(work)
+        return self._run(work, single=len(fires) == 1)
 
     def _select_fires(
         self, where: str, args: tuple[Any, ...], order: str, limit: int | None = None
@@ -353,9 +361,11 @@ class SQLScheduleStore(ScheduleStore):
         if not values:
             return self.get_fire(fire_id) is not None
         if if_owner is ANY_OWNER:
-            return self._run(self._set(self.fires_table, "fire_id", fire_id, values))
+            return self._run(self._set(self.fires_table, "fire_id", fire_id, values), single=True)
         check = f" AND owner {self.null_safe_equal} {self.placeholder}"
-        return self._run(self._set(self.fires_table, "fire_id", fire_id, values, check, (if_owner,)))
+        return self._run(
+            self._set(self.fires_table, "fire_id", fire_id, values, check, (if_owner,)), single=True
+        )
 
     def renew_fires(self, fire_ids: Sequence[str], owner: str, until: float) -> list[str]:
         if not fire_ids:

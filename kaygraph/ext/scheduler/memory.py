@@ -26,6 +26,7 @@ class MemoryScheduleStore(ScheduleStore):
         self._schedules: dict[str, Schedule] = {}
         self._fires: dict[str, Fire] = {}
         self._fires_of: dict[str, dict[str, Fire]] = {}
+        self._active: dict[str, dict[str, Fire]] = {}  # pending and running fires, per schedule
         self._keys: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self.name = ""
@@ -84,10 +85,11 @@ class MemoryScheduleStore(ScheduleStore):
 
     def remove_schedule(self, name: str) -> bool:
         with self._lock:
-            for fire_id, fire in list(self._fires_of.get(name, {}).items()):
+            for fire_id, fire in list(self._active.get(name, {}).items()):
                 if fire.status == "pending":
                     del self._fires[fire_id]
                     del self._fires_of[name][fire_id]
+                    del self._active[name][fire_id]
             removed = self._schedules.pop(name, None) is not None
             self._keys.pop(name, None)
             return removed
@@ -135,6 +137,8 @@ class MemoryScheduleStore(ScheduleStore):
                 stored = copy.copy(fire)
                 self._fires[fire.fire_id] = stored
                 self._fires_of.setdefault(fire.schedule, {})[fire.fire_id] = stored
+                if stored.status in ACTIVE_STATUSES:
+                    self._active.setdefault(fire.schedule, {})[fire.fire_id] = stored
                 inserted += 1
         return inserted
 
@@ -145,9 +149,7 @@ class MemoryScheduleStore(ScheduleStore):
 
     def active_fires(self, schedule: str) -> list[Fire]:
         with self._lock:
-            active = [
-                copy.copy(f) for f in self._fires_of.get(schedule, {}).values() if f.status in ACTIVE_STATUSES
-            ]
+            active = [copy.copy(fire) for fire in self._active.get(schedule, {}).values()]
         return sorted(active, key=lambda fire: (fire.fire_time, fire.fire_id))
 
     def list_fires(
@@ -179,6 +181,10 @@ class MemoryScheduleStore(ScheduleStore):
                 return False
             for field, value in changes.items():
                 setattr(fire, field, value)
+            if fire.status not in ACTIVE_STATUSES:
+                self._active.get(fire.schedule, {}).pop(fire_id, None)
+            else:
+                self._active.setdefault(fire.schedule, {})[fire_id] = fire
             return True
 
     def renew_fires(self, fire_ids: Sequence[str], owner: str, until: float) -> list[str]:

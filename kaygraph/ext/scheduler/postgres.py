@@ -31,6 +31,7 @@ class PostgresScheduleStore(SQLScheduleStore):
     placeholder = "%s"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     null_safe_equal = "IS NOT DISTINCT FROM"
+    lock_due_single = True
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10.0) -> None:
         if schema is not None and not _IDENTIFIER.match(schema):
@@ -62,13 +63,18 @@ class PostgresScheduleStore(SQLScheduleStore):
             raise unreachable("PostgreSQL", self.url, exc) from exc
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[Any]:
-        with self._lock, self._connection.transaction(), self._connection.cursor() as cursor:
-            yield cursor
+    def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
+        with self._lock:
+            if not write or single:  # the connection is in autocommit mode: one round trip
+                with self._connection.cursor() as cursor:
+                    yield cursor
+                return
+            with self._connection.transaction(), self._connection.cursor() as cursor:
+                yield cursor
 
-    def _run(self, work: Callable[[Any], _T], *, write: bool = True) -> _T:
+    def _run(self, work: Callable[[Any], _T], *, write: bool = True, single: bool = False) -> _T:
         try:
-            return super()._run(work, write=write)
+            return super()._run(work, write=write, single=single)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             with self._lock:
                 connection = self._connection
@@ -80,7 +86,7 @@ class PostgresScheduleStore(SQLScheduleStore):
                     self._connection = self._connect()
                 except ScheduleStoreError:
                     raise unreachable("PostgreSQL", self.url, exc) from exc
-        return super()._run(work, write=write)
+        return super()._run(work, write=write, single=single)
 
     def close(self) -> None:
         with self._lock:

@@ -40,10 +40,10 @@ class SQLiteScheduleStore(SQLScheduleStore):
                 cursor.execute(statement)
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[Any]:
+    def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
         with self._lock:
             cursor = self._connection.cursor()
-            if not write:
+            if not write or single:  # autocommit: a lone write statement takes the lock itself
                 yield cursor
                 return
             cursor.execute("BEGIN IMMEDIATE")

@@ -44,7 +44,8 @@ def record(params):
 
 class Record(Node):
     def exec(self, _):
-        time.sleep(float(self.params.get("sleep", 0)))
+        if self.params.get("sleep"):  # sleep(0) alone can cost milliseconds on a busy machine
+            time.sleep(float(self.params["sleep"]))
         record(self.params)
         return "done"
 
@@ -58,7 +59,8 @@ class AsyncRecord(AsyncNode):
     async def exec_async(self, _):
         import asyncio
 
-        await asyncio.sleep(float(self.params.get("sleep", 0)))
+        if self.params.get("sleep"):
+            await asyncio.sleep(float(self.params["sleep"]))
         record(self.params)
         return "done"
 
