@@ -131,6 +131,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ui.enabled", bool, False, "serve the dashboard"),
     Setting("ui.host", str, "127.0.0.1", "dashboard bind address (loopback only by default)"),
     Setting("ui.port", int, 8080, "dashboard port", minimum=0, maximum=_MAX_PORT),
+    Setting("ui.token", str, None, "admin token; required to serve a non-loopback address", nullable=True),
+    Setting("ui.read_token", str, None, "read-only token: view runs, not start/cancel/fork", nullable=True),
+    Setting("ui.store", str, None, "run store URL the dashboard reads (null: persistence.*)", nullable=True),
+    Setting("ui.schedule_store", str, None, "schedule store URL (null: scheduler.*)", nullable=True),
+    Setting("ui.redact", bool, True, "hide values under secret-looking keys (password, token, api_key...)"),
+    Setting("ui.poll_interval_ms", int, 100, "ms between the dashboard's store polls", minimum=10),
+    Setting("ui.allowed_origins", str, None, "extra origins allowed to change runs (a,b)", nullable=True),
+    Setting("ui.max_value_chars", int, 2000, "JSON longer than this is shown cut", minimum=80),
     Setting("distributed.executor", str, "local", "where nodes execute"),
     Setting("distributed.workers", int, 4, "number of workers", minimum=1),
     Setting("observability.tracing_enabled", bool, False, "emit OpenTelemetry spans"),
@@ -289,20 +297,30 @@ _Layer = dict[str, tuple[Any, str]]  # key -> (value, source)
 class Config:
     """The effective configuration: defaults, then a file, then the environment, then runtime.
 
-    ``Config()`` searches the standard locations and reads ``os.environ``; pass ``path`` to read
-    one file (which must exist), ``env`` to read another mapping, ``search=False`` to skip the
-    search (``$KAYGRAPH_CONFIG`` still applies when ``env`` has it).
+    ``Config()`` searches the standard locations and reads ``os.environ``; pass ``config_file``
+    (the spec's name; ``path=`` is accepted too) to read one file, which must exist, ``env`` to
+    read another mapping, ``search=False`` to skip the search (``$KAYGRAPH_CONFIG`` still applies
+    when ``env`` has it). These are the framework's settings; nodes are configured with
+    ``kaygraph.Config(**settings)``, a different class.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
         *,
         env: Mapping[str, str] | None = None,
         search: bool = True,
+        path: str | os.PathLike[str] | None = None,
     ) -> None:
+        if path is not None:
+            if config_file is not None:
+                raise TypeError(
+                    "kaygraph.config.Config() got both config_file= and path= (the same setting); "
+                    "pass only config_file="
+                )
+            config_file = path
         self._lock = threading.RLock()
-        self._path = Path(path) if path is not None else None
+        self._path = Path(config_file) if config_file is not None else None
         self._env = env
         self._search = search
         self._file: Path | None = None

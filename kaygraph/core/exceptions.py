@@ -68,6 +68,37 @@ class ValidationError(KayGraphError, ValueError):
         return f"node {self.node_id!r} rejected its {self.stage or 'data'}: {self.message}"
 
 
+class RunCancelled(KayGraphError):
+    """A run was stopped by its :class:`~kaygraph.core.cancel.CancelToken`.
+
+    ``reason`` is what ``token.cancel(reason)`` said, ``node_id`` the node the run stopped at (the
+    one about to run, or the one whose retry wait or batch item was interrupted), ``run_id`` the
+    run's id. A cancelled durable run can be resumed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        node_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.node_id = node_id
+        self.run_id = run_id
+
+
+class GraphReferenceError(KayGraphError, ImportError):
+    """``load_graph("package.module:attr")`` could not find a graph there; names the module or
+    attribute and what was found instead."""
+
+    def __init__(self, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
 class ListenerError(KayGraphError, TypeError):
     """A lifecycle listener was rejected when it was attached (unknown hook, wrong signature)."""
 
@@ -96,6 +127,15 @@ class ExtensionError(KayGraphError):
     """An extension failed to initialize, shut down or look itself up."""
 
 
+class UnknownExtensionError(ExtensionError, LookupError, ImportError):
+    """No extension has this name; the message lists the known ones. A ``LookupError`` and, since
+    it is raised for ``LazyLoader("kaygraph.ext.<name>")`` too, an ``ImportError``."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class MissingExtraError(KayGraphError, ImportError):
     """An optional dependency is missing; the message says which ``pip install kaygraph[extra]`` fixes it."""
 
@@ -104,12 +144,21 @@ class MissingExtraError(KayGraphError, ImportError):
         self.extra = extra
 
 
+class ExtensionRequiredError(MissingExtraError, RuntimeError):
+    """Raised by ``@require_extension`` when the extension is missing: an ``ImportError`` like every
+    missing extra, and a ``RuntimeError`` as the spec's decorator raised."""
+
+
 class PluginError(KayGraphError):
     """A plugin is unknown, or failed to load or initialize."""
 
     def __init__(self, message: str, *, plugin: str | None = None) -> None:
         super().__init__(message)
         self.plugin = plugin
+
+
+class UnknownPluginError(PluginError, LookupError, ValueError):
+    """No plugin has this name: a ``LookupError``, and a ``ValueError`` as the spec raised."""
 
 
 # -- persistence -------------------------------------------------------------------------------
@@ -163,8 +212,10 @@ __all__ = [
     "CheckpointCorruptError",
     "ConfigurationError",
     "ExtensionError",
+    "ExtensionRequiredError",
     "GraphDefinitionError",
     "GraphExecutionError",
+    "GraphReferenceError",
     "InvalidActionError",
     "KayGraphError",
     "ListenerError",
@@ -174,8 +225,11 @@ __all__ = [
     "PersistenceError",
     "PluginError",
     "ResumeError",
+    "RunCancelled",
     "RunLockedError",
     "RunNotFoundError",
     "SerializationError",
+    "UnknownExtensionError",
+    "UnknownPluginError",
     "ValidationError",
 ]
