@@ -12,14 +12,12 @@ Metrics (labels in brackets)::
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
-from kaygraph.core.events import RunListener, add_listener, remove_listener
+from kaygraph.core.events import RunListener
 
 from .abc import Fire
 
@@ -76,7 +74,7 @@ def _metrics() -> dict[str, Any] | None:
 
 
 class FireObserver(RunListener):
-    """A global run listener while a scheduler runs: times each fire's first node against its due time."""
+    """Listens to the scheduler's runs: times each fire's first node against its due time."""
 
     def __init__(self, keep: int = 100_000) -> None:
         self._expected: dict[str, Fire] = {}
@@ -86,22 +84,6 @@ class FireObserver(RunListener):
         self.missed = 0
         self.skipped = 0
         self.ended: collections.Counter[str] = collections.Counter()
-        self._attached = 0
-
-    @contextlib.contextmanager
-    def attached(self) -> Iterator[None]:
-        """Listen to every run in the process while the block runs (a scheduler's run loop)."""
-        with self._lock:
-            self._attached += 1
-            if self._attached == 1:
-                add_listener(self)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._attached -= 1
-                if self._attached == 0:
-                    remove_listener(self)
 
     def expect(self, fire: Fire) -> None:
         """The next run with id ``fire.fire_id`` is this fire: time its first node."""

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kaygraph.core.exceptions import ConfigurationError, KayGraphError, RunLockedError
+from kaygraph.core.cancel import CancelToken
+from kaygraph.core.exceptions import ConfigurationError, KayGraphError, RunCancelled, RunLockedError
+from kaygraph.core.loading import load_graph
 
 from . import engine
-from ._seams import CancelToken, GraphReferenceError, RunCancelled, load_graph
 from .abc import CATCHUP_POLICIES, OVERLAP_POLICIES, Fire, Schedule, ScheduleStore, fire_id
 from .errors import InvalidTriggerError, ScheduleExistsError, ScheduleNotFoundError, SchedulerError
 from .observe import FireObserver
@@ -230,14 +231,16 @@ class Scheduler:
                 f"schedule {schedule!r}: graph_ref must be 'package.module:attr', got {graph_ref!r}",
                 schedule=schedule,
             )
+        from kaygraph.core.exceptions import GraphReferenceError
+
         try:
             load_graph(graph_ref)
-        except Exception as exc:
+        except GraphReferenceError as exc:  # already names the module or attribute and the fix
+            raise SchedulerError(f"schedule {schedule!r}: {exc}", schedule=schedule) from exc
+        except Exception as exc:  # the module itself raised while importing
             raise SchedulerError(
                 f"schedule {schedule!r}: graph reference {graph_ref!r} does not load: "
-                f"{type(exc).__name__}: {exc}. "
-                "Check the module is importable here (PYTHONPATH, the working directory) and the attribute "
-                "is a Graph or a zero-argument function returning one.",
+                f"{type(exc).__name__}: {exc}",
                 schedule=schedule,
             ) from exc
 
@@ -454,9 +457,7 @@ class Scheduler:
         )
         runner = durable(graph, self._runs(), lease_seconds=self.lease)
         shared = json.loads(json.dumps(job.schedule.shared or {}))
-        kwargs: dict[str, Any] = {}
-        if _accepts_cancel(runner):
-            kwargs["cancel"] = job.token
+        kwargs: dict[str, Any] = {"cancel": job.token, "listeners": [self.observer]}
         self.observer.expect(job.fire)
         return runner, shared, kwargs
 
@@ -576,7 +577,7 @@ class Scheduler:
         """
         self._stopping.clear()
         threads: list[threading.Thread] = []
-        with self._signals(handle_signals), self.observer.attached():
+        with self._signals(handle_signals):
             logger.info("scheduler %s running on %s", self.owner, self.store.describe())
             while not self._stopping.is_set():
                 jobs, delay = self._loop_once()
@@ -614,22 +615,21 @@ class Scheduler:
                 installed.append(signum)
         tasks: set[asyncio.Task[Fire]] = set()
         try:
-            with self.observer.attached():
-                while not self._stopping.is_set():
-                    jobs, delay = await asyncio.to_thread(self._loop_once)
-                    for job in jobs:
-                        task = asyncio.create_task(self.execute_async(job))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                    if not jobs:
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(wake.wait(), delay)
-                    wake.clear()
-                if tasks:
-                    await asyncio.wait(set(tasks), timeout=self.shutdown_timeout)
-                self._cancel_for_shutdown()
-                if tasks:
-                    await asyncio.wait(set(tasks), timeout=10)
+            while not self._stopping.is_set():
+                jobs, delay = await asyncio.to_thread(self._loop_once)
+                for job in jobs:
+                    task = asyncio.create_task(self.execute_async(job))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if not jobs:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), delay)
+                wake.clear()
+            if tasks:
+                await asyncio.wait(set(tasks), timeout=self.shutdown_timeout)
+            self._cancel_for_shutdown()
+            if tasks:
+                await asyncio.wait(set(tasks), timeout=10)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -689,15 +689,6 @@ class Scheduler:
         return f"<Scheduler {self.owner} on {self.store.describe()}>"
 
 
-def _accepts_cancel(runner: Any) -> bool:
-    import inspect
-
-    try:
-        return "cancel" in inspect.signature(runner.run).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _is_unfinished_run(exc: BaseException) -> bool:
     """Whether ``durable.run`` refused because the run exists unfinished (so resume it)."""
     from kaygraph.core.exceptions import ResumeError
@@ -705,4 +696,4 @@ def _is_unfinished_run(exc: BaseException) -> bool:
     return isinstance(exc, ResumeError) and "already exists" in str(exc)
 
 
-__all__ = ["GraphReferenceError", "Scheduler"]
+__all__ = ["Scheduler"]

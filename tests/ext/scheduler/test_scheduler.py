@@ -208,9 +208,9 @@ def test_a_crashed_fire_is_taken_over_and_never_runs_twice(store_url, clock, gra
 
 def test_add_refuses_bad_input(store_url, clock, graphs) -> None:
     scheduler = make(store_url, clock)
-    with pytest.raises(SchedulerError, match=r"graph reference .*:nope' does not load"):
+    with pytest.raises(SchedulerError, match=r"schedule 'report': .*'nope'"):
         scheduler.add("report", graphs.ref("nope"), every(minutes=1))
-    with pytest.raises(SchedulerError, match=r"does not load.*No module named"):
+    with pytest.raises(SchedulerError, match=r"no module named 'no_such_module_here'"):
         scheduler.add("report", "no_such_module_here:graph", every(minutes=1))
     with pytest.raises(SchedulerError, match=r"'package\.module:attr'"):
         scheduler.add("report", "just-a-name", every(minutes=1))
