@@ -65,6 +65,18 @@ class AsyncRecord(AsyncNode):
         return "done"
 
 
+class Pause(Node):
+    def exec(self, _):
+        time.sleep(float(self.params.get("sleep", 0)) or 0.001)
+        return "done"
+
+
+def two_steps():
+    first = Pause()
+    first >> Record()
+    return Graph(start=first, name="two_steps")
+
+
 def counting():
     return Graph(start=Record(), name="counting")
 

@@ -6,10 +6,15 @@ processes take a killed one's fires over within seconds.
 
 from __future__ import annotations
 
-import logging
+import signal
 import sys
 
-from kaygraph.ext.scheduler import Scheduler
+# A SIGTERM that arrives while the process still starts (before run() handles it) is a clean stop too.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+import logging  # noqa: E402
+
+from kaygraph.ext.scheduler import Scheduler  # noqa: E402
 
 
 def main() -> None:
