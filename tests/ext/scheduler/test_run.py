@@ -15,6 +15,10 @@ import uuid
 from kaygraph.ext.scheduler import Scheduler, every
 
 
+def memory_scheduler() -> Scheduler:
+    return Scheduler(f"memory://{uuid.uuid4().hex}", runs=f"memory://{uuid.uuid4().hex}", poll_interval=1)
+
+
 def background(scheduler: Scheduler) -> threading.Thread:
     thread = threading.Thread(target=scheduler.run, kwargs={"handle_signals": False})
     thread.start()
@@ -22,7 +26,7 @@ def background(scheduler: Scheduler) -> threading.Thread:
 
 
 def test_run_fires_on_time_until_stopped(graphs) -> None:
-    scheduler = Scheduler(f"memory://{uuid.uuid4().hex}", runs=f"memory://{uuid.uuid4().hex}", poll_interval=1)
+    scheduler = memory_scheduler()
     scheduler.add("tick", graphs.ref("counting"), every(seconds=1), overlap="allow")
     thread = background(scheduler)
     time.sleep(3.2)
@@ -54,7 +58,7 @@ def test_run_async_is_the_same_engine_on_asyncio(graphs, tmp_path) -> None:
 
 
 def test_overlap_skip_with_a_slow_graph(graphs) -> None:
-    scheduler = Scheduler(f"memory://{uuid.uuid4().hex}", runs=f"memory://{uuid.uuid4().hex}", poll_interval=1)
+    scheduler = memory_scheduler()
     scheduler.add("slow", graphs.ref("slow"), every(seconds=1), params={"sleep": 2.5}, overlap="skip")
     thread = background(scheduler)
     time.sleep(4.3)
