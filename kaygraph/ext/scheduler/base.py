@@ -46,11 +46,11 @@ def safe_url(url: str) -> str:
 
 
 def unreachable(kind: str, url: str, exc: BaseException) -> ScheduleStoreError:
-    """The error for a store server that cannot be reached or refused the connection."""
+    """The error for a store server that cannot be reached or refused the connection (one line)."""
+    reason = " ".join(str(exc).split()) or "no reason given"
     return ScheduleStoreError(
-        f"cannot reach the {kind} schedule store at {safe_url(url)}: {type(exc).__name__}: "
-        f"{str(exc).strip() or 'no reason given'}. Check that the server runs and the URL is right "
-        "(--store / scheduler.url)."
+        f"cannot reach the {kind} schedule store at {safe_url(url)} ({type(exc).__name__}: {reason}); "
+        "check that the server runs and the URL is right (--store / scheduler.url)"
     )
 
 

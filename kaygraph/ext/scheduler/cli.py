@@ -22,6 +22,9 @@ def register(subparsers: Any) -> None:
     run = commands.add_parser("run", parents=[store], help="run due fires until Ctrl-C / SIGTERM")
     run.add_argument("--runs", help="store URL of the durable runs (default: next to the schedules)")
     run.add_argument("--max-workers", type=int, help="fires run at once (default: scheduler.max_workers)")
+    run.add_argument(
+        "--duration", type=float, help="stop cleanly after this many seconds (demos, batch windows)"
+    )
     run.set_defaults(func=_run)
     scheduler.set_defaults(func=lambda args: scheduler.print_help())
 
@@ -92,7 +95,7 @@ def _when(timestamp: float | None, zone: Any) -> str:
 def _run(args: Any) -> int:
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     options: dict[str, Any] = {}
     if args.runs:
         options["runs"] = args.runs
@@ -100,6 +103,12 @@ def _run(args: Any) -> int:
         options["max_workers"] = args.max_workers
     with _scheduler(args, **options) as scheduler:
         print(f"scheduler running on {scheduler.store.describe()} (Ctrl-C to stop)", flush=True)
+        if args.duration is not None:
+            import threading
+
+            timer = threading.Timer(args.duration, scheduler.stop)
+            timer.daemon = True
+            timer.start()
         scheduler.run()
     return 0
 

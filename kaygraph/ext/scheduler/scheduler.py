@@ -520,6 +520,8 @@ class Scheduler:
             logger.info("fire %s handed back (%s); it resumes on the next scheduler", fire.fire_id, error)
         elif error is None:
             changes = {"status": "succeeded", "ended_at": now, "lease_until": None, "error": None}
+            started = fire.started_at if fire.started_at is not None else now
+            logger.info("fire %s succeeded in %.2f s", fire.fire_id, now - started)
         else:
             status = "cancelled" if isinstance(error, RunCancelled) else "failed"
             text = f"{type(error).__name__}: {error}"

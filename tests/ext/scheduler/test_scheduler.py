@@ -261,7 +261,7 @@ def test_unreachable_store_url_is_named_without_its_password(url, shown) -> None
     with pytest.raises(ScheduleStoreError) as caught:
         Scheduler(url)
     assert shown in str(caught.value) and "s3cret" not in str(caught.value)
-    assert "Check that the server runs" in str(caught.value)
+    assert "check that the server runs" in str(caught.value)
 
 
 def test_unknown_store_url() -> None:
