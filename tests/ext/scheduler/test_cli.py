@@ -104,7 +104,7 @@ def test_info_shows_the_scheduler_state(project, graphs, capsys, monkeypatch, tm
     scheduler = Scheduler()
     scheduler.add("a", graphs.ref("counting"), every(minutes=5))
     scheduler.add("b", graphs.ref("counting"), every(minutes=5), paused=True)
-    code, out, _ = kaygraph(capsys, "info")
+    _, out, _ = kaygraph(capsys, "info")
     section = out[out.index("  scheduler") : out.index("  ui")]
     assert "installed" in section and f"store: sqlite:///{tmp_path}/info.db" in section
     assert "schedules: 2 (1 paused), 0 fire(s) running" in section
