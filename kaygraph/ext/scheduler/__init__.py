@@ -10,7 +10,8 @@
 Stores (``kaygraph.ext.scheduler.<module>``): ``MemoryScheduleStore`` (memory),
 ``SQLiteScheduleStore`` (sqlite, the default), ``RedisScheduleStore`` (redis),
 ``PostgresScheduleStore`` (postgres); pick one with a URL or ``scheduler.*`` configuration. Names
-load on first use, so importing this package loads no database driver.
+load on first use, so importing this package loads no database driver. ``pause(store, name)``,
+``resume(store, name)`` and ``trigger(store, name)`` serve tools that hold only a store (the dashboard).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .memory import MemoryScheduleStore
     from .postgres import PostgresScheduleStore
     from .redis import RedisScheduleStore
-    from .scheduler import Scheduler
+    from .scheduler import Scheduler, pause, resume, trigger
     from .sqlite import SQLiteScheduleStore
     from .stores import open_schedule_store
     from .triggers import CronTrigger, IntervalTrigger, Trigger, cron, every
@@ -52,6 +53,9 @@ _EXPORTS = {
     "RedisScheduleStore": "redis",
     "SQLiteScheduleStore": "sqlite",
     "Scheduler": "scheduler",
+    "pause": "scheduler",
+    "resume": "scheduler",
+    "trigger": "scheduler",
     "open_schedule_store": "stores",
     "CronTrigger": "triggers",
     "IntervalTrigger": "triggers",
@@ -134,4 +138,7 @@ __all__ = [
     "cron",
     "every",
     "open_schedule_store",
+    "pause",
+    "resume",
+    "trigger",
 ]

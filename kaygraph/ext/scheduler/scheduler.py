@@ -691,6 +691,24 @@ class Scheduler:
         return f"<Scheduler {self.owner} on {self.store.describe()}>"
 
 
+def pause(store: str | ScheduleStore | None, name: str) -> None:
+    """Pause schedule ``name`` of ``store``: for tools that hold only a store (the dashboard)."""
+    with Scheduler(store) as scheduler:
+        scheduler.pause(name)
+
+
+def resume(store: str | ScheduleStore | None, name: str) -> None:
+    """Resume schedule ``name`` of ``store`` from its next fire time."""
+    with Scheduler(store) as scheduler:
+        scheduler.resume(name)
+
+
+def trigger(store: str | ScheduleStore | None, name: str) -> str:
+    """Fire schedule ``name`` of ``store`` now; returns the fire's durable run id."""
+    with Scheduler(store) as scheduler:
+        return scheduler.trigger(name).run_id
+
+
 def _is_unfinished_run(exc: BaseException) -> bool:
     """Whether ``durable.run`` refused because the run exists unfinished (so resume it)."""
     from kaygraph.core.exceptions import ResumeError
@@ -698,4 +716,4 @@ def _is_unfinished_run(exc: BaseException) -> bool:
     return isinstance(exc, ResumeError) and "already exists" in str(exc)
 
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "pause", "resume", "trigger"]

@@ -267,3 +267,17 @@ def test_unreachable_store_url_is_named_without_its_password(url, shown) -> None
 def test_unknown_store_url() -> None:
     with pytest.raises(ScheduleStoreError, match="unknown schedule store URL 'mongo://x'"):
         Scheduler("mongo://x")
+
+
+def test_store_level_helpers_for_tools(store_url, clock, graphs) -> None:
+    from kaygraph.ext import scheduler as module
+    from kaygraph.ext.scheduler import open_schedule_store
+
+    make(store_url, clock).add("report", graphs.ref("counting"), every(minutes=1))
+    store = open_schedule_store(store_url)
+    module.pause(store, "report")
+    assert store.get_schedule("report").paused
+    module.resume(store, "report")
+    assert not store.get_schedule("report").paused
+    run_id = module.trigger(store, "report")
+    assert store.get_fire(run_id).kind == "manual"
