@@ -105,7 +105,9 @@ class MemoryScheduleStore(ScheduleStore):
                 schedule = self._schedules[name]
                 schedule.lock_owner, schedule.lock_until, schedule.poked = owner, until, False
                 self._reindex(name)
-                locked.append(copy.deepcopy(schedule))
+                # Shallow: the engine never changes a schedule's spec dicts, and deep copies of
+                # thousands of due schedules a second were most of this store's cost.
+                locked.append(copy.copy(schedule))
         return locked
 
     def unlock(self, name: str, owner: str, changes: Mapping[str, Any]) -> bool:
