@@ -83,7 +83,7 @@ def check_name(name: str) -> None:
 
 
 def _not_installed_message(name: str) -> str:
-    from kaygraph.utils.imports import install_hint
+    from kaygraph.core.exceptions import install_hint
 
     if package_directory(name) is None:  # planned: this KayGraph has no package for it
         return _planned_message(name)
@@ -181,7 +181,7 @@ def status(name: str, *, refresh: bool = False) -> ExtensionStatus:
 
 def _probe(name: str) -> ExtensionStatus:
     from kaygraph.core import __version__
-    from kaygraph.utils.imports import install_hint
+    from kaygraph.core.exceptions import install_hint
 
     description = EXTENSIONS[name]
     hint = install_hint(name)

@@ -14,21 +14,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
-from kaygraph.core.exceptions import ExtensionRequiredError, MissingExtraError
+from kaygraph.core.exceptions import ExtensionRequiredError, MissingExtraError, install_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def install_hint(extra: str, *, quoted: bool = True) -> str:
-    """The shell command that installs ``extra``; quoted by default so zsh does not glob the brackets.
-
-    >>> install_hint("persistence")
-    "pip install 'kaygraph[persistence]'"
-    >>> install_hint("scheduler", quoted=False)
-    'pip install kaygraph[scheduler]'
-    """
-    target = f"kaygraph[{extra}]"
-    return f"pip install '{target}'" if quoted else f"pip install {target}"
 
 
 def _is_missing(exc: ImportError, module: str) -> bool:

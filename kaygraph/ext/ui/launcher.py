@@ -166,12 +166,10 @@ class Launcher:
                 f"run {run_id!r} belongs to graph {info.graph_name!r}, which this dashboard does not serve",
                 culprit="graph",
             )
-        fork_run = getattr(_persistence(), "fork_run", None)
-        if fork_run is None:
-            raise ApiError(
-                501, "this persistence version cannot fork runs", culprit="run_id", code="not_implemented"
-            )
-        new_id: str = fork_run(self.store, run_id, step, patch=patch)
+        forked = _persistence().fork_run(
+            self.store, run_id, step=step, patch=patch, serializer=self.serializer
+        )
+        new_id: str = forked.run_id
         self._spawn(new_id, self._runner(info.graph_name).resume, new_id)
         return new_id
 
