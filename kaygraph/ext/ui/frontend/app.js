@@ -69,7 +69,7 @@ function fmtDuration(seconds) {
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  if (minutes < 60) return Math.round(seconds % 60) ? `${minutes} min ${Math.round(seconds % 60)} s` : `${minutes} min`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
@@ -176,21 +176,23 @@ function subscribe(path, onEvent, onState) {
       } catch (err) {
         if (stopped) return;
       }
+      if (stopped) return;
       onState(false);
-      if (!stopped) await new Promise((resolve) => setTimeout(resolve, 1000));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
   connect();
-  const stop = () => { stopped = true; if (controller) controller.abort(); onState(false); };
+  const stop = () => { stopped = true; if (controller) controller.abort(); };
   state.cleanup.push(stop);
   return stop;
 }
 
 function setLive(on) {
   const el = $("#live");
+  el.classList.remove("hidden");
   el.classList.toggle("on", on);
   el.classList.toggle("off", !on);
-  el.textContent = on ? "live" : "offline";
+  el.textContent = on ? "live" : "reconnecting…";
 }
 
 // -- login ----------------------------------------------------------------------------------
@@ -228,6 +230,7 @@ function showLogin(message) {
 
 function stopPage() {
   for (const stop of state.cleanup.splice(0)) stop();
+  $("#live").classList.add("hidden"); // shown again by the next page's stream
 }
 
 async function route() {
@@ -759,7 +762,12 @@ async function schedulesPage() {
     try { await api(`api/schedules/${encodeURIComponent(name)}/${action}`, { method: "POST" }); toast(`${name}: ${action} done`); schedulesPage(); }
     catch (err) { toast(err.message, true); }
   };
-  const trig = (t) => (t && (t.expression || t.every || t.type)) || "—";
+  const trig = (t) => {
+    if (!t) return "—";
+    if (t.expression) return `cron ${t.expression}` + (t.timezone && t.timezone !== "UTC" ? ` (${t.timezone})` : "");
+    if (t.seconds) return `every ${fmtDuration(t.seconds)}`;
+    return t.type || "—";
+  };
   const rows = answer.schedules.map((s) => h("tr", { "data-schedule": s.name },
     h("td", {}, h("strong", {}, s.name)), h("td", { class: "mono" }, s.graph_ref), h("td", { class: "mono" }, String(trig(s.trigger))),
     h("td", { title: fmtTime(s.next_fire_at) }, s.paused ? h("span", { class: "pill cancelled" }, "paused") : fmtTime(s.next_fire_at)),
