@@ -521,11 +521,13 @@ async function runPage(runId) {
    * running duration is updated in place: buttons stay put while events stream in. */
   let headerKey = null;
   let durationEl = null;
+  let stepsEl = null;
   const runDuration = () => (run.status === "running" ? fmtDuration(Date.now() / 1000 - run.created_at) : fmtDuration(run.duration));
   function renderHeader() {
-    const key = JSON.stringify([run.status, run.steps, run.error, run.traceback, run.served, run.graph_ref, steps.length > 0, run.duration]);
-    if (key === headerKey) {
+    const key = JSON.stringify([run.status, run.error, run.traceback, run.served, run.graph_ref, steps.length > 0, run.duration]);
+    if (key === headerKey) { // only numbers moved: update them in place
       if (durationEl) durationEl.textContent = runDuration();
+      if (stepsEl) stepsEl.textContent = String(run.steps);
       return;
     }
     headerKey = key;
@@ -537,12 +539,13 @@ async function runPage(runId) {
     }
     const meta = (k, v) => h("div", { class: "meta" }, h("span", { class: "k" }, k), h("span", { class: "v" }, v));
     durationEl = h("span", { class: "v", id: "run-duration" }, runDuration());
+    stepsEl = h("span", { class: "v", id: "run-steps" }, String(run.steps));
     header.replaceChildren(h("div", { class: "panel" },
       h("div", { class: "panel-head" }, h("a", { href: "#/runs" }, "Runs"), h("span", { class: "muted" }, "/"),
         h("h1", { class: "mono", id: "run-id" }, run.run_id), pill(run.status), h("span", { class: "grow" }), actions),
       h("div", { class: "run-meta" },
         meta("Graph", run.graph || "—"), meta("Reference", run.graph_ref || "—"), meta("Started", fmtTime(run.created_at)),
-        h("div", { class: "meta" }, h("span", { class: "k" }, "Duration"), durationEl), meta("Steps", String(run.steps)),
+        h("div", { class: "meta" }, h("span", { class: "k" }, "Duration"), durationEl), h("div", { class: "meta" }, h("span", { class: "k" }, "Steps"), stepsEl),
         run.parent_run_id ? meta("Forked from", h("a", { href: "#/runs/" + encodeURIComponent(run.parent_run_id) }, `${run.parent_run_id} (record ${run.parent_seq})`)) : null),
       run.error ? h("div", { class: "panel-body" }, h("div", { class: "error-box", id: "run-error" }, h("strong", {}, "Error"),
         h("pre", {}, run.traceback ? run.traceback : run.error))) : null));
