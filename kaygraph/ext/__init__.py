@@ -2,7 +2,7 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``: cron-style scheduled runs
+- ``scheduler``: cron and interval runs of graphs, exactly once, on several replicas
 - ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
 - ``distributed``: distributed graph execution (Dask, Ray)
 
@@ -40,7 +40,7 @@ from kaygraph.core.exceptions import MissingExtraError, UnknownExtensionError
 EXTENSIONS: dict[str, str] = {
     "persistence": "durable, resumable runs (SQLite, Redis, PostgreSQL)",
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
-    "scheduler": "cron-style scheduled runs",
+    "scheduler": "cron and interval runs, exactly once, on several replicas",
     "ui": "web dashboard and HTTP API",
     "distributed": "distributed graph execution",
 }
