@@ -2,7 +2,8 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``, ``ui``, ``distributed``: planned
+- ``distributed``: batch items, remote nodes and many runs on Dask, Ray or local processes
+- ``scheduler``, ``ui``: planned
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
@@ -30,7 +31,7 @@ EXTENSIONS: dict[str, str] = {
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
     "scheduler": "cron-style scheduled runs",
     "ui": "web dashboard and HTTP API",
-    "distributed": "distributed graph execution",
+    "distributed": "batch items, remote nodes and many runs on Dask, Ray or local processes",
 }
 
 

@@ -1,0 +1,148 @@
+"""ProcessExecutor: worker processes on this machine (``concurrent.futures``), no cluster needed.
+
+Good for CPU-bound items on one machine and for testing a graph meant for a cluster. Calls are
+pickled with cloudpickle, so lambdas and classes defined in ``__main__`` travel too. Worker
+processes start with ``forkserver`` (never ``fork``: the driver may run threads). A worker that
+dies (killed, out of memory) breaks a stdlib pool for every task in it: the pool is replaced and
+those tasks are resubmitted, up to ``allowed_failures`` times each, without counting as attempts
+of the node.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from .. import pickling, remote
+from ..base import BaseExecutor, EngineFuture
+from ..errors import WorkerLostError
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+class ProcessExecutor(BaseExecutor):
+    """Runs calls on ``workers`` local processes (default: the number of CPUs).
+
+    Resources: ``CPU`` up to ``workers`` and ``memory`` up to this machine's RAM are accepted
+    (nothing is reserved); anything else (``GPU``...) is an error, since a process pool has none.
+    """
+
+    engine = "process"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        allowed_failures: int = 3,
+        start_method: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ValueError(f"ProcessExecutor: workers must be an int >= 1 or None, got {workers!r}")
+        self._workers = workers or os.cpu_count() or 1
+        self.allowed_failures = allowed_failures
+        methods = multiprocessing.get_all_start_methods()
+        self._method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        setup = None if self.worker_setup is None else pickling.dumps(self.worker_setup)
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context(self._method),
+            initializer=remote.run_setup,
+            initargs=(setup,),
+        )
+
+    def _start(self) -> None:
+        self._pool = self._new_pool()
+
+    def _stop(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _slots(self) -> int:
+        return self._workers
+
+    def _engine_lines(self) -> dict[str, str]:
+        return {"address": f"local processes ({self._method})", "workers": str(self._workers)}
+
+    def _unavailable(self, resources: Mapping[str, float]) -> str | None:
+        memory = _memory_bytes()
+        for name, amount in resources.items():
+            if name.lower() in ("cpu", "num_cpus") and amount <= self._workers:
+                continue
+            if name.lower() == "memory" and (memory is None or amount <= memory):
+                continue
+            return (
+                f"a ProcessExecutor has {self._workers} CPU(s), {memory or 'unknown'} bytes of memory "
+                f"and no other resources ({name}={amount!r} cannot be met). Use a DaskExecutor or "
+                "RayExecutor whose workers have them"
+            )
+        return None
+
+    def _submit(self, payload: bytes, refs: list[Any], resources: Mapping[str, float] | None) -> EngineFuture:
+        state: dict[str, Any] = {}
+        future = EngineFuture(lambda: state["inner"].cancel())
+        self._send(future, payload, refs, state, failures=0)
+        return future
+
+    def _send(
+        self, future: EngineFuture, payload: bytes, refs: list[Any], state: dict[str, Any], failures: int
+    ) -> None:
+        with self._pool_lock:
+            pool = self._pool
+            if pool is None:
+                future.settle(error=WorkerLostError("the ProcessExecutor was closed before the task ran"))
+                return
+            try:
+                inner = pool.submit(remote.execute, payload, *refs)
+            except BrokenProcessPool:
+                self._pool = pool = self._new_pool()
+                inner = pool.submit(remote.execute, payload, *refs)
+        state["inner"] = inner
+
+        def done(inner: Future[bytes]) -> None:
+            if inner.cancelled():
+                future.cancel()
+                return
+            error = inner.exception()
+            if isinstance(error, BrokenProcessPool):
+                self._replace_pool(pool)
+                if failures + 1 < self.allowed_failures and not future.cancelled():
+                    self._send(future, payload, refs, state, failures + 1)
+                    return
+                error = WorkerLostError(
+                    f"a worker process died while running this task, {failures + 1} time(s) "
+                    f"(allowed_failures={self.allowed_failures}): {error}"
+                )
+            if error is not None:
+                future.settle(error=error)
+            else:
+                future.settle(inner.result())
+
+        inner.add_done_callback(done)
+
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        """Swap in a fresh pool once per breakage (many tasks report the same broken pool)."""
+        with self._pool_lock:
+            if self._pool is broken:
+                self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["ProcessExecutor"]
