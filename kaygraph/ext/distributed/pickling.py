@@ -221,7 +221,9 @@ def unpicklable_error(fn: Any, args: tuple[Any, ...], error: Exception) -> Unpic
     """The error for a call that failed to pickle with ``error``: the culprit's path and the fix."""
     parts = [("the function", getattr(fn, "__qualname__", "fn"), fn), *call_parts(args)]
     located = ((subject, find_unpicklable(part, root)) for subject, root, part in parts)
-    subject, found = next(((subject, found) for subject, found in located if found is not None), ("the call", None))
+    subject, found = next(
+        ((subject, found) for subject, found in located if found is not None), ("the call", None)
+    )
     if found is None:  # every part pickles alone; only the combination failed (rare): report the call
         found = (getattr(fn, "__qualname__", "fn"), fn, error, None)
     path, culprit, cause, node = found
