@@ -12,7 +12,8 @@ import time
 import warnings
 
 LIB, WORKLOAD, REPEATS = sys.argv[1], sys.argv[2], int(sys.argv[3])
-LISTENER = len(sys.argv) > 4 and sys.argv[4] == "listener"
+MODE = sys.argv[4] if len(sys.argv) > 4 else "bare"  # bare | listener | seams
+LISTENER = MODE == "listener"
 
 if LIB == "kaygraph":
     from kaygraph import Graph, Node
@@ -69,6 +70,11 @@ def chain_graph():
 
 
 def run_kwargs():
+    if MODE == "seams":  # a cancel token and the default executor attached, no listener
+        from kaygraph import CancelToken
+        from kaygraph.core.executor import InlineExecutor
+
+        return {"cancel": CancelToken(), "executor": InlineExecutor()}
     if not LISTENER:
         return {}
     from kaygraph import RunListener

@@ -3,7 +3,8 @@
     .venv/bin/python bench/core_speed.py [--rounds 5]
 
 Prints microseconds per step (medians) for a 10,000-step two-node loop and a 100-node chain, the
-ratio KayGraph/PocketFlow (goal <= 1.0, aim 0.8), the cost of one attached listener, and
+ratio KayGraph/PocketFlow (goal <= 0.6), the cost of one attached listener, of a cancel token
+plus the default executor (goal <= +5%), and
 `import kaygraph` time against `import pocketflow` in fresh interpreters (goal < 0.4x).
 PocketFlow is installed from PyPI into bench/.venvs/pocketflow on first use. Rounds alternate the
 libraries so machine noise hits both alike.
@@ -23,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 WORKER = str(HERE / "_core_worker.py")
 
 
-def run_worker(python: str, lib: str, workload: str, repeats: int, listener: bool = False) -> list[float]:
-    args = [python, WORKER, lib, workload, str(repeats)] + (["listener"] if listener else [])
+def run_worker(python: str, lib: str, workload: str, repeats: int, mode: str = "bare") -> list[float]:
+    args = [python, WORKER, lib, workload, str(repeats), mode]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -59,12 +60,18 @@ def main() -> None:
         k, p = median(kay), median(pocket)
         print(f"{label:<22}{k:>18.3f}{p:>20.3f}{k / p:>8.2f}")
     listened: list[float] = []
+    seams: list[float] = []
     bare: list[float] = []
     for _ in range(args.rounds):
         bare += run_worker(ours, "kaygraph", "loop", args.repeats)
-        listened += run_worker(ours, "kaygraph", "loop", args.repeats, listener=True)
-    b, li = median(bare), median(listened)
+        listened += run_worker(ours, "kaygraph", "loop", args.repeats, "listener")
+        seams += run_worker(ours, "kaygraph", "loop", args.repeats, "seams")
+    b, li, se = median(bare), median(listened), median(seams)
     print(f"\none on_node_end listener on the loop: {li:.3f} us/step vs {b:.3f} bare ({li / b:.2f}x)")
+    print(
+        f"cancel token + default executor on the loop: {se:.3f} us/step vs {b:.3f} bare "
+        f"({(se / b - 1) * 100:+.1f}%, goal <= +5%)"
+    )
     runs = max(10, args.rounds * 3)
     # pip byte-compiles an installed wheel (PocketFlow's venv has its .pyc); an editable checkout
     # under PYTHONDONTWRITEBYTECODE=1 would recompile KayGraph on every start. Compare like with like.

@@ -39,15 +39,19 @@ from kaygraph.core import (
     BaseNode,
     BatchGraph,
     BatchNode,
+    CancelToken,
+    Config,
     Graph,
     GraphDefinitionError,
     GraphExecutionError,
+    GraphReferenceError,
     KayGraphError,
     MetricsNode,
     Node,
     NodeExecutionError,
     ParallelBatchNode,
     ResumePoint,
+    RunCancelled,
     RunContext,
     RunListener,
     ValidatedNode,
@@ -55,6 +59,7 @@ from kaygraph.core import (
     __version__,
     add_listener,
     get_listeners,
+    load_graph,
     remove_listener,
 )
 
@@ -63,20 +68,30 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 if TYPE_CHECKING:
     from typing import Any
 
+    from kaygraph import config as config
     from kaygraph import ext, plugins
-    from kaygraph.config import Config, configure, get_config
+    from kaygraph.config import configure, get_config
+    from kaygraph.core.generics import T_Action, T_ExecRes, T_Params, T_PrepRes, T_Shared
     from kaygraph.info import list_extensions, show_info
 
 # Names served lazily, so `import kaygraph` loads no extension, plugin or config file. An
-# attribute of None means the module itself (its own __init__ is lazy in turn).
+# attribute of None means the module itself (its own __init__ is lazy in turn). Note the two
+# configs: `kaygraph.Config` (above, eager) configures nodes; the module `kaygraph.config` holds
+# the framework's settings (`kaygraph.config.Config(config_file=...)`, `get_config()`).
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "config": ("kaygraph.config", None),
     "ext": ("kaygraph.ext", None),
     "plugins": ("kaygraph.plugins", None),
     "list_extensions": ("kaygraph.info", "list_extensions"),
     "show_info": ("kaygraph.info", "show_info"),
-    "Config": ("kaygraph.config", "Config"),
     "configure": ("kaygraph.config", "configure"),
     "get_config": ("kaygraph.config", "get_config"),
+    # 0.3's type aliases: built on first use, so `typing` is not imported by `import kaygraph`
+    "T_Action": ("kaygraph.core.generics", "T_Action"),
+    "T_ExecRes": ("kaygraph.core.generics", "T_ExecRes"),
+    "T_Params": ("kaygraph.core.generics", "T_Params"),
+    "T_PrepRes": ("kaygraph.core.generics", "T_PrepRes"),
+    "T_Shared": ("kaygraph.core.generics", "T_Shared"),
 }
 
 
@@ -107,18 +122,26 @@ __all__ = [
     "BaseNode",
     "BatchGraph",
     "BatchNode",
+    "CancelToken",
     "Config",
     "Graph",
     "GraphDefinitionError",
     "GraphExecutionError",
+    "GraphReferenceError",
     "KayGraphError",
     "MetricsNode",
     "Node",
     "NodeExecutionError",
     "ParallelBatchNode",
     "ResumePoint",
+    "RunCancelled",
     "RunContext",
     "RunListener",
+    "T_Action",
+    "T_ExecRes",
+    "T_Params",
+    "T_PrepRes",
+    "T_Shared",
     "ValidatedNode",
     "ValidationError",
     "__version__",
@@ -128,6 +151,7 @@ __all__ = [
     "get_config",
     "get_listeners",
     "list_extensions",
+    "load_graph",
     "plugins",
     "remove_listener",
     "show_info",

@@ -294,20 +294,30 @@ _Layer = dict[str, tuple[Any, str]]  # key -> (value, source)
 class Config:
     """The effective configuration: defaults, then a file, then the environment, then runtime.
 
-    ``Config()`` searches the standard locations and reads ``os.environ``; pass ``path`` to read
-    one file (which must exist), ``env`` to read another mapping, ``search=False`` to skip the
-    search (``$KAYGRAPH_CONFIG`` still applies when ``env`` has it).
+    ``Config()`` searches the standard locations and reads ``os.environ``; pass ``config_file``
+    (the spec's name; ``path=`` is accepted too) to read one file, which must exist, ``env`` to
+    read another mapping, ``search=False`` to skip the search (``$KAYGRAPH_CONFIG`` still applies
+    when ``env`` has it). These are the framework's settings; nodes are configured with
+    ``kaygraph.Config(**settings)``, a different class.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
         *,
         env: Mapping[str, str] | None = None,
         search: bool = True,
+        path: str | os.PathLike[str] | None = None,
     ) -> None:
+        if path is not None:
+            if config_file is not None:
+                raise TypeError(
+                    "kaygraph.config.Config() got both config_file= and path= (the same setting); "
+                    "pass only config_file="
+                )
+            config_file = path
         self._lock = threading.RLock()
-        self._path = Path(path) if path is not None else None
+        self._path = Path(config_file) if config_file is not None else None
         self._env = env
         self._search = search
         self._file: Path | None = None

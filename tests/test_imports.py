@@ -91,7 +91,7 @@ def test_touching_plugins_discovers_nothing() -> None:
     assert not third_party(loaded)
 
 
-@pytest.mark.parametrize("name", ["Config", "configure", "get_config"])
+@pytest.mark.parametrize("name", ["config", "configure", "get_config"])
 def test_config_names_load_the_module_but_not_the_file(name: str) -> None:
     loaded = new_modules(f"import kaygraph; kaygraph.{name}")
 
@@ -103,7 +103,7 @@ def test_config_names_load_the_module_but_not_the_file(name: str) -> None:
 def test_lazy_names_are_listed_and_unknown_names_fail() -> None:
     import kaygraph
 
-    assert {"ext", "plugins", "list_extensions", "show_info", "Config", "configure", "get_config"} <= set(
+    assert {"ext", "plugins", "list_extensions", "show_info", "config", "configure", "get_config"} <= set(
         dir(kaygraph)
     )
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

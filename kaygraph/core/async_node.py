@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from .cancel import CancelToken
     from .events import ResumePoint
+    from .executor import Executor
 
 
 
@@ -64,6 +66,10 @@ class AsyncNode(Node):
         """Async ``post``; returns the next action."""
 
     async def _exec(self, prep_res: Any) -> Any:
+        if self.remote and self._on_executor():
+            from .executor import run_on_executor_async
+
+            return (await run_on_executor_async(self, [(0, prep_res)], batch=False))[0]
         for attempt in range(self.max_retries):
             self.cur_retry = attempt
             try:
@@ -72,10 +78,11 @@ class AsyncNode(Node):
                 if self.cur_retry == self.max_retries - 1:
                     return await self._fall_back_async(prep_res, exc)
                 self._retrying(exc)
-                if self.wait > 0:
+                if self.wait > 0:  # a cancelled run cancels this task, which ends the sleep
                     import asyncio
 
                     await asyncio.sleep(self.wait)
+                self._check_cancel()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fall_back_async(self, prep_res: Any, exc: Exception) -> Any:
@@ -140,10 +147,16 @@ class AsyncBatchNode(AsyncNode, BatchNode):
         done = self._kg_done_items or {}
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
-        return [
-            done[index] if index in done else await self._exec_item_async(index, item)
-            for index, item in enumerate(items)
-        ]
+        if self._on_executor():
+            return await _exec_on_executor_async(self, items, done)
+        results = []
+        for index, item in enumerate(items):
+            if index in done:
+                results.append(done[index])
+                continue
+            self._check_cancel()
+            results.append(await self._exec_item_async(index, item))
+        return results
 
     async def _exec_item_async(self, index: int, item: Any) -> Any:
         if not _listening(self):
@@ -191,13 +204,24 @@ class AsyncParallelBatchNode(AsyncBatchNode):
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
         done = self._kg_done_items or {}
+        if self._on_executor():
+            return await _exec_on_executor_async(self, items, done)
 
         async def run_item(index: int) -> Any:
             if index in done:
                 return done[index]
+            self._check_cancel()
             return await self._exec_item_async(index, items[index])  # on self, as in PocketFlow
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
+
+
+async def _exec_on_executor_async(node: Any, items: list[Any], done: dict[int, Any]) -> list[Any]:
+    from .executor import run_on_executor_async
+
+    todo = [(index, item) for index, item in enumerate(items) if index not in done]
+    results = await run_on_executor_async(node, todo, batch=True) if todo else {}
+    return [done[index] if index in done else results[index] for index in range(len(items))]
 
 
 async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
@@ -241,6 +265,29 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
     return [task.result() for task in tasks]
 
 
+async def _cancellable(body: Any, token: CancelToken, ctx: RunContext) -> Any:
+    """Await ``body`` in a task of its own that ``token.cancel()`` cancels, from any thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(body)
+
+    def cancel_task(_token: object) -> None:
+        loop.call_soon_threadsafe(task.cancel)
+
+    token.add_callback(cancel_task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if token.cancelled and task.cancelled():  # stopped outside any node (e.g. in a graph's prep)
+            from .cancel import cancelled_error
+
+            raise cancelled_error(token, None, ctx.run_id) from None
+        raise
+    finally:
+        token.remove_callback(cancel_task)
+
+
 class AsyncGraph(Graph, AsyncNode):
     """A graph that awaits async nodes and calls sync ones; run it with ``await graph.run_async(shared)``."""
 
@@ -251,21 +298,32 @@ class AsyncGraph(Graph, AsyncNode):
         listeners: Iterable[Any] | None = None,
         run_id: str | None = None,
         resume: ResumePoint | None = None,
+        cancel: CancelToken | None = None,
+        executor: Executor | None = None,
     ) -> Any:
-        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``."""
+        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``.
+
+        With ``cancel``, the run's body runs in a task of its own that the token cancels: the
+        awaited work (an LLM call, a gather of batch items) is cancelled, not just the next step.
+        """
         if self.successors:
             warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
-        runner = self._begin_run(listeners, run_id, resume)
+        runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         ctx = runner._run_ctx
         assert ctx is not None
         if not ctx.listeners:
-            return await runner._run_async(shared)
+            if cancel is None:
+                return await runner._run_async(shared)
+            return await _cancellable(runner._run_async(shared), cancel, ctx)
         import time
 
         started = time.perf_counter()
         try:
             ctx.emit("on_run_start", graph=self, shared=shared)
-            action = await runner._run_async(shared)
+            if cancel is None:
+                action = await runner._run_async(shared)
+            else:
+                action = await _cancellable(runner._run_async(shared), cancel, ctx)
         except BaseException as exc:
             self._run_failed(ctx, shared, exc, started)
             raise
@@ -297,12 +355,15 @@ class AsyncGraph(Graph, AsyncNode):
         prefix = self._path_prefix() if listening else ()
         ids = self._ids
         limit = self.max_steps
+        cancel = ctx.cancel
         steps = 0
         last_action = None
         while curr is not None:
             steps += 1
             if limit is not None and steps > limit:
                 self._too_many_steps(curr)
+            if cancel is not None and cancel.cancelled:
+                self._stop_cancelled(ctx, curr)
             node = curr._fresh_copy()
             node.set_params(merged)
             node._run_ctx = ctx
@@ -316,12 +377,19 @@ class AsyncGraph(Graph, AsyncNode):
             try:
                 last_action = await _run_any(node, shared)
                 nxt = self.get_next_node(node, last_action)
-            except BaseException as exc:  # cancellation too: listeners must close the step
+            except BaseException as caught:  # cancellation too: listeners must close the step
+                exc = caught
+                if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
+                    from .cancel import cancelled_error  # the token cancelled the awaited work
+
+                    exc = cancelled_error(cancel, node_id, ctx.run_id)
                 if listening:
                     self._step_failed(node, path, exc, started)
                 elif isinstance(exc, Exception):
                     self._note_failure(exc, node, node_id, ctx)
-                raise
+                if exc is caught:
+                    raise
+                raise exc from caught
             if listening:
                 self._step_finished(node, path, shared, merged, last_action, nxt, started)
             curr = nxt
@@ -353,6 +421,7 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
             count = index + 1
             if index < skip_below or index in done:
                 continue
+            self._check_cancel()
             await self._run_param_set_async(shared, index, batch_params)
         if resuming and skip_below >= count:
             _missing_param_set(self, ctx, skip_below, count)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import warnings
 
+from .context import ExecutionContext
 from .exceptions import GraphDefinitionError, InvalidActionError
+from .generics import GenericNode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -86,7 +88,7 @@ def _needs_copy_module(cls: type) -> bool:
     return False
 
 
-class BaseNode:
+class BaseNode(ExecutionContext, GenericNode):
     """A step of a graph: ``prep`` reads the shared store, ``exec`` computes, ``post`` writes back
     and returns the action that selects the next node (``None`` means ``"default"``).
 
@@ -105,6 +107,7 @@ class BaseNode:
     _hooks_enabled: frozenset[str] = frozenset()
     _kg_in_graph = False  # set once a graph assigned this node an id: its edges now matter
     _kg_ambiguous_id = False  # shared by graphs that gave it different ids
+    _kg_attempt = 0  # the attempt a copy shipped to an executor makes (see core/executor.py)
 
     def __init__(self, *, node_id: str | None = None) -> None:
         self.params: dict[str, Any] = {}
@@ -242,6 +245,19 @@ class BaseNode:
 
     def _exec(self, prep_res: Any) -> Any:
         return self.exec(prep_res)
+
+    def _on_executor(self) -> bool:
+        """Whether this step's run has an executor (``run(executor=)``)."""
+        ctx = self._run_ctx
+        return ctx is not None and ctx.executor is not None
+
+    def _check_cancel(self) -> None:
+        """Raise ``RunCancelled`` naming this node when the run's token was cancelled."""
+        ctx = self._run_ctx
+        if ctx is not None and ctx.cancel is not None and ctx.cancel.cancelled:
+            from .cancel import cancelled_error
+
+            raise cancelled_error(ctx.cancel, self.node_id, ctx.run_id)
 
     def _run(self, shared: Any) -> Any:
         if self._has_hooks:

@@ -60,6 +60,20 @@ def _item_ended(
         ctx.emit_after_error("on_batch_item_end", error, **fields)
 
 
+def _plain(node: BaseNode) -> bool:
+    """Whether the node runs with no listener, cancel token or executor (its fastest path)."""
+    ctx = node._run_ctx
+    return ctx is None or ctx.plain
+
+
+def _exec_on_executor(node: Any, items: list[Any], done: dict[int, Any]) -> list[Any]:
+    from .executor import run_on_executor
+
+    todo = [(index, item) for index, item in enumerate(items) if index not in done]
+    results = run_on_executor(node, todo, batch=True) if todo else {}
+    return [done[index] if index in done else results[index] for index in range(len(items))]
+
+
 def _size_of(items: Any) -> int | None:
     return len(items) if hasattr(items, "__len__") else None
 
@@ -74,15 +88,21 @@ class BatchNode(Node):
     ``post`` receives the list of results in item order."""
 
     def _exec(self, items: Any) -> Any:
-        if self._kg_done_items is None and not _listening(self):
+        if self._kg_done_items is None and _plain(self):
             return [super(BatchNode, self)._exec(item) for item in (items or [])]
         done = self._kg_done_items or {}
         items = list(items or [])
         self._kg_batch_size = len(items)
-        return [
-            done[index] if index in done else self._exec_item(index, item)
-            for index, item in enumerate(items)
-        ]
+        if self._on_executor():
+            return _exec_on_executor(self, items, done)
+        results = []
+        for index, item in enumerate(items):
+            if index in done:
+                results.append(done[index])
+                continue
+            self._check_cancel()
+            results.append(self._exec_item(index, item))
+        return results
 
     def _exec_item(self, index: int, item: Any) -> Any:
         """One item with its retries, reported to listeners (persistence checkpoints it)."""
@@ -127,18 +147,31 @@ class ParallelBatchNode(BatchNode):
         results: list[Any] = [done.get(index) for index in range(len(items))]
         if not todo:
             return results
+        if self._on_executor():
+            return _exec_on_executor(self, items, done)
         import contextvars
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         def run_item(index: int) -> Any:
+            self._check_cancel()  # an item that starts after a cancel never runs
             return self._fresh_copy()._exec_item(index, items[index])
 
+        ctx = self._run_ctx
+        cancel = None if ctx is None else ctx.cancel
         pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="kaygraph")
+        futures: dict[Any, int] = {}
+
+        def stop_pending(_token: object) -> None:
+            for future in list(futures):
+                future.cancel()
+
+        if cancel is not None:
+            cancel.add_callback(stop_pending)
         try:
-            futures = {
-                pool.submit(contextvars.copy_context().run, run_item, index): index for index in todo
-            }
+            for index in todo:
+                futures[pool.submit(contextvars.copy_context().run, run_item, index)] = index
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            self._check_cancel()
             for future in finished:
                 if future.exception() is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -146,6 +179,8 @@ class ParallelBatchNode(BatchNode):
             for future, index in futures.items():
                 results[index] = future.result()
         finally:
+            if cancel is not None:
+                cancel.remove_callback(stop_pending)
             pool.shutdown(wait=True, cancel_futures=True)
         return results
 
@@ -176,6 +211,7 @@ class BatchGraph(Graph):
             count = index + 1
             if index < skip_below or index in done:
                 continue
+            self._check_cancel()
             self._run_param_set(shared, index, batch_params)
         if resuming and skip_below >= count:
             _missing_param_set(self, ctx, skip_below, count)

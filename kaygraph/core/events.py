@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from itertools import count
 
 from .exceptions import ListenerError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .base_node import BaseNode
+    from .cancel import CancelToken
     from .graph import Graph
 
     #: A position in a graph: node ids, with batch indices for the levels inside a batch graph.
@@ -287,13 +289,27 @@ class ResumePoint:
 
 
 class RunContext:
-    """One run of a graph: its id, its listeners, and scratch space for extensions.
+    """One run of a graph: its id, its listeners, its cancel token and executor, and scratch space
+    for extensions. Every event it delivers carries ``run_id`` and ``seq`` (1, 2, 3... per run,
+    strictly increasing across threads, tasks, nested and batch graphs).
 
     Created by ``Graph.run``/``run_async`` and shared by every node of that run only, so two runs
     of one graph never see each other's state.
     """
 
-    __slots__ = ("_hooks", "_run_id", "data", "graph", "listeners", "resume", "started_at")
+    __slots__ = (
+        "_hooks",
+        "_run_id",
+        "cancel",
+        "data",
+        "executor",
+        "graph",
+        "listeners",
+        "next_seq",
+        "plain",
+        "resume",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -302,10 +318,20 @@ class RunContext:
         *,
         run_id: str | None = None,
         resume: ResumePoint | None = None,
+        cancel: CancelToken | None = None,
+        executor: Any = None,
     ) -> None:
         self.graph = graph
         self.listeners: tuple[Any, ...] = tuple(listeners)
         self.resume = resume
+        #: The run's :class:`~kaygraph.core.cancel.CancelToken`, or None.
+        self.cancel = cancel
+        #: The executor given to ``run(executor=)``, or None (see :mod:`kaygraph.core.executor`).
+        self.executor = executor
+        #: True when the run has no listener, token or executor: nodes take their fastest path.
+        self.plain = not self.listeners and cancel is None and executor is None
+        #: The next event's sequence number: ``next(ctx.next_seq)``, atomic across threads.
+        self.next_seq = count(1).__next__
         self.started_at = time.time()
         #: Free space for listeners to keep per-run state (keyed by their own name).
         self.data: dict[str, Any] = {}
@@ -344,6 +370,8 @@ class RunContext:
         if not hooks:
             return
         fields["run"] = self
+        fields["run_id"] = self.run_id
+        fields["seq"] = self.next_seq()
         first_error: Exception | None = None
         for hook in hooks:
             try:
@@ -359,7 +387,11 @@ class RunContext:
         replace the user's exception, so its failure becomes a note on ``failure`` instead."""
         from .base_node import _add_note
 
-        for hook in self._hooks.get(event, ()):
+        hooks = self._hooks.get(event, ())
+        if hooks:
+            fields["run_id"] = self.run_id
+            fields["seq"] = self.next_seq()
+        for hook in hooks:
             try:
                 hook(run=self, **fields)
             except Exception as exc:

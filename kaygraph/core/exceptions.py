@@ -68,6 +68,37 @@ class ValidationError(KayGraphError, ValueError):
         return f"node {self.node_id!r} rejected its {self.stage or 'data'}: {self.message}"
 
 
+class RunCancelled(KayGraphError):
+    """A run was stopped by its :class:`~kaygraph.core.cancel.CancelToken`.
+
+    ``reason`` is what ``token.cancel(reason)`` said, ``node_id`` the node the run stopped at (the
+    one about to run, or the one whose retry wait or batch item was interrupted), ``run_id`` the
+    run's id. A cancelled durable run can be resumed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        node_id: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.node_id = node_id
+        self.run_id = run_id
+
+
+class GraphReferenceError(KayGraphError, ImportError):
+    """``load_graph("package.module:attr")`` could not find a graph there; names the module or
+    attribute and what was found instead."""
+
+    def __init__(self, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
 class ListenerError(KayGraphError, TypeError):
     """A lifecycle listener was rejected when it was attached (unknown hook, wrong signature)."""
 
@@ -165,6 +196,7 @@ __all__ = [
     "ExtensionError",
     "GraphDefinitionError",
     "GraphExecutionError",
+    "GraphReferenceError",
     "InvalidActionError",
     "KayGraphError",
     "ListenerError",
@@ -174,6 +206,7 @@ __all__ = [
     "PersistenceError",
     "PluginError",
     "ResumeError",
+    "RunCancelled",
     "RunLockedError",
     "RunNotFoundError",
     "SerializationError",

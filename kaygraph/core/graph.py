@@ -11,7 +11,7 @@ from . import base_node as _base
 from . import events as _events
 from .base_node import BaseNode, _add_note
 from .events import RunContext
-from .exceptions import GraphDefinitionError, GraphExecutionError
+from .exceptions import GraphDefinitionError, GraphExecutionError, RunCancelled
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
     _Graph = TypeVar("_Graph", bound="Graph")
 
+    from .cancel import CancelToken
     from .events import Path, ResumePoint
+    from .executor import Executor
 
 _UNLIMITED = sys.maxsize
 
@@ -43,6 +45,9 @@ class Graph(BaseNode):
     _index: dict[str, BaseNode] = {}
     _ids: dict[int, str] = {}
     _ids_version = -1
+    #: The ``"package.module:attr"`` reference this graph was built from by
+    #: :func:`kaygraph.load_graph` (None otherwise); durable runs record it to rebuild the graph.
+    graph_ref: str | None = None
 
     def __init__(
         self,
@@ -170,15 +175,19 @@ class Graph(BaseNode):
         listeners: Iterable[Any] | None = None,
         run_id: str | None = None,
         resume: ResumePoint | None = None,
+        cancel: CancelToken | None = None,
+        executor: Executor | None = None,
     ) -> Any:
         """Run the graph on ``shared`` and return the last action.
 
         ``listeners`` observe this run only; ``run_id`` names it for them; ``resume`` restarts it
-        at a checkpointed position (used by the persistence extension).
+        at a checkpointed position (used by the persistence extension). ``cancel`` is a
+        :class:`~kaygraph.core.cancel.CancelToken` that stops the run with ``RunCancelled``;
+        ``executor`` runs batch items and ``remote = True`` nodes (see :mod:`kaygraph.core.executor`).
         """
         if self.successors:
             warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
-        runner = self._begin_run(listeners, run_id, resume)
+        runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         ctx = runner._run_ctx
         assert ctx is not None
         if not ctx.listeners:
@@ -194,7 +203,12 @@ class Graph(BaseNode):
         return action
 
     def _begin_run(
-        self: _Graph, listeners: Iterable[Any] | None, run_id: str | None, resume: ResumePoint | None
+        self: _Graph,
+        listeners: Iterable[Any] | None,
+        run_id: str | None,
+        resume: ResumePoint | None,
+        cancel: CancelToken | None = None,
+        executor: Executor | None = None,
     ) -> _Graph:
         self._ensure_ids()
         attached = _events.get_listeners()
@@ -206,8 +220,19 @@ class Graph(BaseNode):
                     seen.add(id(listener))
                     attached = (*attached, listener)
         runner = self._fresh_copy()
+        if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
+            raise TypeError(f"cancel= must be a kaygraph.CancelToken, got {cancel!r}")
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise TypeError(
+                f"executor= must have a submit(fn, *args) method returning a Future, got {executor!r}"
+            )
         runner._run_ctx = RunContext(
-            self, attached, run_id=run_id, resume=None if resume is None else resume.restarted()
+            self,
+            attached,
+            run_id=run_id,
+            resume=None if resume is None else resume.restarted(),
+            cancel=cancel,
+            executor=executor,
         )
         runner._kg_path = ()
         if resume is not None and resume.params is not None:
@@ -257,12 +282,15 @@ class Graph(BaseNode):
         prefix = self._path_prefix() if listening else ()
         ids = self._ids
         limit = self.max_steps or _UNLIMITED
+        cancel = ctx.cancel
         steps = 0
         last_action = None
         while curr is not None:
             steps += 1
             if steps > limit:
                 self._too_many_steps(curr)
+            if cancel is not None and cancel.cancelled:
+                self._stop_cancelled(ctx, curr)
             node = curr._fresh_copy()
             node.set_params(merged)
             node._run_ctx = ctx
@@ -342,6 +370,12 @@ class Graph(BaseNode):
             graph=self.name,
         )
 
+    def _stop_cancelled(self, ctx: RunContext, curr: BaseNode) -> None:
+        from .cancel import cancelled_error
+
+        assert ctx.cancel is not None
+        raise cancelled_error(ctx.cancel, self._ids.get(id(curr)) or curr.node_id, ctx.run_id)
+
     def _too_many_steps(self, curr: BaseNode) -> None:
         node_id = self._ids.get(id(curr)) or curr.node_id
         raise GraphExecutionError(
@@ -356,6 +390,8 @@ class Graph(BaseNode):
     ) -> None:
         """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678 note."""
         if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
+            return
+        if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
             return
         try:
             exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
@@ -382,9 +418,20 @@ class Graph(BaseNode):
         first_error: Exception | None = None
         # RunContext.emit's loop, inlined for the two per-step events: ~1 us per step less with a
         # listener attached (measured with bench/_core_worker.py ... listener).
+        run_id = ctx.run_id
+        seq = ctx.next_seq()
         for hook in ctx.hooks("on_node_start"):  # all hear the start even if one fails
             try:
-                hook(run=ctx, node=node, node_id=node_id, path=path, shared=shared, params=params)
+                hook(
+                    run=ctx,
+                    node=node,
+                    node_id=node_id,
+                    path=path,
+                    shared=shared,
+                    params=params,
+                    run_id=run_id,
+                    seq=seq,
+                )
             except Exception as exc:
                 if first_error is None:
                     first_error = exc
@@ -426,6 +473,8 @@ class Graph(BaseNode):
             return
         duration = time.perf_counter() - started
         next_node_id = None if nxt is None else (self._ids.get(id(nxt)) or nxt.node_id)
+        run_id = ctx.run_id
+        seq = ctx.next_seq()
         first_error: Exception | None = None
         for hook in hooks:  # every listener hears the end even if one fails; the first error wins
             try:
@@ -439,6 +488,8 @@ class Graph(BaseNode):
                     action=action,
                     duration=duration,
                     next_node_id=next_node_id,
+                    run_id=run_id,
+                    seq=seq,
                 )
             except Exception as exc:
                 if first_error is None:

@@ -38,7 +38,18 @@ class Node(BaseNode):
 
     When every attempt failed, ``exec_fallback(prep_res, exc)`` decides: return a value to carry
     on, or raise (the default re-raises the last error). ``self.cur_retry`` is the 0-based attempt.
+
+    Set ``remote = True`` on a class to run its ``exec`` on the run's executor (``run(executor=)``,
+    see :mod:`kaygraph.core.executor`); ``resources`` (e.g. ``{"GPU": 1}``) and ``chunk_size``
+    are passed on to executors that use them. Retries and the fallback stay in the caller.
     """
+
+    #: Run ``exec`` on the run's executor, when it has one.
+    remote = False
+    #: What one ``exec`` needs, for executors with ``supports_resources`` (e.g. ``{"GPU": 1}``).
+    resources: dict[str, float] | None = None
+    #: Batch items per executor submit; None: the executor's ``chunk_size(n)``, else 1.
+    chunk_size: int | None = None
 
     def __init__(self, max_retries: int = 1, wait: float = 0, *, node_id: str | None = None) -> None:
         super().__init__(node_id=node_id)
@@ -52,6 +63,10 @@ class Node(BaseNode):
         raise exc
 
     def _exec(self, prep_res: Any) -> Any:
+        if self.remote and self._on_executor():
+            from .executor import run_on_executor
+
+            return run_on_executor(self, [(0, prep_res)], batch=False)[0]
         if self.max_retries == 1:
             self.cur_retry = 0
             try:
@@ -66,9 +81,21 @@ class Node(BaseNode):
                 if self.cur_retry == self.max_retries - 1:
                     return self._fall_back(prep_res, exc)
                 self._retrying(exc)
-                if self.wait > 0:
-                    time.sleep(self.wait)
+                self._retry_wait()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_wait(self) -> None:
+        """Sleep ``wait`` seconds before the next attempt; a cancelled run wakes and stops at once."""
+        ctx = self._run_ctx
+        cancel = None if ctx is None else ctx.cancel
+        if cancel is None:
+            if self.wait > 0:
+                time.sleep(self.wait)
+            return
+        if self.wait > 0:
+            cancel.wait(self.wait)
+        self._check_cancel()
+
 
     def _fall_back(self, prep_res: Any, exc: Exception) -> Any:
         try:

@@ -75,9 +75,10 @@ def test_metrics_node_counts_successes_failures_and_retries_across_runs_and_thre
         graph.run({"item": "fail"})
     stats = node.get_stats()
     assert stats["node_id"] == "timed"
-    assert (stats["executions"], stats["successes"], stats["failures"]) == (26, 25, 1)
-    assert stats["retries"] == 5 + 1
+    assert (stats["total_executions"], stats["successes"], stats["failures"]) == (26, 25, 1)
+    assert stats["total_retries"] == 5 + 1
     assert stats["success_rate"] == pytest.approx(25 / 26)
-    assert 0 <= stats["min_time"] <= stats["p50_time"] <= stats["p95_time"] <= stats["max_time"]
+    assert 0 <= stats["min_execution_time"] <= stats["p50_time"] <= stats["p95_time"]
+    assert stats["p95_time"] <= stats["max_execution_time"]
     node.reset_stats()
-    assert node.get_stats()["executions"] == 0 and "avg_time" not in node.get_stats()
+    assert node.get_stats() == {"status": "no_executions"}

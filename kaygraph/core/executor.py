@@ -1,0 +1,363 @@
+"""The execution seam: where a batch item's ``exec`` (and a ``remote = True`` node's) runs.
+
+``graph.run(shared, executor=ex)`` hands each batch item of BatchNode, ParallelBatchNode and
+their async twins, and the ``exec`` of every node whose class sets ``remote = True``, to
+``ex.submit(run_exec_chunk, node_copy, [(index, prep_res_item), ...])``. The call makes ONE
+attempt per item and returns ``("ok", value)`` or ``("error", exception)`` for each. Everything
+else stays in the calling process: ``prep``, ``post``, hooks, listener events, retries (a failed
+item is resubmitted after ``wait``, cancellably), ``exec_fallback`` and cancellation. So a Dask or
+Ray executor is a thin adapter that only ships calls.
+
+Without ``executor=`` nothing here is imported and nodes run as before (inline, on the node's own
+thread pool, or as asyncio tasks).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_futures
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .cancel import cancelled_error
+from .node import _mark_attempts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .base_node import BaseNode
+
+#: What one item of a chunk came to: ("ok", value) or ("error", exception).
+Outcome = tuple[str, Any]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Anything with ``submit(fn, /, *args) -> concurrent.futures.Future``
+    (``concurrent.futures.ThreadPoolExecutor`` qualifies as it is).
+
+    Optional, used when present: ``chunk_size(n_items) -> int`` (items per submit, default 1),
+    ``max_in_flight`` (submits outstanding at once; default the node's ``max_workers`` /
+    ``max_concurrency``, else unbounded), and ``supports_resources = True`` to receive a node's
+    ``resources`` as ``submit(fn, *args, resources={...})``. A Future whose ``cancel()`` can stop
+    running work (Ray) makes cancellation reach it.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]: ...
+
+
+class InlineExecutor:
+    """Runs each submitted call at once in the calling thread: the default executor, whose
+    behaviour equals passing none (apart from the per-item attempt seam). Useful in tests."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def __repr__(self) -> str:
+        return "InlineExecutor()"
+
+
+def run_exec_chunk(node: BaseNode, items: list[tuple[int, Any]]) -> list[Outcome]:
+    """One attempt of ``node``'s exec per ``(index, prep_res)`` item, in order, where the executor
+    runs it (possibly another process); exceptions are returned, never raised."""
+    if getattr(node, "_kg_async_hooks", False):  # an AsyncNode: run exec_async in a loop of our own
+        return _run_coroutine(_run_chunk_async(node, items))  # type: ignore[no-any-return]
+    node.cur_retry = node._kg_attempt  # type: ignore[attr-defined]
+    outcomes: list[Outcome] = []
+    for _, item in items:
+        try:
+            outcomes.append(("ok", node.exec(item)))
+        except Exception as exc:
+            outcomes.append(("error", exc))
+    return outcomes
+
+
+async def _run_chunk_async(node: Any, items: list[tuple[int, Any]]) -> list[Outcome]:
+    node.cur_retry = node._kg_attempt  # here: AsyncParallelBatchNode keeps it in a context variable
+    outcomes: list[Outcome] = []
+    for _, item in items:
+        try:
+            outcomes.append(("ok", await node.exec_async(item)))
+        except Exception as exc:
+            outcomes.append(("error", exc))
+    return outcomes
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """``asyncio.run``, also when this thread already runs a loop (an inline executor inside an
+    async run): then on a helper thread, since one thread cannot run two loops."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaygraph-chunk") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class _Item:
+    __slots__ = ("attempt", "index", "started", "value")
+
+    def __init__(self, index: int, value: Any) -> None:
+        self.index = index
+        self.value = value
+        self.attempt = 0
+        self.started = 0.0
+
+
+class ExecPlan:
+    """The I/O-free bookkeeping of one node's items on an executor, shared by the sync and async
+    drivers: what to submit next, what came back, what to retry and when, what needs a fallback.
+    """
+
+    def __init__(self, node: Any, executor: Any, items: list[tuple[int, Any]], *, batch: bool) -> None:
+        self.node = node
+        self.executor = executor
+        self.batch = batch
+        self.results: dict[int, Any] = {}
+        self.ready: deque[_Item] = deque(_Item(index, value) for index, value in items)
+        self.retry_at: list[tuple[float, int, _Item]] = []  # heap of (monotonic time, index, item)
+        self.in_flight: dict[Any, list[_Item]] = {}
+        self.remaining = len(items)
+        size = getattr(node, "chunk_size", None)
+        if size is None:
+            chooser = getattr(executor, "chunk_size", None)
+            size = chooser(len(items)) if callable(chooser) else 1
+        self.chunk_size = max(1, int(size or 1))
+        limit = getattr(executor, "max_in_flight", None)
+        if limit is None:
+            limit = getattr(node, "max_workers", None) or getattr(node, "max_concurrency", None)
+        self.limit: int | None = limit
+        resources = getattr(node, "resources", None)
+        self.submit_kwargs = (
+            {"resources": dict(resources)}
+            if resources and getattr(executor, "supports_resources", False)
+            else {}
+        )
+        ctx = node._run_ctx
+        self.ctx = ctx
+        self.cancel = None if ctx is None else ctx.cancel
+        self.listening = ctx is not None and bool(ctx.listeners)
+        self.max_retries = getattr(node, "max_retries", 1)
+        self.wait = getattr(node, "wait", 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.remaining == 0
+
+    def check_cancel(self) -> None:
+        cancel = self.cancel
+        if cancel is not None and cancel.cancelled:
+            ctx = self.ctx
+            raise cancelled_error(cancel, self.node.node_id, None if ctx is None else ctx.run_id)
+
+    def submit_ready(self) -> list[Any]:
+        """Submit every chunk the in-flight limit allows; returns the new futures."""
+        now = time.monotonic()
+        while self.retry_at and self.retry_at[0][0] <= now:
+            self.ready.append(heapq.heappop(self.retry_at)[2])
+        submitted = []
+        while self.ready and (self.limit is None or len(self.in_flight) < self.limit):
+            self.check_cancel()
+            chunk = [self.ready.popleft() for _ in range(min(self.chunk_size, len(self.ready)))]
+            for item in chunk:
+                if item.attempt == 0:
+                    self._item_started(item)
+            clone = self.node._fresh_copy()
+            clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
+            clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
+            clone._kg_attempt = max(item.attempt for item in chunk)  # run_exec_chunk sets cur_retry
+            future = self.executor.submit(
+                run_exec_chunk, clone, [(item.index, item.value) for item in chunk], **self.submit_kwargs
+            )
+            self.in_flight[future] = chunk
+            submitted.append(future)
+        return submitted
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the next item waiting for a retry is due (None: none waits)."""
+        if not self.retry_at:
+            return None
+        return max(0.0, self.retry_at[0][0] - time.monotonic())
+
+    def completed(self, future: Any) -> list[tuple[_Item, Exception]]:
+        """Record a finished future; returns the items whose last attempt failed (they need the
+        node's fallback, then :meth:`resolved`)."""
+        chunk = self.in_flight.pop(future)
+        try:
+            outcomes = future.result()
+            if not isinstance(outcomes, list) or len(outcomes) != len(chunk):
+                raise TypeError(
+                    f"executor {self.executor!r} returned {outcomes!r} for a chunk of {len(chunk)} "
+                    "item(s); run_exec_chunk returns one (status, value) pair per item"
+                )
+        except Exception as exc:  # the executor failed the whole chunk: one failed attempt each
+            outcomes = [("error", exc)] * len(chunk)
+        exhausted = []
+        for item, (status, value) in zip(chunk, outcomes, strict=True):
+            if status == "ok":
+                self.resolved(item, value)
+                continue
+            if item.attempt + 1 < self.max_retries:
+                self._retrying(item, value)
+                item.attempt += 1
+                heapq.heappush(self.retry_at, (time.monotonic() + self.wait, item.index, item))
+            else:
+                exhausted.append((item, value))
+        return exhausted
+
+    def resolved(self, item: _Item, value: Any) -> None:
+        self.results[item.index] = value
+        self.remaining -= 1
+        if self.batch and self.listening:
+            self._item_ended(item, result=value)
+
+    def failed(self, item: _Item, error: BaseException) -> None:
+        """The item's fallback raised ``error``: it fails the node."""
+        _mark_attempts(error, item.attempt + 1, self.ctx)
+        if self.batch and self.listening:
+            self._item_ended(item, error=error)
+
+    def abandon(self) -> list[Any]:
+        """Cancel what is still in flight (the node failed or was cancelled); returns those futures."""
+        futures = list(self.in_flight)
+        for future in futures:
+            future.cancel()
+        self.in_flight.clear()
+        return futures
+
+    def fallback_node(self, item: _Item) -> Any:
+        clone = self.node._fresh_copy()
+        clone.cur_retry = item.attempt
+        return clone
+
+    def _item_started(self, item: _Item) -> None:
+        item.started = time.perf_counter()
+        if self.batch and self.listening:
+            self.ctx.emit(
+                "on_batch_item_start",
+                node=self.node,
+                node_id=self.node.node_id,
+                path=self.node._kg_path,
+                index=item.index,
+                item=item.value,
+                size=self.node._kg_batch_size,
+            )
+
+    def _item_ended(self, item: _Item, *, result: Any = None, error: BaseException | None = None) -> None:
+        fields = {
+            "node": self.node,
+            "node_id": self.node.node_id,
+            "path": self.node._kg_path,
+            "index": item.index,
+            "result": result,
+            "error": error,
+            "duration": time.perf_counter() - item.started,
+        }
+        if error is None:
+            self.ctx.emit("on_batch_item_end", **fields)
+        else:
+            self.ctx.emit_after_error("on_batch_item_end", error, **fields)
+
+    def _retrying(self, item: _Item, error: Exception) -> None:
+        if self.listening:
+            self.ctx.emit(
+                "on_retry",
+                node=self.node,
+                node_id=self.node.node_id,
+                path=self.node._kg_path,
+                attempt=item.attempt + 1,
+                error=error,
+                wait=self.wait,
+            )
+
+
+def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
+    """Sync driver of :class:`ExecPlan`: results by index, fallbacks and retries applied."""
+    plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
+    woken: Future[None] = Future()  # done when the token is cancelled: wakes the wait below
+    cancel = plan.cancel
+
+    def wake(_token: object) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    if cancel is not None:
+        cancel.add_callback(wake)
+    try:
+        while not plan.finished:
+            plan.submit_ready()
+            if plan.in_flight:
+                done, _ = wait_futures(
+                    [*plan.in_flight, woken], timeout=plan.next_retry_in(), return_when=FIRST_COMPLETED
+                )
+            else:
+                delay = plan.next_retry_in() or 0.0
+                if cancel is not None:
+                    cancel.wait(delay)
+                else:
+                    time.sleep(delay)
+                done = set()
+            plan.check_cancel()
+            for future in done:
+                if future is woken:
+                    continue
+                for item, error in plan.completed(future):
+                    try:
+                        value = plan.fallback_node(item).exec_fallback(item.value, error)
+                    except BaseException as final:
+                        plan.failed(item, final)
+                        raise
+                    plan.resolved(item, value)
+    finally:
+        plan.abandon()
+        if cancel is not None:
+            cancel.remove_callback(wake)
+    return plan.results
+
+
+async def run_on_executor_async(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
+    """Async driver of :class:`ExecPlan`; awaits the executor's futures with ``asyncio.wrap_future``
+    (cancelling the awaiting task cancels them)."""
+    import asyncio
+
+    plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
+    wrapped: dict[Any, Any] = {}
+    try:
+        while not plan.finished:
+            for future in plan.submit_ready():
+                wrapped[asyncio.wrap_future(future)] = future
+            if wrapped:
+                done, _ = await asyncio.wait(
+                    list(wrapped), timeout=plan.next_retry_in(), return_when=asyncio.FIRST_COMPLETED
+                )
+            else:
+                await asyncio.sleep(plan.next_retry_in() or 0.0)
+                done = set()
+            plan.check_cancel()
+            for waiter in done:
+                for item, error in plan.completed(wrapped.pop(waiter)):
+                    try:
+                        value = await plan.fallback_node(item).exec_fallback_async(item.value, error)
+                    except BaseException as final:
+                        plan.failed(item, final)
+                        raise
+                    plan.resolved(item, value)
+    finally:
+        plan.abandon()
+        for waiter in wrapped:
+            waiter.cancel()
+    return plan.results
+
+
+__all__ = ["Executor", "InlineExecutor", "Outcome", "run_exec_chunk"]
