@@ -48,7 +48,7 @@ def _graph_for(spec: str | bytes) -> Any:
         if isinstance(spec, str):
             import kaygraph
 
-            graph = kaygraph.load_graph(spec)  # type: ignore[attr-defined]
+            graph = kaygraph.load_graph(spec)
         else:
             graph = pickle.loads(spec)
         _graphs[key] = graph
@@ -73,13 +73,11 @@ def _spec(graph: Any) -> str | bytes:
         raise pickling.unpicklable_error(run_graph, (graph,), exc) from exc
 
 
-def _cancelled_error() -> BaseException:
-    try:
-        from kaygraph.core.exceptions import RunCancelled  # type: ignore[attr-defined]
+def _cancelled_error(cancel: Any) -> BaseException:
+    from kaygraph.core.exceptions import RunCancelled
 
-        return RunCancelled("run_many was cancelled before this run started")  # type: ignore[no-any-return]
-    except (ImportError, TypeError):
-        return DistributedError("run_many was cancelled before this run started")
+    why = f": {cancel.reason}" if getattr(cancel, "reason", None) else ""
+    return RunCancelled(f"run_many was cancelled before this run finished{why}", reason=cancel.reason)
 
 
 def run_many(
@@ -127,13 +125,13 @@ def _run_on(
         raise ValueError(f"run_many: max_in_flight must be >= 1, got {limit!r}")
     outcomes: dict[int, RunOutcome] = {}
     running: dict[Future[Any], tuple[int, Any]] = {}
-    originals: list[Any] = []
+    count = 0
 
     def collect(done: Iterable[Future[Any]]) -> None:
         for future in done:
             index, shared = running.pop(future)
             if future.cancelled():
-                outcomes[index] = RunOutcome(index, shared, error=_cancelled_error())
+                outcomes[index] = RunOutcome(index, shared, error=_cancelled_error(cancel))
             elif future.exception() is not None:
                 outcomes[index] = RunOutcome(index, shared, error=future.exception())
             else:
@@ -142,10 +140,10 @@ def _run_on(
 
     stopped = False
     for index, shared in enumerate(inputs):
-        originals.append(shared)
+        count = index + 1
         if stopped or (cancel is not None and cancel.cancelled):
             stopped = True
-            outcomes[index] = RunOutcome(index, shared, error=_cancelled_error())
+            outcomes[index] = RunOutcome(index, shared, error=_cancelled_error(cancel))
             continue
         while len(running) >= limit:
             done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -163,7 +161,7 @@ def _run_on(
         if cancel is not None and cancel.cancelled:
             for future in list(running):
                 future.cancel()
-    return [outcomes[index] for index in range(len(originals))]
+    return [outcomes[index] for index in range(count)]
 
 
 __all__ = ["RunOutcome", "run_graph", "run_many"]

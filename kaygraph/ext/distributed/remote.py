@@ -31,24 +31,41 @@ def execute(payload: bytes, *shared: Any) -> bytes:
             _note_origin(exc)
             outcome = (RAISED, exc)
     if outcome[0] == RETURNED and isinstance(outcome[1], list):
-        for entry in outcome[1]:  # the core's per-item outcomes: ("error", exc) keep their traceback
-            if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], BaseException):
-                _note_origin(entry[1])
+        _note_item_errors(args, outcome[1])
     return pack(outcome)
+
+
+def _note_item_errors(args: tuple[Any, ...], outcomes: list[Any]) -> None:
+    """The core's per-item outcomes ``("error", exc)`` keep their traceback and item index."""
+    node_id = attributes_node_id(args)
+    items = next((arg for arg in args if isinstance(arg, list) and len(arg) == len(outcomes)), None)
+    for position, entry in enumerate(outcomes):
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], BaseException):
+            index = items[position][0] if items is not None and isinstance(items[position], tuple) else None
+            what = f"item {index} of node {node_id!r}" if index is not None and node_id else None
+            _note_origin(entry[1], what)
+
+
+def attributes_node_id(args: tuple[Any, ...]) -> str | None:
+    from kaygraph.core.base_node import BaseNode
+
+    node = next((arg for arg in args if isinstance(arg, BaseNode)), None)
+    return None if node is None else node.node_id
 
 
 def _origin() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
 
-def _note_origin(exc: BaseException) -> None:
+def _note_origin(exc: BaseException, what: str | None = None) -> None:
     """Keep the worker's traceback on the exception (tracebacks do not pickle, notes do)."""
     if getattr(exc, "_kaygraph_remote_noted", False) or exc.__traceback__ is None:
         return
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
     try:
         exc._kaygraph_remote_noted = True  # type: ignore[attr-defined]
-        exc.add_note(f"KayGraph: raised on worker {_origin()}:\n{text}")
+        subject = f"{what} raised" if what else "raised"
+        exc.add_note(f"KayGraph: {subject} on worker {_origin()}:\n{text}")
     except AttributeError:  # pragma: no cover - exceptions with __slots__ / Python 3.10
         pass
 

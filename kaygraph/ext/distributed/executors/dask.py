@@ -29,6 +29,34 @@ _distributed = require_package("distributed", "distributed", "DaskExecutor", pac
 _INFO_TTL = 2.0
 
 
+def _ask_identity(address: str, timeout: float) -> None:
+    """Ask the scheduler who it is, giving up after ``timeout`` seconds.
+
+    ``Client(address, timeout=...)`` waits for ever on a server that accepts connections but never
+    answers (a wrong port, a hung scheduler); this bounded exchange runs first, in a thread of its
+    own so that it also works when the caller runs an event loop.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def identity() -> None:
+        async def exchange() -> None:
+            comm = await _distributed.comm.connect(address, timeout=timeout)
+            try:
+                await comm.write({"op": "identity", "reply": True})
+                await comm.read()
+            finally:
+                comm.abort()
+
+        try:
+            await asyncio.wait_for(exchange(), timeout)
+        except asyncio.TimeoutError as exc:
+            raise TimeoutError(f"no answer within {timeout:g} s") from exc
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaygraph-dask-probe") as pool:
+        pool.submit(asyncio.run, identity()).result()
+
+
 class _WorkerSetup(_distributed.WorkerPlugin):  # type: ignore[misc,name-defined]
     """Runs the executor's ``worker_setup`` in every worker, including ones that join later."""
 
@@ -121,6 +149,7 @@ class DaskExecutor(BaseExecutor):
         )
         probe_address(address, self.connect_timeout, "Dask scheduler", hint)
         try:
+            _ask_identity(address, self.connect_timeout)
             return _distributed.Client(address, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ExecutorConnectionError(

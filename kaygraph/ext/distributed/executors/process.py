@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +22,19 @@ from typing import Any
 from .. import pickling, remote
 from ..base import BaseExecutor, EngineFuture
 from ..errors import WorkerLostError
+
+
+class _Task:
+    """A submitted call: waiting for a free worker, then running in the pool (``inner``)."""
+
+    __slots__ = ("failures", "future", "inner", "payload", "refs")
+
+    def __init__(self, payload: bytes, refs: list[Any]) -> None:
+        self.payload = payload
+        self.refs = refs
+        self.future: EngineFuture | None = None
+        self.inner: Future[bytes] | None = None
+        self.failures = 0
 
 
 def _memory_bytes() -> int | None:
@@ -55,7 +69,9 @@ class ProcessExecutor(BaseExecutor):
         methods = multiprocessing.get_all_start_methods()
         self._method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
         self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool_lock = threading.RLock()
+        self._waiting: deque[_Task] = deque()
+        self._running = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         setup = None if self.worker_setup is None else pickling.dumps(self.worker_setup)
@@ -72,6 +88,10 @@ class ProcessExecutor(BaseExecutor):
     def _stop(self) -> None:
         with self._pool_lock:
             pool, self._pool = self._pool, None
+            waiting, self._waiting = list(self._waiting), deque()
+        for task in waiting:
+            if task.future is not None:
+                task.future.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -96,44 +116,72 @@ class ProcessExecutor(BaseExecutor):
         return None
 
     def _submit(self, payload: bytes, refs: list[Any], resources: Mapping[str, float] | None) -> EngineFuture:
-        state: dict[str, Any] = {}
-        future = EngineFuture(lambda: state["inner"].cancel())
-        self._send(future, payload, refs, state, failures=0)
+        task = _Task(payload, refs)
+        future = EngineFuture(lambda: self._cancel(task))
+        task.future = future
+        with self._pool_lock:
+            self._waiting.append(task)
+        self._dispatch()
         return future
 
-    def _send(
-        self, future: EngineFuture, payload: bytes, refs: list[Any], state: dict[str, Any], failures: int
-    ) -> None:
+    def _cancel(self, task: _Task) -> None:
+        with self._pool_lock:
+            if task in self._waiting:
+                self._waiting.remove(task)
+                return
+        if task.inner is not None:
+            task.inner.cancel()
+
+    def _dispatch(self) -> None:
+        """Hand waiting tasks to the pool while a worker is free. Tasks wait here, not in the
+        pool's queue, because a task the pool has queued can no longer be cancelled."""
+        while True:
+            with self._pool_lock:
+                if not self._waiting or self._running >= self._workers:
+                    return
+                task = self._waiting.popleft()
+                if task.future is None or task.future.cancelled():
+                    continue
+                self._running += 1
+            self._send(task)
+
+    def _send(self, task: _Task) -> None:
+        future = task.future
+        assert future is not None
         with self._pool_lock:
             pool = self._pool
             if pool is None:
+                self._running -= 1
                 future.settle(error=WorkerLostError("the ProcessExecutor was closed before the task ran"))
                 return
             try:
-                inner = pool.submit(remote.execute, payload, *refs)
+                inner = pool.submit(remote.execute, task.payload, *task.refs)
             except BrokenProcessPool:
                 self._pool = pool = self._new_pool()
-                inner = pool.submit(remote.execute, payload, *refs)
-        state["inner"] = inner
+                inner = pool.submit(remote.execute, task.payload, *task.refs)
+        task.inner = inner
 
         def done(inner: Future[bytes]) -> None:
-            if inner.cancelled():
-                future.cancel()
-                return
-            error = inner.exception()
+            error = None if inner.cancelled() else inner.exception()
             if isinstance(error, BrokenProcessPool):
                 self._replace_pool(pool)
-                if failures + 1 < self.allowed_failures and not future.cancelled():
-                    self._send(future, payload, refs, state, failures + 1)
+                task.failures += 1
+                if task.failures < self.allowed_failures and not future.cancelled():
+                    self._send(task)  # keeps its worker slot
                     return
                 error = WorkerLostError(
-                    f"a worker process died while running this task, {failures + 1} time(s) "
+                    f"a worker process died while running this task, {task.failures} time(s) "
                     f"(allowed_failures={self.allowed_failures}): {error}"
                 )
-            if error is not None:
+            with self._pool_lock:
+                self._running -= 1
+            if inner.cancelled():
+                future.cancel()
+            elif error is not None:
                 future.settle(error=error)
             else:
                 future.settle(inner.result())
+            self._dispatch()
 
         inner.add_done_callback(done)
 

@@ -102,6 +102,8 @@ class RayExecutor(BaseExecutor):
         self._info: tuple[float, list[dict[str, Any]]] | None = None
 
     def _start(self) -> None:
+        if self.address is not None:
+            self._probe(self.address)
         if _ray.is_initialized():
             if self.address is not None:
                 raise DistributedError(
@@ -127,16 +129,19 @@ class RayExecutor(BaseExecutor):
             setup = pickling.dumps(self.worker_setup)
             self._setup = (_ray.put(setup), hashlib.sha256(setup).hexdigest())
 
-    def _connect(self, address: str) -> None:
+    def _probe(self, address: str) -> None:
+        if address == "auto":
+            return
         client = address.startswith("ray://")
         what = "Ray Client server" if client else "Ray cluster (GCS)"
-        if address != "auto":
-            hint = (
-                "Check the address and that the head node runs (`ray start --head`"
-                + (" with its client server on that port)" if client else ")")
-                + ", or use RayExecutor() for a local Ray"
-            )
-            probe_address(address, self.connect_timeout, what, hint)
+        hint = (
+            "Check the address and that the head node runs (`ray start --head`"
+            + (" with its client server on that port)" if client else ")")
+            + ", or use RayExecutor() for a local Ray"
+        )
+        probe_address(address, self.connect_timeout, what, hint)
+
+    def _connect(self, address: str) -> None:
         _ray.init(address=address, logging_level="WARNING", **self._init_options)
         self._owns_ray = True
 
