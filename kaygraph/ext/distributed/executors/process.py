@@ -47,7 +47,8 @@ def _memory_bytes() -> int | None:
 class ProcessExecutor(BaseExecutor):
     """Runs calls on ``workers`` local processes (default: the number of CPUs).
 
-    Resources: ``CPU`` up to ``workers`` and ``memory`` up to this machine's RAM are accepted
+    Large inputs travel with every task (there is no object store); use Dask or Ray to send
+    them once. Resources: ``CPU`` up to ``workers`` and ``memory`` up to this machine's RAM are accepted
     (nothing is reserved); anything else (``GPU``...) is an error, since a process pool has none.
     """
 
@@ -61,6 +62,9 @@ class ProcessExecutor(BaseExecutor):
         start_method: str | None = None,
         **options: Any,
     ) -> None:
+        # No object store to put a large input in once: it travels with each task, and the
+        # counters say so (payload_bytes) instead of pretending it was shared.
+        options["share_threshold"] = None
         super().__init__(**options)
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"ProcessExecutor: workers must be an int >= 1 or None, got {workers!r}")
