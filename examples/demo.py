@@ -8,9 +8,10 @@ is the same on every machine. The graph shows the core's moving parts:
 - a node with retries (the fake LLM times out once, the second attempt answers),
 - a lifecycle listener that prints each step, and the graph as Mermaid text.
 
-If the persistence extension is installed, the same graph then runs durably on SQLite in a
-temporary directory: a simulated crash stops it half-way and ``resume`` finishes it without
-re-running the nodes that had completed.
+If the persistence extension is installed, the same graph then runs durably on SQLite
+(``.kaygraph/demo.db`` under the current directory) in a child process, which the demo kills with
+SIGKILL while it waits on the LLM; a new process resumes the run, and the demo shows which steps
+were restored from the checkpoint and which ran again.
 
     python examples/demo.py
 """
@@ -18,7 +19,12 @@ re-running the nodes that had completed.
 from __future__ import annotations
 
 import math
-import tempfile
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from kaygraph import BatchNode, Graph, Node, RunListener
@@ -178,75 +184,185 @@ def build_graph(answer: Node | None = None) -> Graph:
 
 
 class PrintSteps(RunListener):
-    """Prints one line per completed node, batch item and retry: what the graph did."""
+    """Prints one line per completed step and per failed attempt: what the graph did, as it did it.
+
+    Actions are shown only where they choose an edge (``decide -> rewrite``); batch nodes say how
+    many items they ran instead of one line each.
+    """
+
+    def __init__(self, prefix: str = "  ") -> None:
+        self.prefix = prefix
+        self.items: dict[tuple[Any, ...], int] = {}
+
+    def on_batch_item_end(self, *, path: Any, **kwargs: Any) -> None:
+        key = tuple(path)
+        self.items[key] = self.items.get(key, 0) + 1
 
     def on_node_end(
         self, *, path: Any, action: Any, duration: float, next_node_id: Any, **kwargs: Any
     ) -> None:
-        label = "/".join(map(str, path))
-        after = f" -> {next_node_id}" if next_node_id else ""
-        print(f"  done   {label:<24} action={action!r:<10} {duration * 1000:6.2f} ms{after}")
+        items = self.items.pop(tuple(path), 0)
+        detail = f"{items} items" if items else ""
+        if action is not None:
+            detail = f"{action!r} -> {next_node_id}" if next_node_id else f"{action!r} (end)"
+        self.emit(f"{'/'.join(map(str, path)):<22} {detail:<22} {duration * 1000:6.2f} ms")
 
     def on_retry(self, *, path: Any, attempt: int, error: BaseException, **kwargs: Any) -> None:
-        print(f"  retry  {'/'.join(map(str, path)):<24} attempt {attempt} failed: {error}")
+        self.emit(f"{'/'.join(map(str, path)):<22} attempt {attempt} failed ({error}), retrying")
 
-    def on_batch_item_end(self, *, path: Any, index: int, **kwargs: Any) -> None:
-        print(f"  item   {'/'.join(map(str, path))}[{index}]")
+    def emit(self, line: str) -> None:
+        print(f"{self.prefix}{line}", flush=True)
 
 
-def run_in_memory() -> None:
+def run_in_memory() -> dict[str, Any]:
     graph = build_graph()
     shared: dict[str, Any] = {"documents": DOCUMENTS, "question": QUESTION}
-    print(f"Question: {QUESTION}\n\nSteps:")
+    print(f"Question: {QUESTION!r}\n")
+    print("1. The graph runs in memory. One line per step, as it completes:\n")
     graph.run(shared, listeners=[PrintSteps()])
-    print("\nTop hits:")
+    print(f"\n  Answer: {shared['answer']}")
+    print("  Top hits:")
     for score, doc in shared["hits"]:
-        print(f"  {score:.3f}  {doc}")
-    print(f"\nAnswer: {shared['answer']}")
-    print(f"Rewritten question: {shared.get('rewritten')!r}; LLM calls: {LLM.calls}")
-    print("\nThe graph as Mermaid (paste into https://mermaid.live):\n")
-    print(graph.to_mermaid())
+        print(f"    {score:.3f}  {doc}")
+    print(f"  The question was rewritten to {shared.get('rewritten')!r}; LLM calls: {LLM.calls}")
+    print("\n  The graph as Mermaid (paste into https://mermaid.live):\n")
+    print("\n".join(f"    {line}" for line in graph.to_mermaid().splitlines()))
+    return shared
 
 
-class CrashingAnswer(Answer):
-    """Answer, but the first durable attempt 'kills the process' before the LLM is called."""
+# -- the durable run: a child process that really dies ------------------------------------------
 
-    crashed = False
+RUN_ID = "demo-crash"
+IN_THE_LLM_CALL = "@@demo: in the LLM call"  # the child's signal to the parent: kill me now
+
+
+class HangingAnswer(Answer):
+    """Answer, except that the call to the LLM never returns: the parent kills the process here."""
 
     def exec(self, prompt: str) -> str:
-        if not CrashingAnswer.crashed:
-            CrashingAnswer.crashed = True
-            raise SystemExit("simulated crash: the process died in the middle of the run")
-        return super().exec(prompt)
+        print(IN_THE_LLM_CALL, flush=True)
+        time.sleep(120)  # the parent sends SIGKILL long before this ends
+        raise TimeoutError("the demo's parent did not kill this process")  # pragma: no cover
 
 
-def run_durably() -> None:
+def child(mode: str, store: str) -> None:
+    """The child process: start the durable run (and hang in ``answer``), or resume it."""
+    import kaygraph
+    from kaygraph.ext.persistence import durable
+
+    kaygraph.add_listener(PrintSteps(prefix=f"  [pid {os.getpid()}] "))
+    if mode == "crash":
+        graph = build_graph(HangingAnswer())
+        durable(graph, store).run({"documents": DOCUMENTS, "question": QUESTION}, run_id=RUN_ID)
+    else:
+        result = durable(build_graph(), store).resume(RUN_ID)
+        print(f"  [pid {os.getpid()}] run {result.run_id!r}: {result.status}", flush=True)
+
+
+def spawn(mode: str, store: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, store],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def step_names(store: str) -> list[str]:
+    """The steps checkpointed for the run, as node paths (``retrieve/search``)."""
+    from kaygraph.ext.persistence import steps
+
+    return ["/".join(map(str, record.path)) for record in steps(store, RUN_ID) if record.kind == "step"]
+
+
+def counted(names: list[str]) -> str:
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return ", ".join(f"{name} x{count}" if count > 1 else name for name, count in seen.items())
+
+
+def run_durably(expected_answer: str) -> bool:
+    """Runs the graph durably in a child process, SIGKILLs it mid-run, resumes in a new one."""
     try:
-        from kaygraph.ext.persistence import durable, steps
+        from kaygraph.ext.persistence import delete_run, get_run, steps
     except ImportError as exc:
-        print(f"\nDurable run skipped: {exc}")
-        return
+        print(f"\n2. Durable run skipped: {exc}")
+        return False
 
-    print("\nDurable run (persistence extension, SQLite in a temporary directory):")
-    with tempfile.TemporaryDirectory() as directory:
-        store = f"sqlite:///{directory}/runs.db"
-        runner = durable(build_graph(CrashingAnswer()), store)
-        try:
-            runner.run({"documents": DOCUMENTS, "question": QUESTION}, run_id="demo-1")
-        except SystemExit as crash:
-            print(f"  {crash}")
-        completed = [record.node_id for record in steps(store, "demo-1") if record.kind == "step"]
-        print(f"  checkpointed before the crash: {', '.join(map(str, completed))}")
+    directory = Path(".kaygraph")
+    directory.mkdir(exist_ok=True)
+    store = f"sqlite:///{directory / 'demo.db'}"
+    delete_run(store, RUN_ID, force=True)  # a clean slate when the demo runs again
 
-        # A new process would rebuild the graph from code and call resume with the run id.
-        resumed = durable(build_graph(CrashingAnswer()), store).resume("demo-1")
-        print(f"  resumed run {resumed.run_id!r}: status={resumed.status}, steps={resumed.steps}")
-        print(f"  answer: {resumed.shared['answer']}")
+    print(f"\n2. The same graph, durable: a checkpoint in SQLite ({store[10:]}) after every step.")
+    print("   A child process runs it; the demo kills it with SIGKILL while it waits on the LLM.\n")
+    with spawn("crash", store) as crashed:
+        assert crashed.stdout is not None
+        for line in crashed.stdout:
+            if line.strip() == IN_THE_LLM_CALL:
+                print(f"  [pid {crashed.pid}] answer                 calling the LLM ...")
+                crashed.send_signal(signal.SIGKILL)
+                break
+            print(line, end="")
+        status = crashed.wait(timeout=60)
+    if status != -signal.SIGKILL:
+        print(f"\n  The child process ended with status {status} instead of being killed; see above.")
+        return False
+    before = step_names(store)
+    info = get_run(store, RUN_ID)
+    print(f"\n  Killed pid {crashed.pid} with SIGKILL in the middle of 'answer' (no finally, no atexit ran).")
+    print(f"  The store kept run {RUN_ID!r}: status {info.status!r}, {len(before)} steps checkpointed.")
+    print("  (It still says 'running': nobody was left to mark it. Its lease died with the process,")
+    print("  so a new process may take it over at once.)")
+
+    print(f"\n3. A new process resumes run {RUN_ID!r}:\n")
+    with spawn("resume", store) as resumed:
+        output, _ = resumed.communicate(timeout=60)
+    print(output, end="")
+    if resumed.returncode != 0:
+        print(f"\n  The resuming process failed with status {resumed.returncode}; see above.")
+        return False
+    after = step_names(store)[len(before):]
+    final = steps(store, RUN_ID)[-1].state or {}
+    answer = final.get("answer")
+    import textwrap
+
+    skipped = f"Skipped, restored from the checkpoint ({len(before)} steps): {counted(before)}"
+    print("\n" + textwrap.fill(skipped, width=96, initial_indent="  ", subsequent_indent="    "))
+    print(f"  Ran ({len(after)} step{'s' * (len(after) != 1)}): {counted(after)}")
+    same = "the same answer as in memory" if answer == expected_answer else f"another answer: {answer!r}"
+    print(f"  Run {RUN_ID!r} {get_run(store, RUN_ID).status}, with {same}.")
+    return True
+
+
+def next_steps(durable_ran: bool) -> None:
+    from kaygraph import ext
+
+    rows = [("kaygraph info", "what is installed here: extensions, plugins, where the config comes from")]
+    if durable_ran:
+        command = f"kaygraph runs --store sqlite:///.kaygraph/demo.db show {RUN_ID}"
+        rows.append((command, "this run's history, step by step, from the store"))
+    if ext.package_directory("ui") is not None:
+        rows.append(("kaygraph ui", "the dashboard: runs, their steps and state, live"))
+    else:
+        rows.append(("kaygraph ui", "the dashboard: planned, not in this version yet"))
+    rows.append(("README.md", "the 30-second tour, then docs/persistence.md and docs/observability.md"))
+    print("\nNext steps:")
+    for command, what in rows:
+        print(f"  {command}\n      {what}")
 
 
 def main() -> None:
-    run_in_memory()
-    run_durably()
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3])
+        return
+    print("KayGraph demo: a question answerer over five documents, on fake embeddings and a fake LLM")
+    print("(no network, no API keys; the fake LLM times out once per prompt, so retries show).\n")
+    shared = run_in_memory()
+    durable_ran = run_durably(shared["answer"])
+    next_steps(durable_ran)
 
 
 if __name__ == "__main__":

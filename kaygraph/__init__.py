@@ -70,9 +70,24 @@ if TYPE_CHECKING:
 
     from kaygraph import config as config
     from kaygraph import ext, plugins
+    from kaygraph.composition import (
+        ConditionalSubGraphNode,
+        ParallelSubGraphNode,
+        SubGraphNode,
+        compose_graphs,
+    )
     from kaygraph.config import configure, get_config
     from kaygraph.core.generics import T_Action, T_ExecRes, T_Params, T_PrepRes, T_Shared
     from kaygraph.info import list_extensions, show_info
+    from kaygraph.interactive import AsyncInteractiveGraph, InteractiveGraph, InteractiveNode, UserInputNode
+    from kaygraph.persistence import PersistentGraph
+    from kaygraph.workflow_loader import (
+        export_workflow,
+        graph_to_yaml,
+        load_workflow,
+        validate_workflow,
+        yaml_to_graph,
+    )
 
 # Names served lazily, so `import kaygraph` loads no extension, plugin or config file. An
 # attribute of None means the module itself (its own __init__ is lazy in turn). Note the two
@@ -86,6 +101,21 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "show_info": ("kaygraph.info", "show_info"),
     "configure": ("kaygraph.config", "configure"),
     "get_config": ("kaygraph.config", "get_config"),
+    # 0.3's companion modules, each loaded on first use
+    "SubGraphNode": ("kaygraph.composition", "SubGraphNode"),
+    "ConditionalSubGraphNode": ("kaygraph.composition", "ConditionalSubGraphNode"),
+    "ParallelSubGraphNode": ("kaygraph.composition", "ParallelSubGraphNode"),
+    "compose_graphs": ("kaygraph.composition", "compose_graphs"),
+    "InteractiveGraph": ("kaygraph.interactive", "InteractiveGraph"),
+    "AsyncInteractiveGraph": ("kaygraph.interactive", "AsyncInteractiveGraph"),
+    "InteractiveNode": ("kaygraph.interactive", "InteractiveNode"),
+    "UserInputNode": ("kaygraph.interactive", "UserInputNode"),
+    "PersistentGraph": ("kaygraph.persistence", "PersistentGraph"),
+    "load_workflow": ("kaygraph.workflow_loader", "load_workflow"),
+    "export_workflow": ("kaygraph.workflow_loader", "export_workflow"),
+    "validate_workflow": ("kaygraph.workflow_loader", "validate_workflow"),
+    "graph_to_yaml": ("kaygraph.workflow_loader", "graph_to_yaml"),
+    "yaml_to_graph": ("kaygraph.workflow_loader", "yaml_to_graph"),
     # 0.3's type aliases: built on first use, so `typing` is not imported by `import kaygraph`
     "T_Action": ("kaygraph.core.generics", "T_Action"),
     "T_ExecRes": ("kaygraph.core.generics", "T_ExecRes"),
@@ -116,6 +146,7 @@ __all__ = [
     "AsyncBatchGraph",
     "AsyncBatchNode",
     "AsyncGraph",
+    "AsyncInteractiveGraph",
     "AsyncNode",
     "AsyncParallelBatchGraph",
     "AsyncParallelBatchNode",
@@ -123,36 +154,49 @@ __all__ = [
     "BatchGraph",
     "BatchNode",
     "CancelToken",
+    "ConditionalSubGraphNode",
     "Config",
     "Graph",
     "GraphDefinitionError",
     "GraphExecutionError",
     "GraphReferenceError",
+    "InteractiveGraph",
+    "InteractiveNode",
     "KayGraphError",
     "MetricsNode",
     "Node",
     "NodeExecutionError",
     "ParallelBatchNode",
+    "ParallelSubGraphNode",
+    "PersistentGraph",
     "ResumePoint",
     "RunCancelled",
     "RunContext",
     "RunListener",
+    "SubGraphNode",
     "T_Action",
     "T_ExecRes",
     "T_Params",
     "T_PrepRes",
     "T_Shared",
+    "UserInputNode",
     "ValidatedNode",
     "ValidationError",
     "__version__",
     "add_listener",
+    "compose_graphs",
     "configure",
+    "export_workflow",
     "ext",
     "get_config",
     "get_listeners",
+    "graph_to_yaml",
     "list_extensions",
     "load_graph",
+    "load_workflow",
     "plugins",
     "remove_listener",
     "show_info",
+    "validate_workflow",
+    "yaml_to_graph",
 ]

@@ -122,21 +122,53 @@ def _select(config: Config, key: str) -> list[tuple[str, Any, str]]:
     return []  # pragma: no cover - source_of raised
 
 
+def _planned_sections() -> list[str]:
+    """Config sections of extensions this KayGraph does not ship yet (found, not hard-coded)."""
+    from kaygraph import ext
+
+    return [name for name in ext.EXTENSIONS if ext.package_directory(name) is None]
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
+    from kaygraph import __version__
     from kaygraph.config import get_config
 
     config = get_config()
+    planned = _planned_sections()
     rows = _select(config, args.key) if args.key else config.items()
     if args.json:
         import json
 
-        payload = {key: {"value": _redact(value, key), "source": source} for key, value, source in rows}
+        payload = {
+            key: {
+                "value": _redact(value, key),
+                "source": source,
+                **({"planned": True} if key.partition(".")[0] in planned else {}),
+            }
+            for key, value, source in rows
+        }
         print(json.dumps(payload, indent=2, default=str))
         return 0
+    hidden = sorted({key.partition(".")[0] for key, _, _ in rows} & set(planned), key=planned.index)
+    if args.key:
+        for section in hidden:  # asked for by name: shown, but not as if they did something
+            print(
+                f"kaygraph: note: the {section} extension is planned, not shipped in KayGraph "
+                f"{__version__}: its settings do nothing yet",
+                file=sys.stderr,
+            )
+    else:  # the full table lists live settings only
+        rows = [row for row in rows if row[0].partition(".")[0] not in planned]
     width = max(len(key) for key, _, _ in rows)
     value_width = max(len(_format_value(value, key)) for key, value, _ in rows)
     for key, value, source in rows:
         print(f"{key:<{width}}  {_format_value(value, key):<{value_width}}  ({source})")
+    if hidden and not args.key:
+        sections = ", ".join(f"{name}.*" for name in hidden)
+        print(
+            f"\n{sections}: settings of planned extensions (not shipped in KayGraph {__version__}), "
+            f"not shown; `kaygraph config {hidden[0]}` shows them"
+        )
     return 0
 
 
@@ -190,8 +222,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status when stdout was closed early (``kaygraph config | head -1``): 128 + SIGPIPE, as
+#: the shell reports for any program a closed pipe stops.
+EXIT_PIPE_CLOSED = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A reader that stops early (``| head``) ends the command quietly instead of with a
+    ``BrokenPipeError`` traceback: for every subcommand, extensions' included, since all of their
+    output goes through here.
+    """
+    import os
+
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: the closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from kaygraph.core.exceptions import ConfigurationError, KayGraphError
 
     parser = build_parser()

@@ -19,18 +19,39 @@ def list_extensions() -> list[tuple[str, str]]:
     return [(status.name, status.description) for status in ext.statuses() if status.installed]
 
 
-def _describe(name: str) -> dict[str, str]:
-    """The registered extension's own status lines, without initializing it."""
+def _describe(name: str, config_error: Exception | None) -> dict[str, str]:
+    """The registered extension's own status lines, without initializing it.
+
+    When the configuration has an error (reported once, at the end of ``kaygraph info``), an
+    extension's lines would only repeat it: the extension whose key is at fault gets one line
+    naming the key, the others none.
+    """
     from kaygraph.ext.base import registry
 
     extension = registry.peek(name)
     if extension is None:
+        return {}
+    if config_error is not None:
+        key = str(getattr(config_error, "key", None) or "")
+        if key == name or key.startswith(name + "."):
+            return {"config": f"invalid {key} (see Config below)"}
         return {}
     try:
         lines = extension.describe()
         return {str(key): str(value) for key, value in lines.items()}
     except Exception as exc:  # a broken describe() must not hide the rest of the report
         return {"status": f"describe() failed: {type(exc).__name__}: {exc}"}
+
+
+def _config_error() -> Exception | None:
+    from kaygraph.config import get_config
+    from kaygraph.core.exceptions import ConfigurationError
+
+    try:
+        get_config()
+    except ConfigurationError as exc:
+        return exc
+    return None
 
 
 def info_lines() -> list[str]:
@@ -49,13 +70,21 @@ def info_lines() -> list[str]:
         "Extensions:",
     ]
     width = max(map(len, ext.EXTENSIONS))
+    state_width = max(map(len, ext.STATES))
+    indent = " " * (width + 4)
+    config_error = _config_error()
     for status in ext.statuses():
-        if status.installed:
-            lines.append(f"  {status.name:<{width}}  installed      {status.description}")
-            indent = " " * (width + 4)
-            lines.extend(f"  {indent}{key}: {value}" for key, value in _describe(status.name).items())
+        head = f"  {status.name:<{width}}  {status.state:<{state_width}}  {status.description}"
+        if status.state == "installed":
+            lines.append(head)
+        elif status.state == "partial":
+            lines.append(head)
+            lines.append(f"  {indent}needs: {status.detail[len('needs '):]}")
         else:
-            lines.append(f"  {status.name:<{width}}  not installed  {status.detail}")
+            lines.append(f"{head}: {status.detail}")
+        if status.usable:
+            described = _describe(status.name, config_error)
+            lines.extend(f"  {indent}{key}: {value}" for key, value in described.items())
 
     lines += ["", "Plugins:"]
     found = plugins.list_plugins()

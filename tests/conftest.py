@@ -73,3 +73,32 @@ def _isolate_kaygraph_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset = getattr(config_module, "_reset_for_tests", None)
     if reset is not None:
         reset()
+
+
+SEED_VARIABLE = "KAYGRAPH_TEST_SEED"
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The random seed of a randomised test: ``$KAYGRAPH_TEST_SEED`` when set, else a fresh one.
+
+    A failing test's report says ``KAYGRAPH_TEST_SEED=<n>``, so the same run can be repeated.
+    """
+    import random
+
+    text = os.environ.get(SEED_VARIABLE, "").strip()
+    if text and not text.isdigit():
+        pytest.fail(f"{SEED_VARIABLE} must be a non-negative integer, got {text!r}", pytrace=False)
+    value = int(text) if text else random.randrange(1 << 30)
+    request.node.kaygraph_seed = value
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Name the seed in the report of a failed randomised test."""
+    report: pytest.TestReport = yield
+    value = getattr(item, "kaygraph_seed", None)
+    if value is not None and report.failed:
+        report.sections.append(("seed", f"rerun with {SEED_VARIABLE}={value} to repeat these random choices"))
+    return report

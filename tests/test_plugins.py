@@ -383,3 +383,78 @@ def test_allow_list_set_but_empty_allows_nothing_and_warns(hello: Path, value: s
     with pytest.raises(PluginError, match="limits discovery to nothing"):
         registry.load("missing")
     registry.load("hello")  # a deliberate load still works
+
+
+# -- the allow-list applies to both kinds of plugin (a security promise: nothing else is imported) --
+
+
+def traced_entry_point(site: Path, name: str) -> None:
+    """An entry-point plugin ``name`` (distribution ``<name>_dist``) whose import is traced."""
+    write(
+        site,
+        f"{name}_ep.py",
+        f"""
+        import {TRACE}
+        {TRACE}.events.append("import {name}_ep")
+
+        def plugin_info():
+            return {{"name": "{name}", "version": "1"}}
+        """,
+    )
+    entry_point_plugin(site, f"{name}_dist", f"[kaygraph.plugins]\n{name} = {name}_ep\n")
+
+
+def test_an_entry_point_outside_the_allow_list_is_never_imported(site: Path) -> None:
+    traced_entry_point(site, "allowed")
+    traced_entry_point(site, "forbidden")
+
+    registry = PluginRegistry(env={"KAYGRAPH_PLUGINS": "allowed"})
+
+    assert sorted(registry.plugins) == ["allowed"]
+    assert events() == ["import allowed_ep"]
+    assert "forbidden_ep" not in sys.modules
+    registry.load("forbidden")  # documented: a load by name is the caller's deliberate choice
+    assert events() == ["import allowed_ep", "import forbidden_ep"]
+
+
+def test_a_package_outside_the_allow_list_is_never_imported(site: Path) -> None:
+    package_plugin(site, "kaygraph_allowed", '{"name": "allowed", "version": "1"}')
+    package_plugin(site, "kaygraph_forbidden", '{"name": "forbidden", "version": "1"}')
+
+    registry = PluginRegistry(env={"KAYGRAPH_PLUGINS": "kaygraph_allowed"})
+
+    assert sorted(registry.plugins) == ["kaygraph_allowed"]
+    assert events() == ["import kaygraph_allowed"]
+    assert "kaygraph_forbidden" not in sys.modules
+
+
+@pytest.mark.parametrize("allow", ["hello", "kaygraph_hello", " hello ", "other,hello", "hello,"])
+def test_a_package_is_allowed_by_its_short_or_full_name(hello: Path, allow: str) -> None:
+    assert list(PluginRegistry(env={"KAYGRAPH_PLUGINS": allow}).plugins) == ["kaygraph_hello"]
+
+
+@pytest.mark.parametrize("allow", ["hell", "kaygraph_hell", "hello2", "kaygraph", "HELLO"])
+def test_a_near_miss_in_the_allow_list_allows_nothing(hello: Path, allow: str) -> None:
+    assert PluginRegistry(env={"KAYGRAPH_PLUGINS": allow}).list_plugins() == []
+    assert "kaygraph_hello" not in sys.modules
+
+
+def test_unset_allow_list_allows_every_plugin_of_both_kinds(hello: Path) -> None:
+    traced_entry_point(hello, "ep")
+    registry = PluginRegistry(env={})
+    assert registry.allow_list is None
+    assert sorted(registry.plugins) == ["ep", "kaygraph_hello"]
+
+
+@pytest.mark.parametrize("value", ["TRUE", "True", " yes ", "On", "1\r\n"])
+def test_disable_autoload_in_any_case_and_whitespace(hello: Path, value: str) -> None:
+    traced_entry_point(hello, "ep")
+    registry = PluginRegistry(env={"KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD": value})
+    assert registry.list_plugins() == [] and not registry.autoload
+    assert events() == []  # neither kind was imported
+
+
+@pytest.mark.parametrize("value", ["0", "false", "FALSE", "no", "off", "", "disabled"])
+def test_other_values_keep_autoload_on(hello: Path, value: str) -> None:
+    registry = PluginRegistry(env={"KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD": value})
+    assert [info.name for info in registry.list_plugins()] == ["hello"] and registry.autoload

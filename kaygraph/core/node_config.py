@@ -91,8 +91,7 @@ def _as_dict(value: Any, where: str) -> dict[str, Any]:
     if hasattr(value, "keys") and hasattr(value, "__getitem__"):
         return dict(value)
     raise GraphDefinitionError(
-        f"{where}() takes a kaygraph.Config or a dict of settings, got {value!r} "
-        f"({type(value).__name__})"
+        f"{where}() takes a kaygraph.Config or a dict of settings, got {value!r} ({type(value).__name__})"
     )
 
 

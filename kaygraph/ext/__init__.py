@@ -2,17 +2,28 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
+- ``scheduler``: cron-style scheduled runs
+- ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
 - ``distributed``: batch items, remote nodes and many runs on Dask, Ray or local processes
-- ``scheduler``, ``ui``: planned
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
 ``ImportError``) whose message is the ``pip install`` line that fixes it, whether it was reached as
 an attribute, with ``from kaygraph.ext import scheduler`` or with ``import kaygraph.ext.scheduler``.
 
-An extension counts as *installed* only when its package is a real package here (not an empty
-directory), every distribution its extra lists is installed and imports, and the package imports.
-:func:`status` answers that for ``kaygraph info`` and :func:`kaygraph.list_extensions`.
+Each extension's state is found, never hard-coded, so it stays true as extensions ship:
+
+- ``planned``: no package for it in this KayGraph (``kaygraph/ext/<name>/__init__.py`` is absent).
+  No ``pip install`` brings it, so none is suggested.
+- ``installed``: the package imports and every distribution its extra lists is installed.
+- ``partial``: the package imports but some of its extra's distributions are missing; the parts
+  that need them raise :class:`MissingExtraError` when used (SQLite durable runs work without
+  redis-py and psycopg).
+- ``missing`` / ``broken``: the package is there but cannot import (a driver it needs at import
+  time is absent, or it fails for another reason).
+
+:func:`status` answers that for ``kaygraph info`` and :func:`kaygraph.list_extensions` (which
+lists ``installed`` extensions only).
 """
 
 from __future__ import annotations
@@ -35,14 +46,24 @@ EXTENSIONS: dict[str, str] = {
 }
 
 
+#: The states :func:`status` reports (see the module docstring).
+STATES = ("installed", "partial", "missing", "broken", "planned")
+
+
 class ExtensionStatus(NamedTuple):
     """Whether one extension is usable here and, if not, why and how to fix it."""
 
     name: str
     description: str
-    installed: bool
-    reason: str  # empty when installed; otherwise a sentence: what is missing and the pip line
+    installed: bool  # True only in state "installed"
+    reason: str  # empty when installed; otherwise a sentence: what is missing and what to do
     detail: str = ""  # the same, short, for the `kaygraph info` table
+    state: str = "installed"  # one of STATES
+
+    @property
+    def usable(self) -> bool:
+        """The package imports: fully installed, or partly (the parts that need more say so)."""
+        return self.state in ("installed", "partial")
 
 
 def check_name(name: str) -> None:
@@ -62,15 +83,20 @@ def check_name(name: str) -> None:
 def _not_installed_message(name: str) -> str:
     from kaygraph.utils.imports import install_hint
 
-    hint = install_hint(name, quoted=False)
-    if package_directory(name) is None:  # planned: no release of this KayGraph ships it yet
-        from kaygraph.core import __version__
+    if package_directory(name) is None:  # planned: this KayGraph has no package for it
+        return _planned_message(name)
+    return f"The KayGraph extension {name!r} is not installed. Install it with: {install_hint(name)}"
 
-        return (
-            f"The KayGraph extension {name!r} is not installed: KayGraph {__version__} does not "
-            f"ship it yet (it is planned). Once released, install it with: {hint}"
-        )
-    return f"The KayGraph extension {name!r} is not installed. Install it with: {hint}"
+
+def _planned_message(name: str) -> str:
+    """Why a planned extension cannot be used; no pip line, since none would bring it."""
+    from kaygraph.core import __version__
+
+    return (
+        f"The KayGraph extension {name!r} is planned but not shipped in KayGraph {__version__}: "
+        f"no pip install brings it yet (the 'kaygraph[{name}]' extra installs nothing). "
+        "`kaygraph info` lists what this version ships."
+    )
 
 
 def _import_root(dist: Any) -> str | None:
@@ -152,27 +178,30 @@ def status(name: str, *, refresh: bool = False) -> ExtensionStatus:
 
 
 def _probe(name: str) -> ExtensionStatus:
+    from kaygraph.core import __version__
     from kaygraph.utils.imports import install_hint
 
     description = EXTENSIONS[name]
-    hint = install_hint(name, quoted=False)
+    hint = install_hint(name)
     if package_directory(name) is None:
-        return ExtensionStatus(name, description, False, _not_installed_message(name), hint)
+        detail = f"not shipped in KayGraph {__version__} yet"
+        return ExtensionStatus(name, description, False, _planned_message(name), detail, "planned")
     missing = ", ".join(_missing_distributions(name))
-    if missing:
-        reason = (
-            f"The KayGraph extension {name!r} needs {missing}, which is not installed. "
-            f"Install it with: {hint}"
-        )
-        return ExtensionStatus(name, description, False, reason, f"missing {missing}: {hint}")
     try:
         importlib.import_module(f"{__name__}.{name}")
     except Exception as exc:  # an extension that cannot import is not installed, whatever the cause
         error = f"{type(exc).__name__}: {exc}"
-        reason = f"The KayGraph extension {name!r} failed to import: {error}"
-        if not isinstance(exc, MissingExtraError):
-            reason += f". Reinstall it with: {hint}"
-        return ExtensionStatus(name, description, False, reason, f"failed to import ({error})")
+        if isinstance(exc, MissingExtraError):
+            reason = f"The KayGraph extension {name!r} cannot be used: {exc}"
+            return ExtensionStatus(name, description, False, reason, f"{exc}", "missing")
+        reason = f"The KayGraph extension {name!r} failed to import: {error}. Reinstall it with: {hint}"
+        return ExtensionStatus(name, description, False, reason, f"failed to import ({error})", "broken")
+    if missing:
+        reason = (
+            f"The KayGraph extension {name!r} works in part: {missing} not installed (the parts "
+            f"that need them say so when used). Install everything with: {hint}"
+        )
+        return ExtensionStatus(name, description, False, reason, f"needs {missing}: {hint}", "partial")
     return ExtensionStatus(name, description, True, "")
 
 
@@ -182,9 +211,13 @@ def statuses(*, refresh: bool = False) -> list[ExtensionStatus]:
 
 
 def require(name: str) -> None:
-    """Raise :class:`MissingExtraError` (with the install line) unless extension ``name`` is installed."""
+    """Raise :class:`MissingExtraError` (saying what to do) unless extension ``name`` can be used.
+
+    A ``partial`` extension passes: its package imports, and the parts that need a missing
+    distribution raise the same error, naming it, when they are used.
+    """
     result = status(name)
-    if not result.installed:
+    if not result.usable:
         raise MissingExtraError(result.reason, extra=name, name=f"{__name__}.{name}")
 
 
@@ -233,6 +266,7 @@ def __dir__() -> list[str]:
 # on the ones that are not installed).
 __all__ = [
     "EXTENSIONS",
+    "STATES",
     "ExtensionStatus",
     "check_name",
     "package_directory",

@@ -4,7 +4,6 @@ cancellation, PocketFlow-style overrides, copy semantics, hooks on graphs and re
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import types
 
@@ -262,6 +261,15 @@ def test_async_parallel_failure_cancels_items_not_yet_started():
 
 
 def test_ctrl_c_in_a_parallel_batch_does_not_wait_for_queued_items():
+    """A real SIGINT during a parallel batch raises KeyboardInterrupt without running the queue.
+
+    The test installs Python's default SIGINT handler itself: a suite started in the background
+    (``pytest &``, CI without a terminal) inherits SIGINT as *ignored*, and then no Ctrl-C could
+    ever arrive. The signal is sent by the first item, so no timer races a loaded machine.
+    """
+    import os
+    import signal
+
     ran = []
 
     class Slow(ParallelBatchNode):
@@ -270,16 +278,17 @@ def test_ctrl_c_in_a_parallel_batch_does_not_wait_for_queued_items():
 
         def exec(self, item):
             ran.append(item)
+            if item == 0:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to the main thread
             time.sleep(0.05)
 
-    import os
-    import signal
-
-    timer = threading.Timer(0.08, os.kill, (os.getpid(), signal.SIGINT))  # a real Ctrl-C
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        Graph(start=Slow(max_workers=2)).run({})
-    timer.cancel()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Graph(start=Slow(max_workers=2)).run({})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert 0 in ran
     assert len(ran) < 40
 
 

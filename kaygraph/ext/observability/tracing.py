@@ -56,11 +56,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENAI_OPERATIONS",
+    "NO_PROVIDER_WARNING",
     "SwitchableSpanProcessor",
     "TracingListener",
     "add_exporter",
     "genai_attributes",
     "setup_tracing",
+    "spans_are_dropped",
 ]
 
 _INTERNAL = _trace.SpanKind.INTERNAL
@@ -175,6 +177,48 @@ class _RunTrace:
         self.lock = threading.Lock()
 
 
+NO_PROVIDER_WARNING = (
+    "KayGraph tracing is on, but no OpenTelemetry TracerProvider is configured, so every span "
+    "is dropped. To see spans: instrument(tracing=True, exporter='console') prints them, "
+    "exporter='otlp' sends them to Jaeger/Tempo (observability.exporter in config), or set your "
+    "own with opentelemetry.trace.set_tracer_provider(...) before the first run."
+)
+_warned_no_provider = False
+
+
+def spans_are_dropped() -> bool:
+    """True while the global TracerProvider is OpenTelemetry's placeholder (nobody set one): spans
+    made then go nowhere. An explicit no-op provider is a choice and does not count."""
+    return isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
+
+
+def warn_if_no_provider() -> None:
+    """Warn once per process, at the first traced run, when :func:`spans_are_dropped`.
+
+    Checked at the first run rather than in :func:`instrument`: a provider set after
+    ``instrument()`` still receives every span (OpenTelemetry's proxy forwards to it). KayGraph
+    does not install a console exporter by itself instead: the global provider can be set only
+    once per process, so doing it would lock out the provider the application sets up later.
+    """
+    global _warned_no_provider
+    if _warned_no_provider or not spans_are_dropped():
+        return
+    _warned_no_provider = True
+    warnings.warn(NO_PROVIDER_WARNING, UserWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside KayGraph: the user's ``graph.run(...)`` line."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class TracingListener(RunListener):
     """Emits OpenTelemetry spans for every run it observes (see the module docs for the tree).
 
@@ -196,6 +240,7 @@ class TracingListener(RunListener):
                 f"TracingListener: max_path_length must be an int >= 0, got {max_path_length!r}"
             )
         self.tracer: Tracer = _trace.get_tracer("kaygraph", __version__, tracer_provider=tracer_provider)
+        self._global_provider = tracer_provider is None
         self.record_topology = record_topology
         # run.data is shared by every listener of a run: a key of our own per listener.
         self._data_key = f"kaygraph.observability.tracing.{id(self)}"
@@ -208,6 +253,8 @@ class TracingListener(RunListener):
     # -- runs ---------------------------------------------------------------------------------
 
     def on_run_start(self, *, run: RunContext, graph: Graph, **kwargs: Any) -> None:
+        if self._global_provider and not _warned_no_provider:
+            warn_if_no_provider()
         attributes = dict(self._graph_attributes(graph))
         # Not cached: a graph may be renamed between runs without any topology change.
         attributes["kaygraph.graph.name"] = graph.name

@@ -6,6 +6,9 @@
     result = runner.run(shared, run_id="invoice-42")
     result = runner.resume("invoice-42")            # after a crash, in a new process
 
+Reading runs (what the dashboard calls, see ``history``): ``runs_page``, ``count_runs``, ``get_run``,
+``steps_page``, ``iter_steps``, ``state_at``, ``events``, ``changes``, ``fork_run``.
+
 Stores (``kaygraph.ext.persistence.<module>``): ``MemoryStore`` (memory), ``SQLiteStore`` (sqlite,
 the default), ``RedisStore`` (redis), ``PostgresStore`` (postgres); pick one with a URL or the
 ``persistence.*`` configuration. Names are loaded on first use, so importing this package loads
@@ -19,16 +22,29 @@ from typing import TYPE_CHECKING
 from kaygraph.utils.imports import lazy_exports
 
 if TYPE_CHECKING:
-    from .abc import CheckpointStore, RunInfo, Serializer
-    from .durable import (
-        DurableGraph,
-        RunResult,
+    from .abc import RUN_STATUSES, CheckpointStore, RunInfo, Serializer
+    from .durable import DurableGraph, RunResult, durable
+    from .errors import StoreNotFoundError
+    from .history import (
+        DELETE,
+        Changes,
+        RunEvent,
+        RunPage,
+        StateAt,
+        StepPage,
         StepRecord,
+        changes,
+        count_runs,
         delete_run,
-        durable,
+        events,
+        fork_run,
         get_run,
+        iter_steps,
         list_runs,
+        runs_page,
+        state_at,
         steps,
+        steps_page,
     )
     from .memory import MemoryStore
     from .postgres import PostgresStore
@@ -40,17 +56,33 @@ if TYPE_CHECKING:
 __version__ = "1.0.0"
 
 _EXPORTS = {
+    "RUN_STATUSES": "abc",
     "CheckpointStore": "abc",
     "RunInfo": "abc",
     "Serializer": "abc",
     "DurableGraph": "durable",
     "RunResult": "durable",
-    "StepRecord": "durable",
-    "delete_run": "durable",
     "durable": "durable",
-    "get_run": "durable",
-    "list_runs": "durable",
-    "steps": "durable",
+    "StoreNotFoundError": "errors",
+    "DELETE": "history",
+    "Changes": "history",
+    "RunEvent": "history",
+    "RunPage": "history",
+    "StateAt": "history",
+    "StepPage": "history",
+    "StepRecord": "history",
+    "changes": "history",
+    "count_runs": "history",
+    "delete_run": "history",
+    "events": "history",
+    "fork_run": "history",
+    "get_run": "history",
+    "iter_steps": "history",
+    "list_runs": "history",
+    "runs_page": "history",
+    "state_at": "history",
+    "steps": "history",
+    "steps_page": "history",
     "MemoryStore": "memory",
     "SQLiteStore": "sqlite",
     "RedisStore": "redis",
@@ -63,6 +95,35 @@ _EXPORTS = {
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+#: Backends that need a driver: (name shown, module imported, package to install).
+_DRIVERS = (("Redis", "redis", "redis"), ("PostgreSQL", "psycopg", "psycopg"))
+
+
+def _backends_ready() -> str:
+    """Which stores work here, for ``kaygraph info``: SQLite and memory always (stdlib), Redis and
+    PostgreSQL when their driver imports, e.g. ``"SQLite and memory ready; Redis/PostgreSQL need
+    redis, psycopg: pip install 'kaygraph[persistence]'"``."""
+    import importlib
+
+    from kaygraph.utils.imports import install_hint
+
+    ready, missing = ["SQLite", "memory"], []
+    for label, module, package in _DRIVERS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append((label, package))
+        else:
+            ready.append(label)
+    text = ", ".join(ready[:-1]) + f" and {ready[-1]} ready"
+    if missing:
+        labels = "/".join(label for label, _ in missing)
+        verb = "needs" if len(missing) == 1 else "need"
+        packages = ", ".join(package for _, package in missing)
+        text += f"; {labels} {verb} {packages}: {install_hint('persistence')}"
+    return text
 
 
 def _register_extension() -> None:
@@ -94,7 +155,12 @@ def _register_extension() -> None:
                 location = f"{setting('directory')}/runs.db (durability={setting('durability')})"
             else:
                 location = str(setting("backend"))
-            return {"store": location, "ttl": f"{setting('ttl')} s", "serializer": str(setting("serializer"))}
+            return {
+                "store": location,
+                "ttl": f"{setting('ttl')} s",
+                "serializer": str(setting("serializer")),
+                "backends": _backends_ready(),
+            }
 
     register_extension(PersistenceExtension())
 
@@ -102,6 +168,9 @@ def _register_extension() -> None:
 _register_extension()
 
 __all__ = [
+    "DELETE",
+    "RUN_STATUSES",
+    "Changes",
     "CheckpointStore",
     "DurableGraph",
     "JSONSerializer",
@@ -109,16 +178,29 @@ __all__ = [
     "PickleSerializer",
     "PostgresStore",
     "RedisStore",
+    "RunEvent",
     "RunInfo",
+    "RunPage",
     "RunResult",
     "SQLiteStore",
     "Serializer",
+    "StateAt",
+    "StepPage",
     "StepRecord",
+    "StoreNotFoundError",
+    "changes",
+    "count_runs",
     "delete_run",
     "durable",
+    "events",
+    "fork_run",
     "get_run",
+    "iter_steps",
     "list_runs",
     "open_store",
     "register_type",
+    "runs_page",
+    "state_at",
     "steps",
+    "steps_page",
 ]

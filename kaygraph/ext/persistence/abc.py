@@ -3,7 +3,8 @@
 A store is deliberately small: it keeps one row of metadata per run (:class:`RunInfo`) and an
 append-only list of opaque checkpoint records per run, numbered ``seq = 0, 1, 2, ...``. Everything
 else (the record format, deltas, compression, leases, resume positions, history) is written once
-in :mod:`kaygraph.ext.persistence.base` on top of these primitives, so a new backend is a few
+in the package's other modules (``records``, ``tracking``, ``leases``, ``checkpointer``,
+``history``) on top of these primitives, so a new backend is a few
 dozen lines and behaves exactly like the others.
 
 Two guarantees every store must give, because leases and crash safety rest on them:
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 #: Status of a run: ``running`` (also after its process was killed: see ``lease_owner``),
-#: ``succeeded`` or ``failed``.
-RUN_STATUSES = ("running", "succeeded", "failed")
+#: ``succeeded``, ``failed``, ``cancelled`` (stopped by a ``CancelToken``; resumable) or ``pending``
+#: (a fork that was created but not started yet; resume it to run it).
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "pending")
 
 #: Sentinel for :meth:`CheckpointStore.update_run`: apply the change whoever holds the lease.
 ANY_OWNER: Any = object()
@@ -51,6 +53,14 @@ class RunInfo:
     lease_expires_at: float | None = None
     #: When a finished run is erased (``persistence.ttl`` after it ended); None: never.
     expires_at: float | None = None
+    #: ``package.module:attr`` the graph was loaded from (``kaygraph.load_graph``), so the run can
+    #: be resumed by reference (``kaygraph runs resume``); None for graphs built in code.
+    graph_ref: str | None = None
+    #: For a fork (:func:`~kaygraph.ext.persistence.fork_run`): the run and record it started from.
+    parent_run_id: str | None = None
+    parent_seq: int | None = None
+    #: The formatted traceback of the error that ended a failed run (bounded), for dashboards.
+    traceback: str | None = None
 
     #: Columns a store keeps, in this order (SQL stores use them as column names).
     FIELDS: ClassVar[tuple[str, ...]] = (
@@ -65,7 +75,16 @@ class RunInfo:
         "lease_owner",
         "lease_expires_at",
         "expires_at",
+        "graph_ref",
+        "parent_run_id",
+        "parent_seq",
+        "traceback",
     )
+
+    #: Fields whose value must be an int (or None where the default is None).
+    INT_FIELDS: ClassVar[tuple[str, ...]] = ("steps", "parent_seq")
+    #: Fields whose value must be a float (or None where the default is None).
+    FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("created_at", "updated_at", "lease_expires_at", "expires_at")
 
     def as_row(self) -> tuple[Any, ...]:
         """The values of :attr:`FIELDS`, in order."""
@@ -113,12 +132,13 @@ class CheckpointStore(abc.ABC):
         *,
         owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
-        prune_below: int | None = None,
+        prune: Sequence[tuple[int, int]] = (),
     ) -> None:
         """Store checkpoint record ``seq`` of ``run_id`` in one atomic write.
 
         In the same transaction: apply ``changes`` to the run's metadata (as :meth:`update_run`
-        without an owner check) and delete the run's records numbered below ``prune_below``.
+        without an owner check) and delete the run's records in each half-open range
+        ``(low, high)`` of ``prune``.
         The record is written only while the run's row exists (``RunNotFoundError`` once it was
         deleted, so a deleted run never gets records back) and, with ``owner``, only while that
         writer holds the run's lease (``RunLockedError`` otherwise). Raises ``RunLockedError`` if
@@ -126,8 +146,24 @@ class CheckpointStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def read(
+        self,
+        run_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        """The stored records of ``run_id`` with ``start <= seq < stop`` as ``(seq, record)``,
+        by increasing ``seq`` (decreasing with ``descending``), at most ``limit`` of them.
+
+        Readers page through long histories with it, so memory stays bounded.
+        """
+
     def load(self, run_id: str) -> list[tuple[int, bytes]]:
         """Every stored record of ``run_id`` as ``(seq, record)``, by increasing ``seq``."""
+        return self.read(run_id)
 
     @abc.abstractmethod
     def list_runs(
@@ -138,9 +174,29 @@ class CheckpointStore(abc.ABC):
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
-        """Runs matching every filter given, newest first (by ``created_at``; ``since`` inclusive,
-        ``until`` exclusive), at most ``limit`` of them."""
+        """Runs matching every filter given, newest first (by ``created_at``, then ``run_id``;
+        ``since`` inclusive, ``until`` exclusive), at most ``limit`` of them.
+
+        ``before=(created_at, run_id)`` is a keyset cursor: only runs that sort after that one
+        (older, or as old with a smaller id) are returned, so pages never skip nor repeat a run.
+        Rows that cannot be read are skipped with a warning naming them, never hiding the others.
+        """
+
+    def count_runs(
+        self, *, graph_name: str | None = None, since: float | None = None, until: float | None = None
+    ) -> dict[str, int]:
+        """How many runs have each status (every status in :data:`RUN_STATUSES` is a key)."""
+        counts = dict.fromkeys(RUN_STATUSES, 0)
+        for info in self.list_runs(graph_name=graph_name, since=since, until=until):
+            counts[info.status] = counts.get(info.status, 0) + 1
+        return counts
+
+    @abc.abstractmethod
+    def changed_since(self, since: float, *, limit: int | None = None) -> list[RunInfo]:
+        """Runs whose ``updated_at`` is later than ``since``, oldest change first: one cheap
+        query a dashboard polls for all its clients (``updated_at`` is indexed)."""
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> bool:
@@ -170,6 +226,9 @@ class Serializer(abc.ABC):
 
     #: Stored with each run, so a run is never resumed with a serializer that cannot read it.
     name: ClassVar[str] = ""
+    #: Whether a list encodes as the JSON list of its items' encodings (``encode([a, b])`` is
+    #: ``"[" + encode(a) + "," + encode(b) + "]"``): then appends to a list are stored item by item.
+    itemwise: ClassVar[bool] = False
 
     @abc.abstractmethod
     def encode(self, value: Any, key_path: str) -> str:

@@ -1,30 +1,82 @@
-"""``kaygraph runs list|show|delete``: the durable runs of a store, from the command line."""
+"""``kaygraph runs list|show|resume|delete``: the durable runs of a store, from the command line.
+
+``--store URL`` is accepted before or after the subcommand. Read-only commands never create a
+store (``runs list`` in a fresh directory says "no runs"). ``runs show`` hides secrets (values
+under keys named like ``password``/``token``/``api_key``, bearer tokens and ``sk-...`` keys in
+text, URL passwords) unless ``--show-secrets`` is given.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime as _dt
 import json
+import re
 from typing import Any
+
+from .abc import RUN_STATUSES
+
+#: Text that looks like a credential wherever it appears (error messages, state strings).
+_SECRET_TEXT = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"
+    r"|\b(sk|pk|rk|ghp|gho|xox[abprs])[-_][A-Za-z0-9_-]{8,}"
+    r"|((?:api[_-]?key|token|secret|password|passwd|pwd|auth)\s*[=:]\s*)[^\s,;'\"&]+"
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with credentials replaced by ``***`` (see the module docstring)."""
+
+    def hide(match: re.Match[str]) -> str:
+        prefix = match.group(1) or match.group(3)
+        return f"{prefix}***" if prefix else "***"
+
+    return _SECRET_TEXT.sub(hide, text)
+
+
+def redact(value: Any) -> Any:
+    """``value`` with secrets hidden: by key name (as ``kaygraph config`` does) and by look."""
+    from kaygraph.cli import _redact
+
+    def strings(item: Any) -> Any:
+        if isinstance(item, str):
+            return redact_text(item)
+        if isinstance(item, dict):
+            return {key: strings(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strings(inner) for inner in item]
+        return item
+
+    return strings(_redact(value))
 
 
 def register(subparsers: Any) -> None:
     """Add the ``runs`` command and its subcommands to the ``kaygraph`` parser."""
-    runs = subparsers.add_parser("runs", help="list, show and delete durable runs")
+    runs = subparsers.add_parser("runs", help="list, show, resume and delete durable runs")
     runs.add_argument("--store", help="store URL (default: the configured persistence store)")
     commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
 
-    listing = commands.add_parser("list", help="runs, newest first")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text)
+        # Also after the subcommand (`kaygraph runs list --store URL`); SUPPRESS keeps the value
+        # given before it when this one is absent.
+        parser.add_argument("--store", default=argparse.SUPPRESS, help="store URL")
+        return parser
+
+    listing = command("list", "runs, newest first")
     listing.add_argument("--graph", help="only runs of this graph name")
-    listing.add_argument("--status", choices=("running", "succeeded", "failed"))
+    listing.add_argument("--status", choices=RUN_STATUSES)
     listing.add_argument("--since", help="created at or after (ISO date/time)")
     listing.add_argument("--until", help="created before (ISO date/time)")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="print JSON lines")
     listing.set_defaults(func=_list)
 
-    show = commands.add_parser("show", help="a run's metadata and its steps")
+    show = command("show", "a run's metadata and its steps")
     show.add_argument("run_id")
     show.add_argument("--state", action="store_true", help="print the shared state after each step")
+    show.add_argument("--show-secrets", action="store_true", help="do not hide secrets in errors and state")
     show.add_argument(
         "--serializer",
         choices=("json", "pickle"),
@@ -35,7 +87,14 @@ def register(subparsers: Any) -> None:
     )
     show.set_defaults(func=_show)
 
-    delete = commands.add_parser("delete", help="erase every trace of a run")
+    resume = command("resume", "continue a run (crashed, failed, cancelled or forked)")
+    resume.add_argument("run_id")
+    resume.add_argument(
+        "--graph", metavar="REF", help="package.module:attr of the graph (default: the one the run recorded)"
+    )
+    resume.set_defaults(func=_resume)
+
+    delete = command("delete", "erase every trace of a run")
     delete.add_argument("run_id")
     delete.add_argument("--force", action="store_true", help="even while a live process writes it")
     delete.set_defaults(func=_delete)
@@ -47,7 +106,7 @@ def _time(value: float | None) -> str:
 
 
 def _list(args: Any) -> int:
-    from .durable import list_runs
+    from .history import list_runs
 
     since = _dt.datetime.fromisoformat(args.since) if args.since else None
     until = _dt.datetime.fromisoformat(args.until) if args.until else None
@@ -56,7 +115,7 @@ def _list(args: Any) -> int:
     )
     for info in runs:
         if args.json:
-            print(json.dumps(info.__dict__))
+            print(json.dumps(redact({**info.__dict__, "traceback": None})))
         else:
             print(
                 f"{info.run_id:<32} {info.graph_name:<20} {info.status:<10} "
@@ -68,25 +127,60 @@ def _list(args: Any) -> int:
 
 
 def _show(args: Any) -> int:
-    from .durable import get_run, steps
+    from .history import get_run, iter_steps
 
     info = get_run(args.store, args.run_id)
+    hide = (lambda value: value) if args.show_secrets else redact
     for name, value in info.__dict__.items():
-        print(f"{name:<17} {_time(value) if name.endswith('_at') else value}")
+        if name == "traceback" and value:
+            continue
+        print(f"{name:<17} {_time(value) if name.endswith('_at') else hide(value)}")
+    if info.traceback:
+        print("traceback:")
+        print("  " + hide(info.traceback).rstrip().replace("\n", "\n  "))
     print()
     # States are decoded only when shown: listing steps needs no user classes nor serializer.
-    for entry in steps(args.store, args.run_id, serializer=args.serializer, decode=args.state):
+    for entry in iter_steps(args.store, args.run_id, serializer=args.serializer, decode=args.state):
         where = " > ".join(map(str, entry.path)) or "-"
         print(
             f"#{entry.seq:<5} {entry.kind:<7} {where:<30} action={entry.action!r} at {_time(entry.timestamp)}"
         )
         if args.state:
-            print(f"        state: {entry.state!r}")
+            print(f"        state: {hide(entry.state)!r}")
+    return 0
+
+
+def _resume(args: Any) -> int:
+    from kaygraph.core.async_node import AsyncGraph
+
+    from .durable import durable
+    from .history import get_run
+
+    info = get_run(args.store, args.run_id)
+    reference = args.graph or info.graph_ref
+    if not reference:
+        from kaygraph.core.exceptions import ResumeError
+
+        raise ResumeError(
+            f"run {args.run_id!r} did not record a graph reference (its graph was not made by "
+            "kaygraph.load_graph): pass --graph package.module:attr",
+            run_id=args.run_id,
+        )
+    import kaygraph
+
+    graph = kaygraph.load_graph(reference)
+    with durable(graph, args.store) as runner:
+        if isinstance(runner.graph, AsyncGraph):
+            result = asyncio.run(runner.resume_async(args.run_id))
+        else:
+            result = runner.resume(args.run_id)
+    done = " (it had already finished)" if result.already_finished else ""
+    print(f"run {result.run_id!r} {result.status}{done}: {result.steps} steps, last action {result.action!r}")
     return 0
 
 
 def _delete(args: Any) -> int:
-    from .durable import delete_run
+    from .history import delete_run
 
     if delete_run(args.store, args.run_id, force=args.force):
         print(f"deleted run {args.run_id!r}")
@@ -95,4 +189,4 @@ def _delete(args: Any) -> int:
     return 1
 
 
-__all__ = ["register"]
+__all__ = ["redact", "redact_text", "register"]

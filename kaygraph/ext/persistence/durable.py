@@ -1,58 +1,46 @@
-"""Durable runs: checkpoint a graph after every node, resume it after a crash, read its history.
+"""Durable runs: checkpoint a graph after every node, resume it after a crash.
 
 from kaygraph.ext.persistence import durable
 
 runner = durable(build_graph(), "sqlite:///runs.db")
 result = runner.run({"invoice": 42}, run_id="invoice-42")   # killed half-way? then:
 result = runner.resume("invoice-42")                         # in a new process
+
+One implementation: :meth:`DurableGraph._begin` prepares a run (new or resumed) and returns a
+:class:`_Job`; ``run``, ``run_async``, ``resume`` and ``resume_async`` are drivers of a few lines
+that only differ in calling ``graph.run`` or ``await graph.run_async``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import math
 import os
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kaygraph.core.async_node import AsyncGraph, AsyncParallelBatchGraph
-from kaygraph.core.events import ResumePoint, RunListener
+from kaygraph.core.events import ResumePoint
 from kaygraph.core.exceptions import (
     CheckpointCorruptError,
     ConfigurationError,
     PersistenceError,
     ResumeError,
-    RunLockedError,
     RunNotFoundError,
-    SerializationError,
 )
 from kaygraph.core.graph import Graph
 
+from . import history
 from .abc import CheckpointStore, RunInfo, Serializer
-from .base import (
-    SCHEMA_VERSION,
-    RunState,
-    StateTracker,
-    action_json,
-    claim,
-    drop_owner,
-    fold,
-    frame,
-    join_encoded,
-    latest_state,
-    lease_is_live,
-    locked_error,
-    new_owner,
-    record_json,
-    release,
-    to_json,
-)
-from .serialization import _Undecodable, get_serializer
+from .base import check_run_id
+from .checkpointer import Checkpointer, WriterState
+from .leases import claim, drop_owner, lease_is_live, locked_error, new_owner, release
+from .records import RunState
+from .serialization import check_serializer, decode_params, decode_state, decode_value, get_serializer
 from .stores import open_store, setting
+from .tracking import TrackedDict
 
 _UNSET: Any = object()
 
@@ -100,84 +88,6 @@ def _checked_count(
     return value
 
 
-def check_serializer(info: RunInfo, serializer: Serializer) -> None:
-    """Refuse to decode run ``info`` with a serializer other than the one that wrote it.
-
-    Readers decode only with the serializer they configured (JSON by default), never with the
-    one named in the store, which anybody with write access to the store could set to pickle.
-    """
-    if info.serializer == serializer.name:
-        return
-    if info.serializer == "pickle":
-        how = (
-            "If you trust this store (loading a pickle runs code), opt in explicitly: "
-            "durable(graph, store, serializer='pickle'), steps(store, run_id, serializer='pickle') "
-            "or `kaygraph runs show --serializer pickle`."
-        )
-    else:
-        how = f"Read it with serializer={info.serializer!r}."
-    raise PersistenceError(
-        f"run {info.run_id!r} was recorded with the {info.serializer!r} serializer, but this reader "
-        f"uses {serializer.name!r}; its checkpoints are not decoded with a serializer that did not "
-        f"write them. {how}",
-        run_id=info.run_id,
-    )
-
-
-def decode_value(serializer: Serializer, data: Any, *, run_id: str, seq: int, key_path: str) -> Any:
-    """``serializer.decode(data)`` with errors naming the run, the record and the key path.
-
-    A class this process does not know gives ``SerializationError`` (import its module or
-    register it); data the serializer cannot have written gives ``CheckpointCorruptError``.
-    """
-    try:
-        return serializer.decode(data)
-    except Exception as exc:
-        inner = getattr(exc, "key_path", None) or ""
-        where = f"{key_path}{inner}"
-        if isinstance(exc, SerializationError) and not isinstance(exc, _Undecodable):
-            raise SerializationError(
-                f"cannot restore {where} of run {run_id!r} (checkpoint record {seq}): {exc}",
-                run_id=run_id,
-                key_path=where,
-            ) from exc
-        raise CheckpointCorruptError(
-            f"checkpoint record {seq} of run {run_id!r} cannot be decoded at {where} "
-            f"({type(exc).__name__}: {exc}): the stored data is damaged or was not written by the "
-            f"{serializer.name!r} serializer. Delete the run (kaygraph runs delete {run_id}) and "
-            "start it again.",
-            run_id=run_id,
-        ) from exc
-
-
-def decode_state(
-    serializer: Serializer, state: Mapping[str, Any], *, run_id: str, seq: int
-) -> dict[str, Any]:
-    """The shared store from a folded run state (values in parsed JSON form)."""
-    return {
-        key: decode_value(serializer, value, run_id=run_id, seq=seq, key_path=f"shared[{key!r}]")
-        for key, value in state.items()
-    }
-
-
-def decode_params(serializer: Serializer, params: Any, *, run_id: str, seq: int) -> dict[str, Any] | None:
-    """The run's params from a folded run state, or None when the run recorded none."""
-    if params is None:
-        return None
-    value = decode_value(serializer, params, run_id=run_id, seq=seq, key_path="params")
-    if not isinstance(value, dict):
-        raise CheckpointCorruptError(
-            f"checkpoint record {seq} of run {run_id!r} holds params of type {type(value).__name__}, "
-            f"not a dict; delete the run (kaygraph runs delete {run_id}) and start it again.",
-            run_id=run_id,
-        )
-    return value
-
-
-#: The run row is refreshed (steps, updated_at, lease expiry) at most this often, in seconds.
-_ROW_REFRESH = 1.0
-
-
 @dataclasses.dataclass
 class RunResult:
     """How a durable run ended: its id, status, last action and final shared store."""
@@ -191,209 +101,62 @@ class RunResult:
     already_finished: bool = False
 
 
-@dataclasses.dataclass
-class StepRecord:
-    """One entry of a run's history: a node that completed (or the run's start, resume or end)."""
-
-    seq: int
-    #: ``start``, ``resume``, ``step`` or ``end``.
-    kind: str
-    #: Completed nodes so far.
-    step: int
-    node_id: str | None
-    path: tuple[Any, ...]
-    action: Any
-    #: Position of the next node (ends in None when that level finished).
-    next_position: tuple[Any, ...]
-    timestamp: float
-    duration: float | None
-    #: The shared store after this entry (None when read with ``decode=False``).
-    state: dict[str, Any] | None
-    params: Any
-
-
-class Checkpointer(RunListener):
-    """The listener that writes a run's checkpoints: one record per completed node or batch item."""
+class _Job:
+    """A prepared durable run: the state to run on and the ``graph.run`` arguments; used as a
+    context manager by the drivers so the caller's ``shared`` dict gets the final state back
+    however the run ends."""
 
     def __init__(
         self,
-        durable_graph: DurableGraph,
-        run_id: str,
-        owner: str,
-        run_state: RunState,
+        checkpointer: Checkpointer | None = None,
+        state: Any = None,
+        resume: ResumePoint | None = None,
         *,
-        next_seq: int = 0,
-        snapshot_seqs: list[int] | None = None,
+        result: RunResult | None = None,
+        caller_shared: Any = None,
     ) -> None:
-        self.store = durable_graph.store
-        self.serializer = durable_graph.serializer
-        self.snapshot_every = durable_graph.snapshot_every
-        self.keep_snapshots = durable_graph.keep_snapshots
-        self.lease_seconds = durable_graph.lease_seconds
-        self.ttl = durable_graph.ttl
-        self.run_id = run_id
-        self.owner = owner
-        self.run_state = run_state  # values are encoded JSON texts on this side
-        self.tracker = StateTracker(self.serializer)
-        self.seq = next_seq
-        self.snapshot_seqs = list(snapshot_seqs or [])
-        #: The top graph's params, encoded once: they are fixed for the whole run.
-        self._params_text: str | None = run_state.params
-        self._parallel: set[tuple[Any, ...]] = set()
-        self._path_texts: dict[tuple[Any, ...], str] = {}
-        self._row_refreshed = time.monotonic()
-        self._lock = threading.Lock()
+        self.checkpointer = checkpointer
+        self.state = state
+        self.resume = resume
+        self.result = result
+        self.caller_shared = caller_shared
+        self.options: dict[str, Any] = {}
 
-    # -- writing -----------------------------------------------------------------------------
+    def configure(self, cancel: Any, executor: Any, listeners: Iterable[Any] | None) -> _Job:
+        assert self.checkpointer is not None
+        options: dict[str, Any] = {
+            "listeners": [self.checkpointer, *(listeners or ())],
+            "run_id": self.checkpointer.run_id,
+            "resume": self.resume,
+        }
+        # Passed only when given, so the runner also works with a core that predates them.
+        if cancel is not None:
+            options["cancel"] = cancel
+        if executor is not None:
+            options["executor"] = executor
+        self.options = options
+        return self
 
-    def snapshot(self, kind: str, shared: Any) -> bytes:
-        """The framed ``start``/``resume`` snapshot of ``shared`` (raises before anything is stored)."""
-        self.tracker.diff(shared)
-        self.run_state.state = dict(self.tracker.encoded)
-        fields = {"t": round(time.time(), 3)}
-        return frame(record_json(kind, fields, self.run_state.snapshot_fields(self._params_text)))
-
-    def write(self, record: bytes, *, snapshot: bool, changes: Mapping[str, Any] | None = None) -> None:
-        """Append ``record`` as the next record; a snapshot may prune the oldest history."""
-        seq = self.seq
-        prune_below = None
-        if snapshot:
-            self.snapshot_seqs.append(seq)
-            keep = self.keep_snapshots
-            if keep and len(self.snapshot_seqs) > keep:
-                del self.snapshot_seqs[:-keep]
-                prune_below = self.snapshot_seqs[0]
-        if changes is None and time.monotonic() - self._row_refreshed >= _ROW_REFRESH:
-            now = time.time()
-            changes = {
-                "steps": self.run_state.steps,
-                "updated_at": now,
-                "lease_expires_at": now + self.lease_seconds,
-            }
-        if changes is not None:
-            self._row_refreshed = time.monotonic()
-        self.store.append(
-            self.run_id, seq, record, owner=self.owner, changes=changes, prune_below=prune_below
+    def finish(self, action: Any) -> RunResult:
+        assert self.checkpointer is not None
+        shared = self.caller_shared if self.caller_shared is not None else self.state
+        return RunResult(
+            run_id=self.checkpointer.run_id,
+            status="succeeded",
+            action=action,
+            shared=shared,
+            steps=self.checkpointer.writer.steps,
         )
-        self.seq = seq + 1
 
-    def _inside_parallel(self, path: tuple[Any, ...]) -> bool:
-        """Whether ``path`` runs inside an AsyncParallelBatchGraph, whose param sets interleave."""
-        return any(len(path) > len(outer) and path[: len(outer)] == outer for outer in self._parallel)
+    def __enter__(self) -> _Job:
+        return self
 
-    # -- listener hooks ----------------------------------------------------------------------
-
-    def on_node_start(self, *, node: Any, path: tuple[Any, ...], **kwargs: Any) -> None:
-        if isinstance(node, AsyncParallelBatchGraph):
-            with self._lock:
-                self._parallel.add(tuple(path))
-
-    def on_node_end(
-        self,
-        *,
-        node_id: str,
-        path: tuple[Any, ...],
-        shared: Any,
-        params: dict[str, Any],
-        action: Any,
-        duration: float,
-        next_node_id: str | None,
-        **kwargs: Any,
-    ) -> None:
-        with self._lock:
-            try:
-                changed, deleted = self.tracker.diff(shared)
-            except SerializationError as exc:
-                raise SerializationError(
-                    f"run {self.run_id!r} cannot checkpoint after node {node_id!r}: {exc}",
-                    run_id=self.run_id,
-                    key_path=exc.key_path,
-                ) from exc
-            run_state = self.run_state
-            run_state.steps += 1
-            position = None
-            if not (self._parallel and self._inside_parallel(path)):
-                position = (*path[:-1], next_node_id)
-            run_state.advance(path, changed, deleted, position=position, action=action)
-            # The hot path of every durable run: the record text is assembled directly.
-            head = f'"t":{time.time():.3f},"i":{run_state.steps},"p":{self._json_path(path)},'
-            head += f'"a":{action_json(action)},"dt":{duration:.6f}'
-            if self.seq - self.snapshot_seqs[-1] >= self.snapshot_every:
-                raw = run_state.snapshot_fields(self._params_text)
-                body = "".join(f',"{key}":{text}' for key, text in raw.items())
-                text = f'{{"v":{SCHEMA_VERSION},"k":"step","f":1,{head}{body}}}'
-                self.write(frame(text), snapshot=True)
-                return
-            if position is not None:
-                head += f',"x":{self._json_path(position)}'
-            if deleted:
-                head += f',"d":{to_json(deleted)}'
-            text = f'{{"v":{SCHEMA_VERSION},"k":"step",{head},"u":{join_encoded(changed)}}}'
-            self.write(frame(text), snapshot=False)
-
-    def _json_path(self, path: tuple[Any, ...]) -> str:
-        """JSON text of a path or position; cached, since loops revisit the same few."""
-        text = self._path_texts.get(path)
-        if text is None:
-            if len(self._path_texts) > 1000:
-                self._path_texts.clear()
-            text = self._path_texts[path] = to_json(list(path))
-        return text
-
-    def on_batch_item_end(
-        self,
-        *,
-        node: Any,
-        node_id: str,
-        path: tuple[Any, ...],
-        index: int,
-        result: Any,
-        error: BaseException | None,
-        **kwargs: Any,
-    ) -> None:
-        if error is not None:
-            return
-        text = (
-            "null"
-            if isinstance(node, Graph)
-            else self.serializer.encode(result, f"result of item {index} of node {node_id!r}")
-        )
-        with self._lock:
-            self.run_state.items.setdefault(tuple(path), {})[index] = text
-            fields = {"t": round(time.time(), 3), "p": list(path), "j": index}
-            self.write(frame(record_json("item", fields, {"r": text})), snapshot=False)
-
-    def on_run_end(self, *, shared: Any, action: Any, error: BaseException | None, **kwargs: Any) -> None:
-        with self._lock:
-            if isinstance(error, (RunLockedError, RunNotFoundError)) and error.run_id == self.run_id:
-                # Another writer owns the run now, or it was deleted: touch nothing.
-                release(self.store, self.run_id, self.owner, {})
-                return
-            status = "succeeded" if error is None else "failed"
-            message = None if error is None else _row_text(f"{type(error).__name__}: {error}")
-            try:
-                fields: dict[str, Any] = {"t": round(time.time(), 3), "st": status, "e": message}
-                raw = None
-                if error is None:
-                    # The state after the run, but never a failed node's half-done writes.
-                    changed, deleted = self.tracker.diff(shared)
-                    fields["d"] = deleted
-                    raw = {"a": action_json(action), "u": join_encoded(changed)}
-                self.write(frame(record_json("end", fields, raw)), snapshot=False, changes={})
-            except BaseException as exc:
-                status, message = "failed", _row_text(f"{type(exc).__name__}: {exc}")
-                raise
-            finally:
-                changes: dict[str, Any] = {"status": status, "error": message}
-                try:
-                    now = time.time()
-                    changes.update(
-                        steps=self.run_state.steps,
-                        updated_at=now,
-                        expires_at=None if not self.ttl else now + self.ttl,
-                    )
-                finally:
-                    release(self.store, self.run_id, self.owner, changes)
+    def __exit__(self, *exc_info: object) -> None:
+        caller = self.caller_shared
+        if caller is not None and caller is not self.state:
+            # The graph ran on a TrackedDict copy: hand the caller's dict the final state.
+            caller.clear()
+            caller.update(dict.items(self.state))
 
 
 class DurableGraph:
@@ -402,9 +165,11 @@ class DurableGraph:
     ``store`` is a :class:`CheckpointStore`, a URL (``sqlite:///runs.db``, ``redis://...``,
     ``postgresql://...``, ``memory://``) or None for the configured one (``persistence.*``,
     default: SQLite file ``.kaygraph/runs.db``). ``ttl`` (seconds, None: forever) erases finished
-    runs; ``keep_snapshots`` bounds history per run (None: keep all); a full snapshot is written
-    every ``snapshot_every`` records and deltas in between. ``lease_seconds`` is how long another
-    host waits before taking over a run whose writer went silent.
+    runs; ``keep_snapshots`` bounds history per run (None: keep all); a snapshot is written every
+    ``snapshot_every`` records and deltas in between. ``lease_seconds`` is how long another host
+    waits before taking over a run whose writer went silent. ``live_threshold`` (seconds, None:
+    never): a ``node_start`` event is written before a node whose previous run took at least this
+    long (or that has not run yet), so a dashboard shows the node while it runs.
 
     The graph itself is not changed: the same graph object can still run without persistence.
     """
@@ -419,6 +184,7 @@ class DurableGraph:
         keep_snapshots: int | None = _UNSET,
         snapshot_every: int = 100,
         lease_seconds: float = 300.0,
+        live_threshold: float | None = 0.005,
     ) -> None:
         if not isinstance(graph, Graph):
             raise PersistenceError(f"durable() needs a kaygraph Graph or AsyncGraph, got {graph!r}")
@@ -440,7 +206,10 @@ class DurableGraph:
                 value=None,
             )
         self.lease_seconds: float = lease
+        self.live_threshold = _checked_number("live_threshold", live_threshold, allow_zero=True)
         self.serializer = get_serializer(setting("serializer") if serializer is None else serializer)
+        #: ``package.module:attr`` of the graph when it was made by ``kaygraph.load_graph``.
+        self.graph_ref: str | None = getattr(graph, "graph_ref", None)
         if isinstance(graph, AsyncParallelBatchGraph):
             # Its parameter sets run concurrently, so it resumes only as a whole: as a nested
             # level, where the core accepts the finished sets. Same name, same results.
@@ -464,91 +233,125 @@ class DurableGraph:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- running -----------------------------------------------------------------------------
+    # -- drivers: the same job, run synchronously or awaited ------------------------------------
 
-    def run(self, shared: Any, *, run_id: str | None = None) -> RunResult:
+    def run(
+        self,
+        shared: Any,
+        *,
+        run_id: str | None = None,
+        cancel: Any = None,
+        executor: Any = None,
+        listeners: Iterable[Any] | None = None,
+    ) -> RunResult:
         """Run the graph on ``shared`` as run ``run_id`` (random if None), checkpointing every node.
 
         A run id that already succeeded returns its stored result without running anything; one
-        that is unfinished must be continued with :meth:`resume` (or deleted).
+        that is unfinished must be continued with :meth:`resume` (or deleted). ``cancel`` (a
+        ``kaygraph.CancelToken``), ``executor`` and ``listeners`` are passed to ``graph.run``; a
+        cancelled run is recorded as ``cancelled`` and can be resumed.
         """
-        self._require_sync("run")
-        prepared = self._prepare_run(shared, run_id)
-        if isinstance(prepared, RunResult):
-            return prepared
-        checkpointer, state, resume_point = prepared
-        action = self.graph.run(
-            state, listeners=[checkpointer], run_id=checkpointer.run_id, resume=resume_point
-        )
-        return self._result(checkpointer, state, action)
+        job = self._begin("run", lambda: self._prepare_run(shared, run_id), cancel, executor, listeners)
+        if job.result is not None:
+            return job.result
+        with job:
+            return job.finish(self.graph.run(job.state, **job.options))
 
-    async def run_async(self, shared: Any, *, run_id: str | None = None) -> RunResult:
+    async def run_async(
+        self,
+        shared: Any,
+        *,
+        run_id: str | None = None,
+        cancel: Any = None,
+        executor: Any = None,
+        listeners: Iterable[Any] | None = None,
+    ) -> RunResult:
         """:meth:`run` for an ``AsyncGraph``."""
-        self._require_async("run_async")
-        prepared = self._prepare_run(shared, run_id)
-        if isinstance(prepared, RunResult):
-            return prepared
-        checkpointer, state, resume_point = prepared
-        action = await self.graph.run_async(  # type: ignore[attr-defined]
-            state, listeners=[checkpointer], run_id=checkpointer.run_id, resume=resume_point
-        )
-        return self._result(checkpointer, state, action)
+        job = self._begin("run_async", lambda: self._prepare_run(shared, run_id), cancel, executor, listeners)
+        if job.result is not None:
+            return job.result
+        with job:
+            return job.finish(await self.graph.run_async(job.state, **job.options))  # type: ignore[attr-defined]
 
-    def resume(self, run_id: str) -> RunResult:
+    def resume(
+        self, run_id: str, *, cancel: Any = None, executor: Any = None, listeners: Iterable[Any] | None = None
+    ) -> RunResult:
         """Continue run ``run_id`` after the last checkpointed node; its completed nodes never rerun.
 
         Works in a new process with the graph rebuilt by your code. A run that already succeeded
         returns its stored result. Raises ``RunLockedError`` while another live process writes it.
+        Cancelled, failed, crashed and forked (``pending``) runs resume the same way.
         """
-        self._require_sync("resume")
-        prepared = self._prepare_resume(run_id)
-        if isinstance(prepared, RunResult):
-            return prepared
-        checkpointer, state, resume_point = prepared
-        action = self.graph.run(state, listeners=[checkpointer], run_id=run_id, resume=resume_point)
-        return self._result(checkpointer, state, action)
+        job = self._begin("resume", lambda: self._prepare_resume(run_id), cancel, executor, listeners)
+        if job.result is not None:
+            return job.result
+        with job:
+            return job.finish(self.graph.run(job.state, **job.options))
 
-    async def resume_async(self, run_id: str) -> RunResult:
+    async def resume_async(
+        self, run_id: str, *, cancel: Any = None, executor: Any = None, listeners: Iterable[Any] | None = None
+    ) -> RunResult:
         """:meth:`resume` for an ``AsyncGraph``."""
-        self._require_async("resume_async")
-        prepared = self._prepare_resume(run_id)
-        if isinstance(prepared, RunResult):
-            return prepared
-        checkpointer, state, resume_point = prepared
-        action = await self.graph.run_async(  # type: ignore[attr-defined]
-            state, listeners=[checkpointer], run_id=run_id, resume=resume_point
-        )
-        return self._result(checkpointer, state, action)
+        job = self._begin("resume_async", lambda: self._prepare_resume(run_id), cancel, executor, listeners)
+        if job.result is not None:
+            return job.result
+        with job:
+            return job.finish(await self.graph.run_async(job.state, **job.options))  # type: ignore[attr-defined]
 
-    def _require_sync(self, method: str) -> None:
-        if isinstance(self.graph, AsyncGraph):
+    def fork(
+        self,
+        run_id: str,
+        *,
+        seq: int | None = None,
+        step: int | None = None,
+        patch: Any = None,
+        new_run_id: str | None = None,
+    ) -> RunInfo:
+        """Store a new ``pending`` run starting from ``run_id``'s state after record ``seq`` / ``step``
+        nodes (see :func:`~kaygraph.ext.persistence.fork_run`); run it with :meth:`resume`."""
+        return history.fork_run(
+            self.store,
+            run_id,
+            seq=seq,
+            step=step,
+            patch=patch,
+            new_run_id=new_run_id,
+            serializer=self.serializer,
+        )
+
+    # -- the one implementation ---------------------------------------------------------------
+
+    def _begin(
+        self, method: str, prepare: Callable[[], _Job], cancel: Any, executor: Any, listeners: Any
+    ) -> _Job:
+        wants_async = method.endswith("_async")
+        if wants_async != isinstance(self.graph, AsyncGraph):
+            if wants_async:
+                driver = method.removesuffix("_async")
+                raise PersistenceError(f"graph {self.graph_name!r} is synchronous: use runner.{driver}(...)")
             raise PersistenceError(
                 f"graph {self.graph_name!r} is an AsyncGraph: use `await runner.{method}_async(...)`"
             )
+        job = prepare()
+        return job if job.result is not None else job.configure(cancel, executor, listeners)
 
-    def _require_async(self, method: str) -> None:
-        if not isinstance(self.graph, AsyncGraph):
-            raise PersistenceError(
-                f"graph {self.graph_name!r} is synchronous: use runner.{method.removesuffix('_async')}(...)"
-            )
-
-    def _prepare_run(
-        self, shared: Any, run_id: str | None
-    ) -> RunResult | tuple[Checkpointer, Any, ResumePoint | None]:
+    def _prepare_run(self, shared: Any, run_id: str | None) -> _Job:
         self.graph.nodes()  # a graph that cannot run (duplicate node ids...) fails before any lease
-        run_id = run_id or _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(4).hex()
+        if run_id is None:
+            run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(4).hex()
+        check_run_id(run_id)
         start = self.graph.start_node
         if start is None:
             raise PersistenceError(f"graph {self.graph_name!r} has no start node")
-        self.graph.nodes()  # assigns the node ids used in positions
-        run_state = RunState()
-        run_state.position = (start.node_id,)
+        writer = WriterState()
+        writer.position = (start.node_id,)
         # The top graph's params are fixed for the run: kept in every snapshot, restored on resume.
-        run_state.params = self.serializer.encode(dict(self.graph.params), "params")
+        writer.params_text = self.serializer.encode(dict(self.graph.params), "params")
         owner = new_owner()
-        checkpointer = Checkpointer(self, run_id, owner, run_state)
+        checkpointer = Checkpointer(self, run_id, owner, writer)
+        state = TrackedDict(shared) if type(shared) is dict else shared
         try:
-            first = checkpointer.snapshot("start", shared)
+            first = checkpointer.first_snapshot("start", state)
         except BaseException:
             drop_owner(owner)
             raise
@@ -562,12 +365,13 @@ class DurableGraph:
             serializer=self.serializer.name,
             lease_owner=owner,
             lease_expires_at=now + self.lease_seconds,
+            graph_ref=self.graph_ref,
         )
         if not self.store.create_run(info, first):
             drop_owner(owner)
             existing = self.store.get_run(run_id)
             if existing is not None and existing.status == "succeeded":
-                return self._stored_result(existing)
+                return _Job(result=self._stored_result(existing))
             if existing is not None and lease_is_live(existing):
                 raise locked_error(existing)
             status = existing.status if existing else "unknown"
@@ -577,39 +381,31 @@ class DurableGraph:
                 run_id=run_id,
             )
         checkpointer.seq = 1
-        checkpointer.snapshot_seqs = [0]
-        return checkpointer, shared, None
+        return _Job(checkpointer, state, None, caller_shared=shared if state is not shared else None)
 
-    def _prepare_resume(self, run_id: str) -> RunResult | tuple[Checkpointer, Any, ResumePoint]:
+    def _prepare_resume(self, run_id: str) -> _Job:
         self.graph.nodes()  # a graph that cannot run fails before the lease is taken
         info = self.get_run(run_id)
         if info.status == "succeeded":
-            return self._stored_result(info)
+            return _Job(result=self._stored_result(info))
         check_serializer(info, self.serializer)
         owner = new_owner()
         if not claim(self.store, info, owner, self.lease_seconds):
             raise RunNotFoundError(f"run {run_id!r} was deleted while resuming it", run_id=run_id)
         try:
-            last_seq, stored, snapshot_seqs = latest_state(self.store, run_id)
-            shared = decode_state(self.serializer, stored.state, run_id=run_id, seq=last_seq)
+            last_seq, stored, snapshot = history.fold_to(self.store, run_id)
+            shared = TrackedDict(decode_state(self.serializer, stored.state, run_id=run_id, seq=last_seq))
             resume_point = self._resume_point(run_id, stored, last_seq)
-            run_state = RunState()
-            run_state.position = stored.position
-            run_state.last_action = stored.last_action
-            run_state.steps = stored.steps
-            run_state.params = None if stored.params is None else to_json(stored.params)
-            run_state.items = {
-                path: {index: to_json(value) for index, value in done.items()}
-                for path, done in stored.items.items()
-            }
-            checkpointer = Checkpointer(
-                self, run_id, owner, run_state, next_seq=last_seq + 1, snapshot_seqs=snapshot_seqs
-            )
-            checkpointer.write(checkpointer.snapshot("resume", shared), snapshot=True)
+            writer = WriterState.resuming(stored)
+            checkpointer = Checkpointer(self, run_id, owner, writer)
+            checkpointer.seq = last_seq + 1
+            checkpointer.window = [(int(seq), tuple(needed)) for seq, needed in snapshot.get("ks", ())]
+            checkpointer.retained = set(snapshot.get("rs", ()))
+            checkpointer.write(checkpointer.first_snapshot("resume", shared), snapshot=True)
         except BaseException:
             release(self.store, run_id, owner, {"status": info.status})
             raise
-        return checkpointer, shared, resume_point
+        return _Job(checkpointer, shared, resume_point)
 
     def _resume_point(self, run_id: str, stored: RunState, seq: int) -> ResumePoint:
         """Where to restart, checked against the current graph so a missing node is named."""
@@ -658,18 +454,9 @@ class DurableGraph:
         params = decode_params(self.serializer, stored.params, run_id=run_id, seq=seq)
         return ResumePoint(position, last_action=stored.last_action, completed_items=completed, params=params)
 
-    def _result(self, checkpointer: Checkpointer, shared: Any, action: Any) -> RunResult:
-        return RunResult(
-            run_id=checkpointer.run_id,
-            status="succeeded",
-            action=action,
-            shared=shared,
-            steps=checkpointer.run_state.steps,
-        )
-
     def _stored_result(self, info: RunInfo) -> RunResult:
         check_serializer(info, self.serializer)
-        last_seq, stored, _ = latest_state(self.store, info.run_id)
+        last_seq, stored, _ = history.fold_to(self.store, info.run_id)
         shared = decode_state(self.serializer, stored.state, run_id=info.run_id, seq=last_seq)
         return RunResult(
             run_id=info.run_id,
@@ -680,7 +467,7 @@ class DurableGraph:
             already_finished=True,
         )
 
-    # -- history -----------------------------------------------------------------------------
+    # -- reading (see kaygraph.ext.persistence.history) ----------------------------------------
 
     def list_runs(
         self,
@@ -692,7 +479,7 @@ class DurableGraph:
         limit: int | None = None,
     ) -> list[RunInfo]:
         """Runs of this graph (or of ``graph_name``; None: every graph), newest first."""
-        return list_runs(
+        return history.list_runs(
             self.store,
             graph_name=self.graph_name if graph_name is _UNSET else graph_name,
             status=status,
@@ -703,153 +490,18 @@ class DurableGraph:
 
     def get_run(self, run_id: str) -> RunInfo:
         """The metadata of ``run_id``; ``RunNotFoundError`` if there is none."""
-        return get_run(self.store, run_id)
+        return history.get_run(self.store, run_id)
 
-    def steps(self, run_id: str) -> list[StepRecord]:
+    def steps(self, run_id: str) -> list[history.StepRecord]:
         """The history of ``run_id``: each completed node with the state after it (as far as kept)."""
-        return steps(self.store, run_id, serializer=self.serializer)
+        return history.steps(self.store, run_id, serializer=self.serializer)
 
     def delete_run(self, run_id: str, *, force: bool = False) -> bool:
-        """Erase every trace of ``run_id``; see :func:`delete_run`."""
-        return delete_run(self.store, run_id, force=force)
+        """Erase every trace of ``run_id``; see :func:`~kaygraph.ext.persistence.delete_run`."""
+        return history.delete_run(self.store, run_id, force=force)
 
 
 #: ``durable(graph, store=None, **options)``: the usual way to make a :class:`DurableGraph`.
 durable = DurableGraph
 
-
-def _timestamp(value: float | _dt.datetime | None) -> float | None:
-    return value.timestamp() if isinstance(value, _dt.datetime) else value
-
-
-@contextlib.contextmanager
-def _opened(store: str | CheckpointStore | None) -> Iterator[CheckpointStore]:
-    """The store itself, or one opened from a URL / the configuration and closed afterwards."""
-    if isinstance(store, CheckpointStore):
-        yield store
-        return
-    opened = open_store(store)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def list_runs(
-    store: str | CheckpointStore | None = None,
-    *,
-    graph_name: str | None = None,
-    status: str | None = None,
-    since: float | _dt.datetime | None = None,
-    until: float | _dt.datetime | None = None,
-    limit: int | None = None,
-) -> list[RunInfo]:
-    """Runs in ``store`` (default: the configured one), newest first, filtered by graph name, status
-    and creation time (``since`` inclusive, ``until`` exclusive; datetimes or epoch seconds)."""
-    with _opened(store) as opened:
-        return opened.list_runs(
-            graph_name=graph_name,
-            status=status,
-            since=_timestamp(since),
-            until=_timestamp(until),
-            limit=limit,
-        )
-
-
-def get_run(store: str | CheckpointStore | None, run_id: str) -> RunInfo:
-    """The metadata of ``run_id``; ``RunNotFoundError`` naming it if the store has no such run."""
-    with _opened(store) as opened:
-        info = opened.get_run(run_id)
-        if info is None:
-            raise RunNotFoundError(
-                f"no run {run_id!r} in {opened.describe()}: it never started there, was deleted, "
-                "or expired (persistence.ttl)",
-                run_id=run_id,
-            )
-        return info
-
-
-def _row_text(message: str) -> str:
-    """Error text fit for a run row: bounded, and lone surrogates (from undecodable file names)
-    escaped, since database text columns reject them and the run must still be marked failed."""
-    return message[:2000].encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def steps(
-    store: str | CheckpointStore | None,
-    run_id: str,
-    *,
-    serializer: str | Serializer | None = None,
-    decode: bool = True,
-) -> list[StepRecord]:
-    """The kept history of ``run_id``: start/resume/step/end entries with the shared state after each.
-
-    Batch items are folded into their node's entry. How far back it goes is bounded by
-    ``keep_snapshots`` (the oldest entry is the oldest kept snapshot). States are decoded with
-    ``serializer`` (default: JSON) only, never with the serializer named in the store: a run
-    recorded with another one raises ``PersistenceError`` saying how to opt in. With
-    ``decode=False`` states and params are left out (None): listing the steps then needs neither
-    the serializer nor the classes stored in the state.
-    """
-    decoder = get_serializer(serializer)
-    with _opened(store) as opened:
-        info = get_run(opened, run_id)
-        if decode:
-            check_serializer(info, decoder)
-        history = []
-        for seq, record, run_state in fold(opened, run_id):
-            kind = record["k"]
-            if kind == "item":
-                continue
-            path = tuple(record.get("p", ()))
-            history.append(
-                StepRecord(
-                    seq=seq,
-                    kind=kind,
-                    step=run_state.steps,
-                    node_id=str(path[-1]) if path else None,
-                    path=path,
-                    action=record.get("a"),
-                    next_position=run_state.position,
-                    timestamp=record["t"],
-                    duration=record.get("dt"),
-                    state=decode_state(decoder, run_state.state, run_id=run_id, seq=seq) if decode else None,
-                    params=decode_params(decoder, run_state.params, run_id=run_id, seq=seq)
-                    if decode
-                    else None,
-                )
-            )
-        return history
-
-
-def delete_run(store: str | CheckpointStore | None, run_id: str, *, force: bool = False) -> bool:
-    """Erase every trace of ``run_id`` (metadata, checkpoints, index entries); False if absent.
-
-    Refuses with ``RunLockedError`` while a live process is writing the run, unless ``force``.
-    """
-    with _opened(store) as opened:
-        try:
-            info = opened.get_run(run_id)
-        except CheckpointCorruptError:
-            if not force:  # its lease cannot be read: erase it only when told to
-                raise
-            info = None
-        if info is not None and not force and lease_is_live(info):
-            raise locked_error(info)
-        # Also when the run row is gone: erase any record left behind without one.
-        return opened.delete_run(run_id)
-
-
-__all__ = [
-    "Checkpointer",
-    "DurableGraph",
-    "RunResult",
-    "StepRecord",
-    "check_serializer",
-    "decode_value",
-    "delete_run",
-    "durable",
-    "get_run",
-    "list_runs",
-    "steps",
-]
+__all__ = ["DurableGraph", "RunResult", "durable"]

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .abc import ANY_OWNER, CheckpointStore, RunInfo
-from .base import (
-    check_run_fields,
-    deleted_run_error,
-    lost_lease_error,
-    purge_quietly,
-    select_runs,
-    stale_writer_error,
-)
+from .base import check_run_fields, in_ranges, purge_quietly, select_runs
+from .leases import deleted_run_error, lost_lease_error, stale_writer_error
 
 _named_stores: dict[str, MemoryStore] = {}
 _named_lock = threading.Lock()
@@ -79,7 +73,7 @@ class MemoryStore(CheckpointStore):
         *,
         owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
-        prune_below: int | None = None,
+        prune: Sequence[tuple[int, int]] = (),
     ) -> None:
         with self._lock:
             info = self._runs.get(run_id)
@@ -93,13 +87,25 @@ class MemoryStore(CheckpointStore):
             records[seq] = bytes(record)
             if changes:
                 self._update(run_id, changes, ANY_OWNER)
-            if prune_below is not None:
-                for old in [old for old in records if old < prune_below]:
+            if prune:
+                for old in [old for old in records if in_ranges(old, prune)]:
                     del records[old]
 
-    def load(self, run_id: str) -> list[tuple[int, bytes]]:
+    def read(
+        self,
+        run_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[int, bytes]]:
         with self._lock:
-            return sorted(self._records.get(run_id, {}).items())
+            records = self._records.get(run_id, {})
+            seqs = sorted(
+                (seq for seq in records if seq >= start and (stop is None or seq < stop)), reverse=descending
+            )
+            return [(seq, records[seq]) for seq in seqs[:limit]]
 
     def list_runs(
         self,
@@ -109,10 +115,19 @@ class MemoryStore(CheckpointStore):
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
         with self._lock:
             runs = [RunInfo(*info.as_row()) for info in self._runs.values()]
-        return select_runs(runs, graph_name=graph_name, status=status, since=since, until=until, limit=limit)
+        return select_runs(
+            runs, graph_name=graph_name, status=status, since=since, until=until, limit=limit, before=before
+        )
+
+    def changed_since(self, since: float, *, limit: int | None = None) -> list[RunInfo]:
+        with self._lock:
+            runs = [RunInfo(*info.as_row()) for info in self._runs.values() if info.updated_at > since]
+        runs.sort(key=lambda info: info.updated_at)
+        return runs[:limit]
 
     def delete_run(self, run_id: str) -> bool:
         with self._lock:

@@ -10,7 +10,8 @@ from typing import Any
 
 from kaygraph.core.exceptions import PersistenceError
 
-from .base import SQLStore, missing_extra
+from .base import missing_extra, redact_url
+from .sql import SQLStore
 
 try:
     import psycopg
@@ -47,8 +48,7 @@ class PostgresStore(SQLStore):
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kaygraph:{self.runs_table}",))
             if schema:
                 cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            for statement in self.schema_statements():
-                cursor.execute(statement)
+            self.create_schema(cursor)
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
@@ -60,11 +60,24 @@ class PostgresStore(SQLStore):
             return psycopg.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
             raise PersistenceError(
-                f"cannot connect to the PostgreSQL store {self.describe()}: {exc}"
+                f"cannot connect to the PostgreSQL store {self.describe()}: {str(exc).strip()}"
             ) from exc
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, pg_errors.UniqueViolation)
+
+    def _driver_error(self, exc: BaseException) -> PersistenceError | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        return PersistenceError(f"the PostgreSQL store {self.describe()} failed: {type(exc).__name__}: {exc}")
+
+    def columns(self, cursor: Any) -> set[str]:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "AND table_schema = COALESCE(%s, current_schema())",
+            (f"{self.table_prefix}runs", self.schema),
+        )
+        return {str(row[0]) for row in cursor.fetchall()}
 
     def _reconnect_after(self, exc: BaseException) -> bool:
         """The server closed the connection (restart, failover, idle timeout, terminated backend):
@@ -94,11 +107,7 @@ class PostgresStore(SQLStore):
             self._connection.close()
 
     def describe(self) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        where = f"{parts.hostname}:{parts.port or 5432}{parts.path}"
-        return f"postgresql://{where}" + (f" (schema {self.schema})" if self.schema else "")
+        return redact_url(self.url) + (f" (schema {self.schema})" if self.schema else "")
 
 
 __all__ = ["PostgresStore"]

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from kaygraph.core.exceptions import CheckpointCorruptError
+from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError
 
 from .abc import ANY_OWNER, CheckpointStore, RunInfo
 from .base import (
     check_run_fields,
-    deleted_run_error,
-    logger,
-    lost_lease_error,
     missing_extra,
     purge_quietly,
+    readable_runs,
+    redact_url,
+    run_from_row,
     select_runs,
-    stale_writer_error,
+    sort_key,
 )
+from .leases import deleted_run_error, lost_lease_error, stale_writer_error
 
 try:
     import redis as redis_py
@@ -27,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing_extra("RedisStore", "redis") from exc
 
 # Every script gets KEYS = run hash, records hash, index (run ids by creation time), expiries
-# (run ids by expiry time) and ARGV[1] = run id.
+# (run ids by expiry time), updates (run ids by updated_at) and ARGV[1] = run id.
 #
 # apply_changes sets the JSON {field: text or null} on the run hash. An expiry time makes both keys
 # of the run expire natively then and files the run under that time in the expiries set, so the
@@ -40,6 +42,9 @@ local function apply_changes(changes_json)
       redis.call('HDEL', KEYS[1], field)
     else
       redis.call('HSET', KEYS[1], field, value)
+    end
+    if field == 'updated_at' and value ~= cjson.null then
+      redis.call('ZADD', KEYS[5], tonumber(value), ARGV[1])
     end
     if field == 'expires_at' then
       if value == cjson.null then
@@ -62,6 +67,7 @@ local function purge(prefix, now_ms, limit)
     redis.call('DEL', prefix .. 'run:' .. run_id, prefix .. 'records:' .. run_id)
     redis.call('ZREM', KEYS[3], run_id)
     redis.call('ZREM', KEYS[4], run_id)
+    redis.call('ZREM', KEYS[5], run_id)
   end
   return #due
 end
@@ -94,7 +100,8 @@ return 1
 """
 )
 
-# ARGV: run_id, seq, record, changes ('' for none), prune_below ('' for none), owner ('' for any).
+# ARGV: run_id, seq, record, changes ('' for none), ranges to prune (JSON [[low, high], ...] or ''),
+# owner ('' for any).
 # Returns 1, or 0: record seq exists, -1: no such run (deleted), -2: the lease is not the owner's.
 # The run must exist, so a writer never recreates a deleted run (or records without their run).
 _APPEND = (
@@ -105,9 +112,15 @@ if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[6] then 
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 if ARGV[4] ~= '' then apply_changes(ARGV[4]) end
 if ARGV[5] ~= '' then
-  local below = tonumber(ARGV[5])
+  local ranges = cjson.decode(ARGV[5])
   for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
-    if tonumber(field) < below then redis.call('HDEL', KEYS[2], field) end
+    local seq = tonumber(field)
+    for _, range in ipairs(ranges) do
+      if seq >= range[1] and seq < range[2] then
+        redis.call('HDEL', KEYS[2], field)
+        break
+      end
+    end
   end
 end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -120,7 +133,7 @@ return 1
 _PURGE = _FUNCTIONS + "return purge(ARGV[2], ARGV[3], ARGV[4])"
 _PURGE_BATCH = 1000
 
-_FLOATS = ("created_at", "updated_at", "lease_expires_at", "expires_at")
+_PAGE = 500
 
 
 def _text(value: Any) -> str | None:
@@ -130,8 +143,10 @@ def _text(value: Any) -> str | None:
 class RedisStore(CheckpointStore):
     """Runs in Redis: a hash of metadata and a hash of records per run, plus a sorted index.
 
-    Keys: ``<prefix>run:<run_id>``, ``<prefix>records:<run_id>`` and ``<prefix>runs`` (run ids by
-    creation time). Every write is one Lua script, so it is atomic and one round trip.
+    Keys: ``<prefix>run:<run_id>``, ``<prefix>records:<run_id>``, ``<prefix>runs`` (run ids by
+    creation time), ``<prefix>expiries`` and ``<prefix>updates`` (run ids by last change). Every
+    write is one Lua script, so it is atomic and one round trip. The server is pinged when the
+    store is made, so a wrong URL fails at once with a ``PersistenceError`` naming it.
     """
 
     backend = "redis"
@@ -141,49 +156,73 @@ class RedisStore(CheckpointStore):
     ) -> None:
         self.url = url
         self.prefix = prefix
-        self.client: Any = client if client is not None else redis_py.Redis.from_url(url)
+        try:
+            self.client: Any = client if client is not None else redis_py.Redis.from_url(url)
+        except ValueError as exc:
+            raise PersistenceError(f"invalid Redis store URL {redact_url(url)!r}: {exc}") from exc
+        if client is None:
+            with self._errors():
+                self.client.ping()
         self._create = self.client.register_script(_CREATE)
         self._update = self.client.register_script(_UPDATE)
         self._append = self.client.register_script(_APPEND)
         self._purge = self.client.register_script(_PURGE)
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors as ``PersistenceError`` naming the store (password hidden)."""
+        try:
+            yield
+        except redis_py.exceptions.RedisError as exc:
+            raise PersistenceError(
+                f"the Redis store {self.describe()} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _keys(self, run_id: str) -> list[str]:
-        """The keys every script gets: run hash, records hash, index and expiries."""
+        """The keys every script gets: run hash, records hash, index, expiries and updates."""
         prefix = self.prefix
-        return [f"{prefix}run:{run_id}", f"{prefix}records:{run_id}", f"{prefix}runs", f"{prefix}expiries"]
+        return [
+            f"{prefix}run:{run_id}",
+            f"{prefix}records:{run_id}",
+            f"{prefix}runs",
+            f"{prefix}expiries",
+            f"{prefix}updates",
+        ]
 
     def create_run(self, info: RunInfo, first_record: bytes) -> bool:
         purge_quietly(self)
         row = json.dumps({name: _text(getattr(info, name)) for name in RunInfo.FIELDS})
-        created = self._create(
-            keys=self._keys(info.run_id),
-            args=[info.run_id, repr(info.created_at), row, first_record],
-        )
+        with self._errors():
+            created = self._create(
+                keys=self._keys(info.run_id),
+                args=[info.run_id, repr(info.created_at), row, first_record],
+            )
         return bool(created)
 
     def get_run(self, run_id: str) -> RunInfo | None:
-        return self._info(run_id, self.client.hgetall(self._keys(run_id)[0]))
+        try:
+            fields = self.client.hgetall(self._keys(run_id)[0])
+        except redis_py.exceptions.ResponseError as exc:
+            fields = exc  # a key of the wrong type: named below as a damaged run
+        except redis_py.exceptions.RedisError:
+            with self._errors():
+                raise
+        return self._info(run_id, fields)
 
-    def _info(self, run_id: str, fields: Mapping[bytes, bytes]) -> RunInfo | None:
-        """The run from its hash; ``CheckpointCorruptError`` naming the run if the hash is damaged."""
+    def _info(self, run_id: str, fields: Any) -> RunInfo | None:
+        """The run from its hash; ``CheckpointCorruptError`` naming the run if the hash is damaged
+        (or the key is not a hash at all)."""
+        if isinstance(fields, Exception):
+            raise CheckpointCorruptError(
+                f"the metadata of run {run_id!r} in {self.describe()} is damaged (the key "
+                f"{self._keys(run_id)[0]!r} cannot be read as a hash: {fields}); delete the run "
+                f"(kaygraph runs delete {run_id} --force) and start it again.",
+                run_id=run_id,
+            )
         if not fields:
             return None
-        try:
-            values: dict[str, Any] = {key.decode(): value.decode() for key, value in fields.items()}
-            for name in _FLOATS:
-                if name in values:
-                    values[name] = float(values[name])
-            values["steps"] = int(values.get("steps", 0))
-            info = RunInfo(**values)
-            if info.run_id != run_id:
-                raise ValueError(f"the hash names run {info.run_id!r}")
-        except Exception as exc:
-            raise CheckpointCorruptError(
-                f"the metadata of run {run_id!r} in {self.describe()} is damaged ({type(exc).__name__}: "
-                f"{exc}); delete the run (kaygraph runs delete {run_id} --force) and start it again.",
-                run_id=run_id,
-            ) from exc
-        return info
+        values = {key.decode(errors="replace"): value for key, value in fields.items()}
+        return run_from_row(values, run_id, self.describe())
 
     def _changes(self, changes: Mapping[str, Any]) -> str:
         check_run_fields(changes)
@@ -193,7 +232,8 @@ class RedisStore(CheckpointStore):
         check = "0" if if_owner is ANY_OWNER else "1"
         expected = "" if if_owner is ANY_OWNER or if_owner is None else if_owner
         args = [run_id, self._changes(changes), check, expected]
-        return bool(self._update(keys=self._keys(run_id), args=args))
+        with self._errors():
+            return bool(self._update(keys=self._keys(run_id), args=args))
 
     def append(
         self,
@@ -203,17 +243,18 @@ class RedisStore(CheckpointStore):
         *,
         owner: str | None = None,
         changes: Mapping[str, Any] | None = None,
-        prune_below: int | None = None,
+        prune: Sequence[tuple[int, int]] = (),
     ) -> None:
         args: list[Any] = [
             run_id,
             seq,
             record,
             self._changes(changes) if changes else "",
-            "" if prune_below is None else prune_below,
+            json.dumps([list(pair) for pair in prune]) if prune else "",
             owner or "",
         ]
-        written = self._append(keys=self._keys(run_id), args=args)
+        with self._errors():
+            written = self._append(keys=self._keys(run_id), args=args)
         if written == -1:
             raise deleted_run_error(run_id)
         if written == -2:
@@ -221,9 +262,56 @@ class RedisStore(CheckpointStore):
         if not written:
             raise stale_writer_error(run_id, seq)
 
-    def load(self, run_id: str) -> list[tuple[int, bytes]]:
-        records = self.client.hgetall(self._keys(run_id)[1])
-        return sorted((int(seq), data) for seq, data in records.items())
+    def read(
+        self,
+        run_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[int, bytes]]:
+        key = self._keys(run_id)[1]
+        with self._errors():
+            fields = self.client.hkeys(key)
+        try:
+            numbers = [int(field) for field in fields]
+        except ValueError as exc:
+            raise CheckpointCorruptError(
+                f"the checkpoint records of run {run_id!r} in {self.describe()} are damaged (a record "
+                f"field is not a number: {exc}); delete the run (kaygraph runs delete {run_id} --force) "
+                "and start it again.",
+                run_id=run_id,
+            ) from exc
+        seqs = sorted(
+            (seq for seq in numbers if seq >= start and (stop is None or seq < stop)), reverse=descending
+        )[:limit]
+        with self._errors():
+            if not seqs:
+                return []
+            records = self.client.hmget(key, [str(seq) for seq in seqs])
+        return [(seq, data) for seq, data in zip(seqs, records, strict=True) if data is not None]
+
+    def _runs_from(self, run_ids: list[bytes]) -> list[RunInfo]:
+        """The runs of ``run_ids`` (damaged ones skipped and named); ids whose run expired
+        natively are dropped from the indexes."""
+        if not run_ids:
+            return []
+        meta_key = self._keys("")[0]
+        with self._errors():
+            pipeline = self.client.pipeline(transaction=False)
+            for run_id in run_ids:
+                pipeline.hgetall(meta_key + run_id.decode(errors="replace"))
+            rows = pipeline.execute(raise_on_error=False)
+        gone = [run_id for run_id, fields in zip(run_ids, rows, strict=True) if fields == {}]
+        if gone:  # expired natively before a purge dropped them from the index
+            with self._errors():
+                self.client.zrem(self._keys("")[2], *gone)
+                self.client.zrem(self._keys("")[4], *gone)
+        return readable_runs(
+            ((run_id.decode(errors="replace"), fields) for run_id, fields in zip(run_ids, rows, strict=True)),
+            self._info,
+        )
 
     def list_runs(
         self,
@@ -233,37 +321,53 @@ class RedisStore(CheckpointStore):
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
         low = "-inf" if since is None else repr(since)
         high = "+inf" if until is None else f"({until!r}"
-        meta_key, _, index, _ = self._keys("")
-        run_ids = self.client.zrevrangebyscore(index, high, low)
-        pipeline = self.client.pipeline(transaction=False)
-        for run_id in run_ids:
-            pipeline.hgetall(meta_key + run_id.decode())
-        runs, gone = [], []
-        for run_id, fields in zip(run_ids, pipeline.execute(), strict=True):
-            try:
-                info = self._info(run_id.decode(errors="replace"), fields)
-            except CheckpointCorruptError as exc:
-                # One damaged run must not hide every other run: skip it, say which.
-                logger.warning("skipping run %r in list_runs: %s", run_id.decode(errors="replace"), exc)
-                continue
-            if info is None:
-                gone.append(run_id)  # expired natively: drop it from the index too
-            else:
-                runs.append(info)
-        if gone:  # expired natively before a purge dropped them from the index
-            self.client.zrem(index, *gone)
-        return select_runs(runs, graph_name=graph_name, status=status, since=since, until=until, limit=limit)
+        if before is not None and (until is None or before[0] < until):
+            high = repr(float(before[0]))
+        index = self._keys("")[2]
+        runs: list[RunInfo] = []
+        offset = 0
+        # In pages, newest first: bounded memory however many runs the store holds.
+        while limit is None or len(runs) < limit:
+            with self._errors():
+                run_ids = self.client.zrevrangebyscore(index, high, low, start=offset, num=_PAGE)
+            offset += len(run_ids)
+            page = select_runs(
+                self._runs_from(run_ids),
+                graph_name=graph_name,
+                status=status,
+                since=since,
+                until=until,
+                limit=None,
+                before=before,
+            )
+            runs.extend(page)
+            if len(run_ids) < _PAGE:
+                break
+        runs.sort(key=sort_key, reverse=True)
+        return runs if limit is None else runs[:limit]
+
+    def changed_since(self, since: float, *, limit: int | None = None) -> list[RunInfo]:
+        with self._errors():
+            run_ids = self.client.zrangebyscore(
+                self._keys("")[4], f"({since!r}", "+inf", start=0 if limit else None, num=limit
+            )
+        runs = self._runs_from(run_ids)
+        runs.sort(key=lambda info: info.updated_at)
+        return runs
 
     def delete_run(self, run_id: str) -> bool:
-        meta, records, index, expiries = self._keys(run_id)
-        pipeline = self.client.pipeline(transaction=True)
-        pipeline.delete(meta, records)
-        pipeline.zrem(index, run_id)
-        pipeline.zrem(expiries, run_id)
-        deleted, indexed, _ = pipeline.execute()
+        meta, records, index, expiries, updates = self._keys(run_id)
+        with self._errors():
+            pipeline = self.client.pipeline(transaction=True)
+            pipeline.delete(meta, records)
+            pipeline.zrem(index, run_id)
+            pipeline.zrem(expiries, run_id)
+            pipeline.zrem(updates, run_id)
+            deleted, indexed, _, _ = pipeline.execute()
         return bool(deleted or indexed)
 
     def purge_expired(self, now: float | None = None) -> int:
@@ -272,7 +376,8 @@ class RedisStore(CheckpointStore):
         now_ms = int((time.time() if now is None else now) * 1000)
         total = 0
         while True:  # in batches: one script call never blocks Redis for long
-            purged = int(self._purge(keys=self._keys(""), args=["", self.prefix, now_ms, _PURGE_BATCH]))
+            with self._errors():
+                purged = int(self._purge(keys=self._keys(""), args=["", self.prefix, now_ms, _PURGE_BATCH]))
             total += purged
             if purged < _PURGE_BATCH:
                 return total
@@ -281,10 +386,7 @@ class RedisStore(CheckpointStore):
         self.client.close()
 
     def describe(self) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        return f"redis://{parts.hostname}:{parts.port or 6379}{parts.path} (prefix {self.prefix!r})"
+        return f"{redact_url(self.url)} (prefix {self.prefix!r})"
 
 
 __all__ = ["RedisStore"]

@@ -27,10 +27,10 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kaygraph.core.exceptions import PersistenceError, SerializationError
+from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError, SerializationError
 
-from .abc import Serializer
-from .base import json_string, to_json
+from .abc import RunInfo, Serializer
+from .records import json_string, to_json
 
 _TAG = "__kg__"
 _SCALARS = (str, int, float, bool, type(None))
@@ -133,6 +133,7 @@ class JSONSerializer(Serializer):
     """
 
     name = "json"
+    itemwise = True
 
     def encode(self, value: Any, key_path: str) -> str:
         """``value`` as JSON text; ``key_path`` (e.g. ``shared['docs']``) is used in errors only."""
@@ -393,4 +394,90 @@ def get_serializer(serializer: str | Serializer | None) -> Serializer:
         ) from None
 
 
-__all__ = ["JSONSerializer", "PickleSerializer", "get_serializer", "register_type"]
+# -- decoding checkpoints with errors that name the run --------------------------------------
+
+
+def check_serializer(info: RunInfo, serializer: Serializer) -> None:
+    """Refuse to decode run ``info`` with a serializer other than the one that wrote it.
+
+    Readers decode only with the serializer they configured (JSON by default), never with the
+    one named in the store, which anybody with write access to the store could set to pickle.
+    """
+    if info.serializer == serializer.name:
+        return
+    if info.serializer == "pickle":
+        how = (
+            "If you trust this store (loading a pickle runs code), opt in explicitly: "
+            "durable(graph, store, serializer='pickle'), steps(store, run_id, serializer='pickle') "
+            "or `kaygraph runs show --serializer pickle`."
+        )
+    else:
+        how = f"Read it with serializer={info.serializer!r}."
+    raise PersistenceError(
+        f"run {info.run_id!r} was recorded with the {info.serializer!r} serializer, but this reader "
+        f"uses {serializer.name!r}; its checkpoints are not decoded with a serializer that did not "
+        f"write them. {how}",
+        run_id=info.run_id,
+    )
+
+
+def decode_value(serializer: Serializer, data: Any, *, run_id: str, seq: int, key_path: str) -> Any:
+    """``serializer.decode(data)`` with errors naming the run, the record and the key path.
+
+    A class this process does not know gives ``SerializationError`` (import its module or
+    register it); data the serializer cannot have written gives ``CheckpointCorruptError``.
+    """
+    try:
+        return serializer.decode(data)
+    except Exception as exc:
+        inner = getattr(exc, "key_path", None) or ""
+        where = f"{key_path}{inner}"
+        if isinstance(exc, SerializationError) and not isinstance(exc, _Undecodable):
+            raise SerializationError(
+                f"cannot restore {where} of run {run_id!r} (checkpoint record {seq}): {exc}",
+                run_id=run_id,
+                key_path=where,
+            ) from exc
+        raise CheckpointCorruptError(
+            f"checkpoint record {seq} of run {run_id!r} cannot be decoded at {where} "
+            f"({type(exc).__name__}: {exc}): the stored data is damaged or was not written by the "
+            f"{serializer.name!r} serializer. Delete the run (kaygraph runs delete {run_id}) and "
+            "start it again.",
+            run_id=run_id,
+        ) from exc
+
+
+def decode_state(
+    serializer: Serializer, state: Mapping[str, Any], *, run_id: str, seq: int
+) -> dict[str, Any]:
+    """The shared store from a folded run state (values in parsed JSON form)."""
+    return {
+        key: decode_value(serializer, value, run_id=run_id, seq=seq, key_path=f"shared[{key!r}]")
+        for key, value in state.items()
+    }
+
+
+def decode_params(serializer: Serializer, params: Any, *, run_id: str, seq: int) -> dict[str, Any] | None:
+    """The run's params from a folded run state, or None when the run recorded none."""
+    if params is None:
+        return None
+    value = decode_value(serializer, params, run_id=run_id, seq=seq, key_path="params")
+    if not isinstance(value, dict):
+        raise CheckpointCorruptError(
+            f"checkpoint record {seq} of run {run_id!r} holds params of type {type(value).__name__}, "
+            f"not a dict; delete the run (kaygraph runs delete {run_id}) and start it again.",
+            run_id=run_id,
+        )
+    return value
+
+
+__all__ = [
+    "JSONSerializer",
+    "PickleSerializer",
+    "check_serializer",
+    "decode_params",
+    "decode_state",
+    "decode_value",
+    "get_serializer",
+    "register_type",
+]

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from kaygraph.core.exceptions import PersistenceError
 
 from .abc import CheckpointStore
+from .base import redact_url
 
 #: The ``persistence.*`` settings and their defaults (used when ``kaygraph.config`` is unavailable).
 DEFAULTS: dict[str, Any] = {
@@ -33,24 +34,31 @@ def setting(name: str) -> Any:
     return get_config().get(f"persistence.{name}", DEFAULTS[name])
 
 
-def open_store(target: str | CheckpointStore | None = None) -> CheckpointStore:
+def open_store(target: str | CheckpointStore | None = None, *, create: bool = True) -> CheckpointStore:
     """A store from an instance (returned as is), a URL, or None (the configured store).
 
     URLs: ``memory://[name]``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``
     (``?durability=full``), ``redis://host:6379/0`` (``?prefix=...``),
-    ``postgresql://user@host/db`` (``?schema=...``).
+    ``postgresql://user@host/db`` (``?schema=...``). A SQLite URL never creates directories
+    (the configured default directory ``.kaygraph`` is created); ``create=False`` (read-only
+    commands) raises ``StoreNotFoundError`` instead of creating a SQLite file.
     """
     if isinstance(target, CheckpointStore):
         return target
     if target is None:
         url = setting("url")
         if url:
-            return open_store(url)
+            return open_store(url, create=create)
         backend = setting("backend")
         if backend == "sqlite":
             from .sqlite import SQLiteStore
 
-            return SQLiteStore(Path(setting("directory")) / SQLITE_FILE, durability=setting("durability"))
+            return SQLiteStore(
+                Path(setting("directory")) / SQLITE_FILE,
+                durability=setting("durability"),
+                create=create,
+                create_dirs=True,
+            )
         if backend == "memory":
             return open_store("memory://")
         raise PersistenceError(
@@ -62,7 +70,7 @@ def open_store(target: str | CheckpointStore | None = None) -> CheckpointStore:
             "a store must be a CheckpointStore, a URL string or None, "
             f"got {target!r} ({type(target).__name__})"
         )
-    return _from_url(target)
+    return _from_url(target, create)
 
 
 def _without_options(url: str, consumed: tuple[str, ...]) -> str:
@@ -79,7 +87,7 @@ def _without_options(url: str, consumed: tuple[str, ...]) -> str:
     return urlunsplit(parts._replace(query="&".join(kept)))
 
 
-def _from_url(url: str) -> CheckpointStore:
+def _from_url(url: str, create: bool = True) -> CheckpointStore:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -91,9 +99,15 @@ def _from_url(url: str) -> CheckpointStore:
         from .sqlite import SQLiteStore
 
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not path:
+        default = not path
+        if default:
             path = str(Path(setting("directory")) / SQLITE_FILE)
-        return SQLiteStore(path, durability=options.get("durability", setting("durability")))
+        return SQLiteStore(
+            path,
+            durability=options.get("durability", setting("durability")),
+            create=create,
+            create_dirs=default,
+        )
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
@@ -103,7 +117,7 @@ def _from_url(url: str) -> CheckpointStore:
 
         return PostgresStore(_without_options(url, ("schema",)), schema=options.get("schema"))
     raise PersistenceError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path.db, redis://host:port/db or "
+        f"unknown store URL {redact_url(url)!r}: use memory://, sqlite:///path.db, redis://host:port/db or "
         "postgresql://user@host/db"
     )
 

@@ -83,9 +83,22 @@ def test_config_turns_parts_on(spans: Spans, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_arguments_override_the_config(spans: Spans, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part the config turns on an argument turns off, and the other way round; without the
+    arguments the same config is obeyed (so the test fails if the config were simply ignored)."""
     monkeypatch.setenv("KAYGRAPH_OBSERVABILITY_TRACING_ENABLED", "true")
-    instrumentation = instrument(tracing=False)
-    assert instrumentation.tracing is None
+    monkeypatch.setenv("KAYGRAPH_OBSERVABILITY_METRICS_ENABLED", "false")
+    monkeypatch.setenv("KAYGRAPH_OBSERVABILITY_METRICS_PORT", "1")  # privileged: serving would fail
+
+    from_config = instrument(tracer_provider=spans.provider)
+    assert from_config.tracing is not None and from_config.metrics is None
+    Graph(start=Node(), name="configured").run({})
+    assert spans.one("run configured")
+
+    overridden = instrument(tracing=False, metrics=True, metrics_port=0, tracer_provider=spans.provider)
+    assert overridden.tracing is None and overridden.metrics is not None
+    assert overridden.metrics_server is not None and overridden.metrics_server.port != 1
+    Graph(start=Node(), name="overridden").run({})
+    assert spans.named("run overridden") == []
 
 
 def test_describe_reports_the_configuration_before_instrument(monkeypatch: pytest.MonkeyPatch) -> None:

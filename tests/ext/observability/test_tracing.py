@@ -484,18 +484,38 @@ def test_concurrent_async_runs_keep_separate_traces(spans: Spans, tracing: Traci
 
 
 def test_concurrent_threaded_runs_keep_separate_traces(spans: Spans, tracing: TracingListener) -> None:
+    """Three runs at once, each with its items on worker threads: three traces, each holding exactly
+    its own run's node and item spans."""
     graph = Graph(start=ThreadedDouble(max_workers=2))
-    threads = [
-        threading.Thread(target=graph.run, args=({},), kwargs={"listeners": [tracing]}) for _ in range(3)
-    ]
+    errors: list[BaseException] = []
+    results: list[dict[str, Any]] = []
+
+    def run_one() -> None:
+        shared: dict[str, Any] = {}
+        try:
+            graph.run(shared, listeners=[tracing])
+        except BaseException as exc:  # a failing run must fail the test, not vanish in its thread
+            errors.append(exc)
+        results.append(shared)
+
+    threads = [threading.Thread(target=run_one) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    for run in spans.named("run Graph"):
+    assert errors == []
+    assert len(results) == 3 and all(shared["threads"] for shared in results)
+    runs = spans.named("run Graph")
+    assert len(runs) == 3
+    assert len({run.context.trace_id for run in runs}) == 3
+    for run in runs:
         (node,) = spans.children(run)
-        assert len(spans.children(node)) == 4
+        items = spans.children(node)
+        assert len(items) == 4
+        assert {span.context.trace_id for span in (node, *items)} == {run.context.trace_id}
+        assert all(span.status.is_ok for span in (run, node, *items))
+    assert len(spans.all()) == 3 * (1 + 1 + 4)  # no span outside the three trees
 
 
 # -- setup ---------------------------------------------------------------------------------------
