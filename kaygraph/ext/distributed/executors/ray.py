@@ -19,7 +19,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from kaygraph.utils.imports import require_package
@@ -142,7 +142,12 @@ class RayExecutor(BaseExecutor):
         probe_address(address, self.connect_timeout, what, hint)
 
     def _connect(self, address: str) -> None:
-        _ray.init(address=address, logging_level="WARNING", **self._init_options)
+        host = address.rpartition("://")[2].rpartition(":")[0].strip("[]")
+        # A cluster on this machine's loopback (one RayExecutor() started) is joined over loopback;
+        # Ray would otherwise dial the machine's network address, where nothing listens.
+        local = host in ("127.0.0.1", "localhost", "::1")
+        with _loopback() if local else nullcontext():
+            _ray.init(address=address, logging_level="WARNING", **self._init_options)
         self._owns_ray = True
 
     def _stop(self) -> None:
