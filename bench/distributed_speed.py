@@ -151,6 +151,7 @@ class DaskEngine(Engine):
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
         )
         self.client = Client(self.cluster, set_as_default=False)

@@ -124,6 +124,9 @@ class DaskExecutor(BaseExecutor):
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
+            # The scheduler serves its HTTP API even without a dashboard, on 8787 unless told:
+            # a free loopback port instead, so two clusters on one machine never collide.
+            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
             "silence_logs": logging.WARNING,
             **self._cluster_options,
         }

@@ -5,8 +5,9 @@ down on close, or reuses the Ray this process already initialized (and leaves it
 ``RayExecutor("ray://head:10001")`` connects with Ray Client, ``RayExecutor("head:6379")`` joins
 a cluster as a driver. A task whose worker dies is rerun by Ray (``max_retries``, default 3) and
 does not count as an attempt of the node; application errors are never retried by Ray (the node's
-``max_retries`` decides). Cancelling a Future calls ``ray.cancel``, which interrupts the task even
-while it runs.
+``max_retries`` decides). Cancelling a Future calls ``ray.cancel(force=True)``, which stops the
+task even while it runs (its worker process is replaced; a gentle interrupt can miss a task Ray
+is just starting).
 
 Resources: ``GPU`` becomes ``num_gpus``, ``CPU`` ``num_cpus``, ``memory`` Ray's ``memory`` (bytes),
 any other name a Ray custom resource. Large shared inputs go to the object store once
@@ -227,7 +228,7 @@ class RayExecutor(BaseExecutor):
             ref = task.remote(self._setup[0], self._setup[1], payload, *refs)
         else:
             ref = task.remote(payload, *refs)
-        future = EngineFuture(lambda: _ray.cancel(ref))
+        future = EngineFuture(lambda: _ray.cancel(ref, force=True))
 
         def done(inner: Any) -> None:
             if inner.cancelled():
