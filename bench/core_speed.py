@@ -32,8 +32,7 @@ def run_worker(python: str, lib: str, workload: str, repeats: int, mode: str = "
 
 def import_time(python: str, module: str, runs: int) -> float:
     code = (
-        "import time; t = time.perf_counter(); import " + module + "; "
-        "print((time.perf_counter() - t) * 1000)"
+        "import time; t = time.perf_counter(); import " + module + "; print((time.perf_counter() - t) * 1000)"
     )
     samples = [
         float(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout)

@@ -3,6 +3,7 @@
     .venv/bin/python bench/mutation.py                      # all three areas (about 25-40 min here)
     .venv/bin/python bench/mutation.py --area core          # one area
     .venv/bin/python bench/mutation.py --area core --sample 300   # a seeded random sample
+    .venv/bin/python bench/mutation.py --ref 4405dd4        # the code and tests of a commit
 
 Each area is mutated in its own copy of the work tree (``.mutation/<area>/``) and measured by its
 own tests only (AREAS below), so a mutant of ``kaygraph/core`` runs core tests, never the slow
@@ -14,7 +15,7 @@ The score is ``detected / (mutants - equivalent)``, where detected = killed + ti
 that makes the tests hang is caught) and equivalent = surviving mutants listed, with the reason,
 in ``bench/mutation_equivalents.txt``. An entry there names the mutated function and a fingerprint
 of the change, so it goes stale (and stops counting) when that code changes. The surviving
-non-equivalent mutants are printed with their diff and written to ``.mutation/report.md``.
+non-equivalent mutants are written with their diff to ``.mutation/report.md``.
 
 Redis and PostgreSQL come from ``KAYGRAPH_TEST_REDIS_URL`` / ``KAYGRAPH_TEST_POSTGRES_URL`` as
 for the test suite. The script lowers its own priority (nice 19): the machine is shared.
@@ -66,7 +67,13 @@ AREAS = {
     "config-plugins": Area(
         "config-plugins",
         ["kaygraph/config.py", "kaygraph/plugins/*"],
-        ["tests/test_config.py", "tests/test_plugins.py", "tests/test_extensions.py", "tests/test_cli.py"],
+        [
+            "tests/test_config.py",
+            "tests/test_config_parsing.py",
+            "tests/test_plugins.py",
+            "tests/test_extensions.py",
+            "tests/test_cli.py",
+        ],
     ),
 }
 
@@ -103,17 +110,19 @@ class Result:
         )
 
 
-def mutmut_config(area: Area) -> str:
-    """The ``[tool.mutmut]`` section for one area."""
+def mutmut_config(area: Area, workdir: Path) -> str:
+    """The ``[tool.mutmut]`` section for one area (test paths the copy lacks are left out)."""
     deselect: list[str] = []
     for path in NEVER_UNDER_MUTMUT:
         deselect += ["--ignore", path]
     section = {
         "source_paths": ["kaygraph"],
         "only_mutate": area.mutate,
-        "pytest_add_cli_args_test_selection": area.tests,
+        "pytest_add_cli_args_test_selection": [path for path in area.tests if (workdir / path).exists()],
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "--timeout", "120", *deselect],
         "use_git_change_detection": False,
+        # Tests read these (the docs' examples run as tests); mutmut copies only code and tests.
+        "also_copy": [name for name in COPIED if name not in ("kaygraph", "tests", "pyproject.toml")],
     }
     lines = ["", "[tool.mutmut]"]
     for key, value in section.items():
@@ -121,14 +130,25 @@ def mutmut_config(area: Area) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(area: Area, fresh: bool) -> Path:
-    """A copy of the work tree for ``area`` (kept between runs unless ``fresh``: mutmut caches)."""
-    workdir = WORK / area.name
+def prepare(area: Area, fresh: bool, ref: str | None) -> Path:
+    """A copy of the work tree (or of git ``ref``) for ``area``; kept between runs unless ``fresh``
+    (mutmut caches its results there)."""
+    workdir = WORK / (area.name if ref is None else f"{area.name}@{ref}")
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if ref is not None:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "--", *COPIED], capture_output=True, check=False
+        )
+        if archive.returncode:
+            raise SystemExit(f"cannot read {ref!r} from git: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive.stdout, check=True)
+        copied_from_tree: list[str] = []
+    else:
+        copied_from_tree = COPIED
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.db")
-    for name in COPIED:
+    for name in copied_from_tree:
         source, target = ROOT / name, workdir / name
         if not source.exists():
             continue
@@ -139,8 +159,19 @@ def prepare(area: Area, fresh: bool) -> Path:
         else:
             shutil.copy2(source, target)
     pyproject = workdir / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text() + mutmut_config(area))
+    pyproject.write_text(pyproject.read_text() + mutmut_config(area, workdir))
     return workdir
+
+
+SITECUSTOMIZE = """\
+# Written by bench/mutation.py. A test's subprocess inherits MUTANT_UNDER_TEST; while mutmut only
+# collects which tests call which function ("stats"), a subprocess cannot report that back, so it
+# runs the original code instead of failing to find mutmut's configuration.
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST") in ("stats", "list_all_tests", "mutant_generation"):
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
 
 
 def mutmut(workdir: Path, *args: str, log: Path) -> int:
@@ -149,7 +180,19 @@ def mutmut(workdir: Path, *args: str, log: Path) -> int:
     with log.open("a") as out:
         out.write(f"\n$ mutmut {' '.join(args[:5])}{' ...' if len(args) > 5 else ''}\n")
         out.flush()
-        return subprocess.run([str(exe), *args], cwd=workdir, stdout=out, stderr=subprocess.STDOUT).returncode
+        # Test subprocesses (the CLI, crash workers) import the mutated package too, and inherit
+        # MUTANT_UNDER_TEST from mutmut: they can kill mutants like in-process tests.
+        # (sitecustomize below keeps mutmut's bookkeeping modes out of those subprocesses).
+        helper = WORK / "_subprocess"
+        helper.mkdir(exist_ok=True)
+        (helper / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        # The directory must exist before mutmut starts: Python caches "nothing here" for a missing
+        # sys.path entry, and would then import the unmutated package.
+        (workdir / "mutants").mkdir(exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir / "mutants"), str(helper)])}
+        return subprocess.run(
+            [str(exe), *args], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
 
 
 def read_statuses(workdir: Path) -> dict[str, str]:
@@ -163,6 +206,20 @@ def read_statuses(workdir: Path) -> dict[str, str]:
             statuses[name] = status_by_exit_code[exit_code]
     return statuses
 
+
+GENERATE_CODE = """
+import os, sys
+from mutmut.__main__ import copy_also_copy_files, copy_src_dir, create_mutants
+from mutmut.mutation.trampoline import set_mutant_under_test
+from mutmut.utils.file_utils import setup_source_paths
+os.makedirs("mutants", exist_ok=True)
+set_mutant_under_test("mutant_generation")
+copy_src_dir()
+copy_also_copy_files()
+setup_source_paths()
+stats = create_mutants(int(sys.argv[1]))
+print(f"generated: {stats.mutated} files mutated")
+"""
 
 DIFF_CODE = """
 import json, sys
@@ -231,17 +288,24 @@ def sample_names(workdir: Path, count: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(names, count))
 
 
-def run_area(area: Area, args: argparse.Namespace, log: Path) -> Result:
+def run_area(area: Area, args: argparse.Namespace) -> Result:
     """Mutate one area, run its tests against every (or a sample of the) mutants, and score it."""
     started = time.monotonic()
-    workdir = prepare(area, fresh=not args.keep)
+    workdir = prepare(area, fresh=not args.keep, ref=args.ref)
+    log = workdir.with_name(workdir.name + ".log")
+    log.write_text("")
+    print(f"mutating {area.name} ... (progress in {log})", flush=True)
     jobs = ["--max-children", str(args.jobs)]
     if args.sample:
-        # Generating the mutants and the test map needs a run; a pattern that matches no mutant does
-        # just that (plus the clean run of the area's tests).
-        code = mutmut(workdir, "run", *jobs, "kaygraph.nothing.matches*", log=log)
-        if code:
-            raise SystemExit(f"mutmut could not prepare {area.name} (exit {code}); see {log}")
+        # The names exist once mutmut generated the mutants: do only that step first (mutmut's own
+        # functions, as its `run` calls them), then sample and run the chosen ones.
+        done = subprocess.run(
+            [sys.executable, "-c", GENERATE_CODE, str(args.jobs)], cwd=workdir, capture_output=True, text=True
+        )
+        with log.open("a") as out:
+            out.write(done.stdout + done.stderr)
+        if done.returncode:
+            raise SystemExit(f"mutmut could not generate the mutants of {area.name}; see {log}")
         names = sample_names(workdir, args.sample, args.seed)
         code = mutmut(workdir, "run", *jobs, *names, log=log)
         statuses = {name: status for name, status in read_statuses(workdir).items() if name in set(names)}
@@ -304,6 +368,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="mutants per area, picked at random")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("KAYGRAPH_MUTATION_SEED", "15")))
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--ref", help="measure this git commit's code and tests instead of the work tree")
     parser.add_argument("--keep", action="store_true", help="reuse mutmut's cached results from the last run")
     args = parser.parse_args()
     try:
@@ -312,18 +377,14 @@ def main() -> None:
         raise SystemExit("bench/mutation.py needs mutmut: .venv/bin/pip install -e '.[dev]'")
     os.nice(19)
     WORK.mkdir(exist_ok=True)
-    log = WORK / "mutmut.log"
-    log.write_text("")
-    results = []
-    for name in args.area or list(AREAS):
-        print(f"mutating {name} ... (progress in {log})", flush=True)
-        results.append(run_area(AREAS[name], args, log))
+    results = [run_area(AREAS[name], args) for name in args.area or list(AREAS)]
     text = report(results, args)
-    (WORK / "report.md").write_text(text)
+    report_path = WORK / ("report.md" if args.ref is None else f"report@{args.ref}.md")
+    report_path.write_text(text)
     print(text.split("\n## ")[0])
     for result in results:
         print(f"{result.area}: {len(result.survivors())} survivors not judged equivalent")
-    print(f"full report with every survivor's diff: {WORK / 'report.md'}")
+    print(f"full report with every survivor's diff: {report_path}")
 
 
 if __name__ == "__main__":

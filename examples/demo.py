@@ -342,7 +342,7 @@ def next_steps(durable_ran: bool) -> None:
 
     rows = [("kaygraph info", "what is installed here: extensions, plugins, where the config comes from")]
     if durable_ran:
-        command = f"kaygraph runs --store sqlite:///.kaygraph/demo.db show {RUN_ID}"
+        command = f"kaygraph runs show {RUN_ID} --store sqlite:///.kaygraph/demo.db"
         rows.append((command, "this run's history, step by step, from the store"))
     if ext.package_directory("ui") is not None:
         rows.append(("kaygraph ui", "the dashboard: runs, their steps and state, live"))

@@ -2,7 +2,7 @@
 
 Each node runs ``prep`` (read the shared store), ``exec`` (compute, with retries) and ``post``
 (write back and return an action); the action picks the edge to the next node. The core has zero
-dependencies; production features are extras (``pip install kaygraph[persistence]``, ...).
+dependencies; production features are extras (``pip install 'kaygraph[persistence]'``, ...).
 
 Basic usage:
 
@@ -22,9 +22,9 @@ Basic usage:
 Extensions load on first touch (``kaygraph.ext.persistence``) and fail with an install hint
 when their extra is missing:
 
-    pip install kaygraph[persistence]    # durable, resumable runs (SQLite, Redis, PostgreSQL)
-    pip install kaygraph[observability]  # OpenTelemetry traces, Prometheus metrics
-    pip install kaygraph[all]            # every extension
+    pip install 'kaygraph[persistence]'    # durable, resumable runs (SQLite, Redis, PostgreSQL)
+    pip install 'kaygraph[observability]'  # OpenTelemetry traces, Prometheus metrics
+    pip install 'kaygraph[all]'            # every extension
 """
 
 from __future__ import annotations

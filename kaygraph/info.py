@@ -58,7 +58,8 @@ def info_lines() -> list[str]:
     """The report :func:`show_info` prints, as lines."""
     import os
 
-    from kaygraph import __version__, ext
+    from kaygraph import ext
+    from kaygraph.core import __version__
     from kaygraph.plugins import registry as plugins
 
     lines = [

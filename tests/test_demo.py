@@ -71,5 +71,13 @@ def test_demo_ends_with_next_steps_and_runs_again_from_a_clean_slate(tmp_path: P
     assert "Ran (1 step): answer" in out
     next_steps = out[out.index("\nNext steps:\n") :]
     assert "  kaygraph info\n" in next_steps
-    assert "  kaygraph runs --store sqlite:///.kaygraph/demo.db show demo-crash\n" in next_steps
+    assert "  kaygraph runs show demo-crash --store sqlite:///.kaygraph/demo.db\n" in next_steps
     assert "  kaygraph ui\n" in next_steps and "README.md" in next_steps
+
+    # The next steps it prints work as printed.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KAYGRAPH_")}
+    for command in ("kaygraph info", "kaygraph runs show demo-crash --store sqlite:///.kaygraph/demo.db"):
+        args = [sys.executable, "-m", "kaygraph", *command.split()[1:]]
+        done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and "answer" in done.stdout

@@ -1,32 +1,36 @@
-"""Async twins of the nodes and graphs. ``asyncio`` is imported only when something waits or
-gathers, so ``import kaygraph`` stays fast."""
+"""Async twins of the nodes and graphs: the engine's generators driven by ``drive_async``.
+
+``asyncio`` is imported only when something waits or gathers, so ``import kaygraph`` stays fast.
+"""
 
 from __future__ import annotations
 
-import time
 import warnings
 from contextvars import ContextVar
 
-from .batch_node import (
-    BatchGraph,
-    BatchNode,
-    _batch_resume,
-    _check_workers,
-    _item_ended,
-    _item_started,
-    _listening,
-    _missing_param_set,
-    _size_of,
+from .batch_node import BatchGraph, BatchNode, _check_workers
+from .engine import (
+    ItemScope,
+    attempts,
+    batch_items,
+    batch_resume,
+    drive_async,
+    drive_nodes_async,
+    graph_steps,
+    lifecycle,
+    param_set,
+    param_sets,
+    run_steps,
 )
 from .events import RunContext
 from .exceptions import NodeExecutionError
-from .graph import Graph, _batch_prefix
-from .node import Node, _mark_attempts
+from .graph import Graph
+from .node import Node
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
     from typing import Any
 
     from .cancel import CancelToken
@@ -34,16 +38,14 @@ if TYPE_CHECKING:
     from .executor import Executor
 
 
-
 #: The attempt of the async parallel batch item running in the current task.
 _item_retry: ContextVar[int] = ContextVar("kaygraph_item_retry", default=0)
 
 
-async def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
-    """Hooks of async nodes may be plain or ``async def``."""
-    result = hook(*args)
-    if hasattr(result, "__await__"):
-        await result
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)  # a cancelled run cancels this task, which ends the sleep
 
 
 class AsyncNode(Node):
@@ -70,27 +72,15 @@ class AsyncNode(Node):
             from .executor import run_on_executor_async
 
             return (await run_on_executor_async(self, [(0, prep_res)], batch=False))[0]
-        for attempt in range(self.max_retries):
-            self.cur_retry = attempt
+        failed = None
+        if self.max_retries == 1:  # the common case, without the engine's retry loop
+            self.cur_retry = 0
             try:
                 return await self.exec_async(prep_res)
             except Exception as exc:
-                if self.cur_retry == self.max_retries - 1:
-                    return await self._fall_back_async(prep_res, exc)
-                self._retrying(exc)
-                if self.wait > 0:  # a cancelled run cancels this task, which ends the sleep
-                    import asyncio
-
-                    await asyncio.sleep(self.wait)
-                self._check_cancel()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _fall_back_async(self, prep_res: Any, exc: Exception) -> Any:
-        try:
-            return await self.exec_fallback_async(prep_res, exc)
-        except BaseException as final:
-            _mark_attempts(final, self.cur_retry + 1, self._run_ctx)
-            raise
+                failed = exc
+        steps = attempts(self, prep_res, self.exec_async, self.exec_fallback_async, _sleep, failed)
+        return await drive_async(steps)
 
     async def run_async(self, shared: Any) -> Any:
         """Run this node alone (successors are not followed: put it in an AsyncGraph for that)."""
@@ -100,24 +90,10 @@ class AsyncNode(Node):
 
     async def _run_async(self, shared: Any) -> Any:
         if self._has_hooks:
-            return await self._run_async_with_hooks(shared)
+            steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
+            return await drive_async(steps)
         prep_res = await self.prep_async(shared)
         return await self.post_async(shared, prep_res, await self._exec(prep_res))
-
-    async def _run_async_with_hooks(self, shared: Any) -> Any:
-        enabled = self._hooks_enabled
-        try:
-            if "before_prep" in enabled:
-                await _call_hook(self.before_prep, shared)
-            prep_res = await self._hooked_prep_async(shared)
-            exec_res = await self._hooked_exec_async(shared, prep_res)
-            if "after_exec" in enabled:
-                await _call_hook(self.after_exec, shared, prep_res, exec_res)
-            return await self.post_async(shared, prep_res, exec_res)
-        except Exception as exc:
-            if "on_error" in enabled:
-                await _call_hook(self.on_error, shared, exc)
-            raise
 
     async def _hooked_prep_async(self, shared: Any) -> Any:
         return await self.prep_async(shared)
@@ -134,42 +110,27 @@ class AsyncNode(Node):
         )
 
 
-async def _run_any(node: Any, shared: Any) -> Any:
-    if isinstance(node, AsyncNode):
-        return await node._run_async(shared)
-    return node._run(shared)
+async def _exec_on_executor_async(node: Any, items: list[Any]) -> list[Any]:
+    from .executor import run_on_executor_async
+
+    done = node._kg_done_items or {}
+    todo = [(index, item) for index, item in enumerate(items) if index not in done]
+    results = await run_on_executor_async(node, todo, batch=True) if todo else {}
+    return [done[index] if index in done else results[index] for index in range(len(items))]
 
 
 class AsyncBatchNode(AsyncNode, BatchNode):
     """Awaits ``exec_async`` once per item, one item after another."""
 
     async def _exec(self, items: Any) -> Any:
-        done = self._kg_done_items or {}
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
         if self._on_executor():
-            return await _exec_on_executor_async(self, items, done)
-        results = []
-        for index, item in enumerate(items):
-            if index in done:
-                results.append(done[index])
-                continue
-            self._check_cancel()
-            results.append(await self._exec_item_async(index, item))
-        return results
+            return await _exec_on_executor_async(self, items)
+        return await drive_async(batch_items(self, items, self._exec_one_async))
 
-    async def _exec_item_async(self, index: int, item: Any) -> Any:
-        if not _listening(self):
-            return await AsyncNode._exec(self, item)
-        started = time.perf_counter()
-        try:
-            started = _item_started(self, index, item)
-            result = await AsyncNode._exec(self, item)
-        except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_ended(self, index, started, error=exc)
-            raise
-        _item_ended(self, index, started, result=result)
-        return result
+    async def _exec_one_async(self, item: Any) -> Any:
+        return await AsyncNode._exec(self, item)
 
 
 class AsyncParallelBatchNode(AsyncBatchNode):
@@ -188,40 +149,31 @@ class AsyncParallelBatchNode(AsyncBatchNode):
     def cur_retry(self, attempt: int) -> None:
         _item_retry.set(attempt)
 
-    def __init__(
-        self,
-        max_retries: int = 1,
-        wait: float = 0,
-        *,
-        max_concurrency: int | None = None,
-        node_id: str | None = None,
-    ) -> None:
-        super().__init__(max_retries, wait, node_id=node_id)
+    def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _exec(self, items: Any) -> Any:
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
-        done = self._kg_done_items or {}
         if self._on_executor():
-            return await _exec_on_executor_async(self, items, done)
+            return await _exec_on_executor_async(self, items)
+        done = self._kg_done_items or {}
+        ctx = self._run_ctx
+        listening = ctx is not None and bool(ctx.listeners)
 
         async def run_item(index: int) -> Any:
             if index in done:
                 return done[index]
             self._check_cancel()
-            return await self._exec_item_async(index, items[index])  # on self, as in PocketFlow
+            if not listening:
+                return await AsyncNode._exec(self, items[index])  # on self, as in PocketFlow
+            with ItemScope(self, index, items[index]) as scope:
+                scope.result = await AsyncNode._exec(self, items[index])
+            return scope.result
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
-
-
-async def _exec_on_executor_async(node: Any, items: list[Any], done: dict[int, Any]) -> list[Any]:
-    from .executor import run_on_executor_async
-
-    todo = [(index, item) for index, item in enumerate(items) if index not in done]
-    results = await run_on_executor_async(node, todo, batch=True) if todo else {}
-    return [done[index] if index in done else results[index] for index in range(len(items))]
 
 
 async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
@@ -265,12 +217,15 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
     return [task.result() for task in tasks]
 
 
-async def _cancellable(body: Any, token: CancelToken, ctx: RunContext) -> Any:
-    """Await ``body`` in a task of its own that ``token.cancel()`` cancels, from any thread."""
+async def _cancellable(runner: Any, shared: Any) -> Any:
+    """Run the graph's body in a task of its own that the run's token cancels, from any thread:
+    the awaited work (an LLM call, a gather of items) is cancelled, not only the next step."""
     import asyncio
 
+    ctx = runner._run_ctx
+    token = ctx.cancel
     loop = asyncio.get_running_loop()
-    task = loop.create_task(body)
+    task = loop.create_task(runner._run_async(shared))
 
     def cancel_task(_token: object) -> None:
         loop.call_soon_threadsafe(task.cancel)
@@ -309,35 +264,20 @@ class AsyncGraph(Graph, AsyncNode):
         if self.successors:
             warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
-        ctx = runner._run_ctx
-        assert ctx is not None
-        if not ctx.listeners:
-            if cancel is None:
-                return await runner._run_async(shared)
-            return await _cancellable(runner._run_async(shared), cancel, ctx)
-        import time
-
-        started = time.perf_counter()
-        try:
-            ctx.emit("on_run_start", graph=self, shared=shared)
-            if cancel is None:
-                action = await runner._run_async(shared)
-            else:
-                action = await _cancellable(runner._run_async(shared), cancel, ctx)
-        except BaseException as exc:
-            self._run_failed(ctx, shared, exc, started)
-            raise
-        self._run_succeeded(ctx, shared, action, started)
-        return action
+        body, args = (runner._run_async, (shared,)) if cancel is None else (_cancellable, (runner, shared))
+        if not runner._run_ctx.listeners:  # type: ignore[union-attr]
+            return await body(*args)
+        return await drive_async(run_steps(self, runner, shared, body, args))
 
     def _run(self, shared: Any) -> Any:
         return AsyncNode._run(self, shared)
 
     async def _run_async(self, shared: Any) -> Any:
         if self._has_hooks:
-            return await self._run_async_with_hooks(shared)
-        prep_res = await self.prep_async(shared)
-        return await self.post_async(shared, prep_res, await self._orch_async(shared))
+            steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
+            return await drive_async(steps)
+        prep_res = await self._hooked_prep_async(shared)
+        return await self.post_async(shared, prep_res, await self._hooked_exec_async(shared, prep_res))
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
         return await self._orch_async(shared)
@@ -346,102 +286,18 @@ class AsyncGraph(Graph, AsyncNode):
         return exec_res
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        ctx = self._run_ctx or RunContext(self)
-        curr, done_items, resumed_action = self._entry(ctx)
-        if curr is None:
-            return resumed_action
-        merged = params or {**self.params}
-        listening = bool(ctx.listeners)
-        prefix = self._path_prefix() if listening else ()
-        ids = self._ids
-        limit = self.max_steps
-        cancel = ctx.cancel
-        steps = 0
-        last_action = None
-        while curr is not None:
-            steps += 1
-            if limit is not None and steps > limit:
-                self._too_many_steps(curr)
-            if cancel is not None and cancel.cancelled:
-                self._stop_cancelled(ctx, curr)
-            node = curr._fresh_copy()
-            node.set_params(merged)
-            node._run_ctx = ctx
-            if done_items is not None:
-                node._kg_done_items, done_items = done_items, None
-            node_id = ids.get(id(curr)) or curr.node_id
-            if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
-                node._node_id = node_id
-            if listening:
-                path, started = self._step_started(node, node_id, shared, merged, prefix)
-            try:
-                last_action = await _run_any(node, shared)
-                nxt = self.get_next_node(node, last_action)
-            except BaseException as caught:  # cancellation too: listeners must close the step
-                exc = caught
-                if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
-                    from .cancel import cancelled_error  # the token cancelled the awaited work
-
-                    exc = cancelled_error(cancel, node_id, ctx.run_id)
-                if listening:
-                    self._step_failed(node, path, exc, started)
-                elif isinstance(exc, Exception):
-                    self._note_failure(exc, node, node_id, ctx)
-                if exc is caught:
-                    raise
-                raise exc from caught
-            if listening:
-                self._step_finished(node, path, shared, merged, last_action, nxt, started)
-            curr = nxt
-        return last_action
+        """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
+        return await drive_nodes_async(graph_steps(self, shared, params), shared)
 
 
 class AsyncBatchGraph(AsyncGraph, BatchGraph):
     """Runs its graph once per parameter set from ``prep_async``, one set after another."""
 
-    async def _run_async(self, shared: Any) -> Any:
-        if self._has_hooks:
-            return await self._run_async_with_hooks(shared)
-        param_sets = await self.prep_async(shared) or []
-        await self._run_param_sets_async(shared, param_sets)
-        return await self.post_async(shared, param_sets, None)
-
     async def _hooked_prep_async(self, shared: Any) -> Any:
         return await self.prep_async(shared) or []
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
-        await self._run_param_sets_async(shared, prep_res)
-
-    async def _run_param_sets_async(self, shared: Any, param_sets: Any) -> None:
-        self._kg_batch_size = _size_of(param_sets)
-        ctx = self._run_ctx or RunContext(self)
-        skip_below, done, resuming = _batch_resume(self, ctx)
-        count = 0
-        for index, batch_params in enumerate(param_sets):
-            count = index + 1
-            if index < skip_below or index in done:
-                continue
-            self._check_cancel()
-            await self._run_param_set_async(shared, index, batch_params)
-        if resuming and skip_below >= count:
-            _missing_param_set(self, ctx, skip_below, count)
-
-    async def _run_param_set_async(self, shared: Any, index: int, batch_params: dict[str, Any]) -> None:
-        params = {**self.params, **batch_params}
-        if not _listening(self):
-            await self._orch_async(shared, params)
-            return
-        started = time.perf_counter()
-        token = _batch_prefix.set((self, (*self._kg_path, index)))
-        try:
-            started = _item_started(self, index, batch_params)
-            await self._orch_async(shared, params)
-        except BaseException as exc:  # cancellation too: listeners must close the item
-            _item_ended(self, index, started, error=exc)
-            raise
-        finally:
-            _batch_prefix.reset(token)
-        _item_ended(self, index, started, result=None)
+        await drive_async(param_sets(self, shared, prep_res, self._orch_async))
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):
@@ -451,27 +307,20 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
     skipped, unfinished ones run again from their start.
     """
 
-    def __init__(
-        self,
-        start: Any = None,
-        *,
-        name: str | None = None,
-        node_id: str | None = None,
-        max_steps: int | None = None,
-        max_concurrency: int | None = None,
-    ) -> None:
-        super().__init__(start, name=name, node_id=node_id, max_steps=max_steps)
+    def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
-    async def _run_param_sets_async(self, shared: Any, prepared: Any) -> None:
-        param_sets = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
-        self._kg_batch_size = len(param_sets)
+    async def _hooked_exec_async(self, shared: Any, prepared: Any) -> Any:
+        param_list = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
+        self._kg_batch_size = len(param_list)
         ctx = self._run_ctx or RunContext(self)
-        _, done, _ = _batch_resume(self, ctx, parallel=True)
+        _, done, _ = batch_resume(self, ctx, parallel=True)
 
         async def run_set(index: int) -> None:
             if index not in done:
-                await self._run_param_set_async(shared, index, param_sets[index])
+                self._check_cancel()
+                await drive_async(param_set(self, shared, index, param_list[index], self._orch_async))
 
-        await _gather_limited(run_set, range(len(param_sets)), self.max_concurrency)
+        await _gather_limited(run_set, range(len(param_list)), self.max_concurrency)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import warnings
 
+from . import checks
 from .context import ExecutionContext
-from .exceptions import GraphDefinitionError, InvalidActionError
+from .engine import drive, lifecycle
+from .exceptions import GraphDefinitionError, InvalidActionError, NodeExecutionError
 from .generics import GenericNode
+from .log import LoggerAttribute
+from .node_config import Config
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -26,45 +30,6 @@ _topology_version = 0
 def _topology_changed() -> None:
     global _topology_version
     _topology_version += 1
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    """PEP 678 note, also on Python 3.10 (which stores but does not print ``__notes__``)."""
-    if hasattr(exc, "add_note"):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10
-        try:
-            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
-
-
-#: Lifecycle hooks and how many arguments each takes, self included.
-_HOOK_ARITY = {"before_prep": 2, "after_exec": 4, "on_error": 3}
-_HOOK_SIGNATURES = {
-    "before_prep": "before_prep(self, shared)",
-    "after_exec": "after_exec(self, shared, prep_res, exec_res)",
-    "on_error": "on_error(self, shared, error)",
-}
-_VARARGS = 0x04
-_COROUTINE = 0x80
-
-
-def _hook_problem(cls: type, impl: Any, arity: int) -> str | None:
-    """Why ``impl`` cannot serve as a hook taking ``arity`` arguments (self included), or None."""
-    if not callable(impl):
-        return f"is {type(impl).__name__} {impl!r}, not a method"
-    code = getattr(impl, "__code__", None)
-    if code is None:
-        return None  # a callable object: trust it
-    if code.co_flags & _COROUTINE and not getattr(cls, "_kg_async_hooks", False):
-        return "is a coroutine function (only AsyncNode awaits hooks)"
-    if code.co_flags & _VARARGS:
-        return None
-    required = code.co_argcount - len(getattr(impl, "__defaults__", None) or ())
-    if required <= arity <= code.co_argcount:
-        return None
-    return f"takes {code.co_argcount - 1} argument(s)"
 
 
 def _copy_with_copy_module(node: Any) -> Any:
@@ -88,6 +53,17 @@ def _needs_copy_module(cls: type) -> bool:
     return False
 
 
+class _EmptyConfig:
+    """``node.config`` of a node given none: an empty :class:`kaygraph.Config`, made on first use
+    (so ``self.config.get(key, default)`` always works, and unconfigured nodes stay small)."""
+
+    def __get__(self, node: Any, owner: type) -> Any:
+        if node is None:
+            return self
+        config = node.__dict__["config"] = Config()
+        return config
+
+
 class BaseNode(ExecutionContext, GenericNode):
     """A step of a graph: ``prep`` reads the shared store, ``exec`` computes, ``post`` writes back
     and returns the action that selects the next node (``None`` means ``"default"``).
@@ -108,38 +84,35 @@ class BaseNode(ExecutionContext, GenericNode):
     _kg_in_graph = False  # set once a graph assigned this node an id: its edges now matter
     _kg_ambiguous_id = False  # shared by graphs that gave it different ids
     _kg_attempt = 0  # the attempt a copy shipped to an executor makes (see core/executor.py)
+    _kg_async_hooks = False  # AsyncNode: its lifecycle is awaited (and its hooks may be async)
 
-    def __init__(self, *, node_id: str | None = None) -> None:
+    #: The node configuration (:class:`kaygraph.Config`, or any object given as ``config=``); a
+    #: graph with a config hands it to each of its nodes whose own is empty.
+    config: Any = _EmptyConfig()
+    #: ``logging.getLogger(<class name>)``, created on first use.
+    logger = LoggerAttribute()
+
+    def __init__(self, node_id: str | None = None, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # cooperative: mixins later in the MRO get their keywords
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
-        if node_id is not None:
-            if not isinstance(node_id, str) or not node_id:
-                raise GraphDefinitionError(
-                    f"node_id must be a non-empty string, got {node_id!r} for {type(self).__name__}"
-                )
+        if config is not None:
+            self.config = config
+        if node_id is not None and node_id != "":  # "" means no id, as in 0.3
+            _check_node_id(node_id, self)
             self._explicit_id = node_id
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        enabled = []
-        for hook, arity in _HOOK_ARITY.items():
-            impl = getattr(cls, hook)
-            if impl is getattr(BaseNode, hook):
-                continue
-            problem = _hook_problem(cls, impl, arity)
-            if problem is None:
-                enabled.append(hook)
-            elif hook in vars(cls):
-                warnings.warn(
-                    f"{cls.__qualname__}.{hook} {problem}, but KayGraph calls "
-                    f"{_HOOK_SIGNATURES[hook]} as a lifecycle hook; it will not be called as one. "
-                    "Rename it if it is not meant as a hook.",
-                    stacklevel=2,
-                )
-        cls._hooks_enabled = frozenset(enabled)
-        cls._has_hooks = bool(enabled)
+        cls._hooks_enabled = checks.enabled_hooks(cls, BaseNode)
+        cls._has_hooks = bool(cls._hooks_enabled)
         if _needs_copy_module(cls):
             cls._fresh_copy = _copy_with_copy_module  # type: ignore[method-assign,assignment]
+        checks.warn_near_misses(cls)
+        checks.warn_sync_methods_on_async_node(cls)
+        coroutine = checks.coroutine_method(cls)
+        if coroutine is not None:
+            cls._run = _refuse_coroutine(coroutine)  # type: ignore[method-assign]
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -151,10 +124,7 @@ class BaseNode(ExecutionContext, GenericNode):
 
     @node_id.setter
     def node_id(self, value: str) -> None:
-        if not isinstance(value, str) or not value:
-            raise GraphDefinitionError(
-                f"node_id must be a non-empty string, got {value!r} for {type(self).__name__}"
-            )
+        _check_node_id(value, self)
         self._explicit_id = value
         _topology_changed()
 
@@ -178,8 +148,10 @@ class BaseNode(ExecutionContext, GenericNode):
     def after_exec(self, shared: Any, prep_res: Any, exec_res: Any) -> None:
         """Hook: runs after ``exec`` succeeded (or fell back), before ``post``."""
 
-    def on_error(self, shared: Any, error: BaseException) -> None:
-        """Hook: the step failed with ``error``; the error propagates after this returns."""
+    def on_error(self, shared: Any, error: BaseException) -> bool | None:
+        """Hook: the step failed with ``error``. Return True to suppress it (the step then returns
+        None and the graph follows the default edge, as in 0.3); otherwise it propagates."""
+        return None
 
     def setup_resources(self) -> None:
         """Acquire long-lived resources; called by ``with node:``."""
@@ -261,24 +233,9 @@ class BaseNode(ExecutionContext, GenericNode):
 
     def _run(self, shared: Any) -> Any:
         if self._has_hooks:
-            return self._run_with_hooks(shared)
+            return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
         prep_res = self.prep(shared)
         return self.post(shared, prep_res, self._exec(prep_res))
-
-    def _run_with_hooks(self, shared: Any) -> Any:
-        enabled = self._hooks_enabled
-        try:
-            if "before_prep" in enabled:
-                self.before_prep(shared)
-            prep_res = self._hooked_prep(shared)
-            exec_res = self._hooked_exec(shared, prep_res)
-            if "after_exec" in enabled:
-                self.after_exec(shared, prep_res, exec_res)
-            return self.post(shared, prep_res, exec_res)
-        except Exception as exc:
-            if "on_error" in enabled:
-                self.on_error(shared, exc)
-            raise
 
     def _hooked_prep(self, shared: Any) -> Any:
         return self.prep(shared)
@@ -286,6 +243,28 @@ class BaseNode(ExecutionContext, GenericNode):
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         """The work between ``prep`` and ``post`` (a graph runs its nodes here)."""
         return self._exec(prep_res)
+
+
+def _check_node_id(node_id: Any, node: BaseNode) -> None:
+    if not isinstance(node_id, str) or not node_id:
+        raise GraphDefinitionError(
+            f"node_id must be a non-empty string, got {node_id!r} for {type(node).__name__}"
+        )
+
+
+def _refuse_coroutine(method: str) -> Any:
+    """A ``_run`` for sync node classes that define ``async def <method>``: fail clearly, naming
+    the node, instead of putting a never-awaited coroutine into ``shared``."""
+
+    def _run(self: BaseNode, shared: Any) -> Any:
+        raise NodeExecutionError(
+            f"{type(self).__name__} {self.node_id!r} defines `async def {method}`, but a sync Node "
+            f"calls {method}() without awaiting it. Subclass kaygraph.AsyncNode and define "
+            f"`async def {method}_async` instead, or make {method} a plain def.",
+            node_id=self.node_id,
+        )
+
+    return _run
 
 
 class _ConditionalTransition:

@@ -18,7 +18,8 @@ import os
 import time
 from itertools import count
 
-from .exceptions import ListenerError
+from .exceptions import ListenerError, add_note, call_each
+from .log import info_possible
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
-    from .base_node import BaseNode
     from .cancel import CancelToken
-    from .graph import Graph
+
+    # Annotation names only: this module sits below the node and graph modules, so it imports
+    # neither (not even for type checking); listeners receive kaygraph.BaseNode / kaygraph.Graph.
+    BaseNode = Any
+    Graph = Any
 
     #: A position in a graph: node ids, with batch indices for the levels inside a batch graph.
     Path = tuple[str | int, ...]
@@ -146,6 +150,10 @@ class RunListener:
         """A batch item finished (``error`` is None) or failed for good."""
 
 
+for _hook in vars(RunListener).values():
+    if callable(_hook):
+        _hook._kg_default_hook = True
+
 EVENTS = (
     "on_run_start",
     "on_run_end",
@@ -229,11 +237,11 @@ def get_listeners() -> tuple[Any, ...]:
 
 
 def _overrides(listener: Any, event: str) -> bool:
-    """Whether ``listener`` really handles ``event`` (a class method, or a callable on the instance)."""
+    """Whether ``listener`` really handles ``event`` (not RunListener's empty default)."""
     hook = getattr(listener, event, None)
     if hook is None:
         return False
-    return getattr(hook, "__func__", hook) is not getattr(RunListener, event)
+    return not getattr(getattr(hook, "__func__", hook), "_kg_default_hook", False)
 
 
 class ResumePoint:
@@ -305,6 +313,7 @@ class RunContext:
         "executor",
         "graph",
         "listeners",
+        "log_steps",
         "next_seq",
         "plain",
         "resume",
@@ -330,8 +339,11 @@ class RunContext:
         self.executor = executor
         #: True when the run has no listener, token or executor: nodes take their fastest path.
         self.plain = not self.listeners and cancel is None and executor is None
-        #: The next event's sequence number: ``next(ctx.next_seq)``, atomic across threads.
+        #: The next event's sequence number: ``ctx.next_seq()``, atomic across threads.
         self.next_seq = count(1).__next__
+        #: Whether steps write their INFO log records (some logger could emit them): checked
+        #: once per run, so a run with logging at its default level formats nothing.
+        self.log_steps = info_possible()
         self.started_at = time.time()
         #: Free space for listeners to keep per-run state (keyed by their own name).
         self.data: dict[str, Any] = {}
@@ -372,21 +384,11 @@ class RunContext:
         fields["run"] = self
         fields["run_id"] = self.run_id
         fields["seq"] = self.next_seq()
-        first_error: Exception | None = None
-        for hook in hooks:
-            try:
-                hook(**fields)
-            except Exception as exc:
-                if first_error is None:
-                    first_error = exc
-        if first_error is not None:
-            raise first_error
+        call_each(hooks, fields)
 
     def emit_after_error(self, event: str, failure: BaseException, /, **fields: Any) -> None:
         """Like :meth:`emit` while ``failure`` is propagating: a listener that fails here must not
         replace the user's exception, so its failure becomes a note on ``failure`` instead."""
-        from .base_node import _add_note
-
         hooks = self._hooks.get(event, ())
         if hooks:
             fields["run_id"] = self.run_id
@@ -396,7 +398,7 @@ class RunContext:
                 hook(run=self, **fields)
             except Exception as exc:
                 owner = getattr(hook, "__self__", hook)
-                _add_note(
+                add_note(
                     failure,
                     f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
                     f"{type(exc).__name__}: {exc}",

@@ -11,11 +11,42 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 
 class KayGraphError(Exception):
     """Base class of every error KayGraph raises itself."""
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """PEP 678 note, also on Python 3.10 (which stores but does not print ``__notes__``)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        try:
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+
+
+def call_each(functions: Iterable[Callable[..., Any]], kwargs: dict[str, Any] | None = None) -> None:
+    """Call every function with ``kwargs`` even if some raise; then raise the first error.
+
+    Listeners and cleanups use it, so one failing callee never leaves the others uncalled.
+    """
+    first_error: BaseException | None = None
+    for function in functions:
+        try:
+            if kwargs is None:
+                function()
+            else:
+                function(**kwargs)
+        except BaseException as exc:
+            if first_error is None:
+                first_error = exc
+    if first_error is not None:
+        raise first_error
 
 
 # -- core ------------------------------------------------------------------------------------
@@ -103,6 +134,18 @@ class ListenerError(KayGraphError, TypeError):
     """A lifecycle listener was rejected when it was attached (unknown hook, wrong signature)."""
 
 
+def install_hint(extra: str, *, quoted: bool = True) -> str:
+    """The shell command that installs ``extra``; quoted by default so zsh does not glob the brackets.
+
+    >>> install_hint("persistence")
+    "pip install 'kaygraph[persistence]'"
+    >>> install_hint("scheduler", quoted=False)
+    'pip install kaygraph[scheduler]'
+    """
+    target = f"kaygraph[{extra}]"
+    return f"pip install '{target}'" if quoted else f"pip install {target}"
+
+
 # -- configuration, extensions, plugins --------------------------------------------------------
 
 
@@ -127,6 +170,15 @@ class ExtensionError(KayGraphError):
     """An extension failed to initialize, shut down or look itself up."""
 
 
+class UnknownExtensionError(ExtensionError, LookupError, ImportError):
+    """No extension has this name; the message lists the known ones. A ``LookupError`` and, since
+    it is raised for ``LazyLoader("kaygraph.ext.<name>")`` too, an ``ImportError``."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class MissingExtraError(KayGraphError, ImportError):
     """An optional dependency is missing; the message says which ``pip install kaygraph[extra]`` fixes it."""
 
@@ -135,12 +187,21 @@ class MissingExtraError(KayGraphError, ImportError):
         self.extra = extra
 
 
+class ExtensionRequiredError(MissingExtraError, RuntimeError):
+    """Raised by ``@require_extension`` when the extension is missing: an ``ImportError`` like every
+    missing extra, and a ``RuntimeError`` as the spec's decorator raised."""
+
+
 class PluginError(KayGraphError):
     """A plugin is unknown, or failed to load or initialize."""
 
     def __init__(self, message: str, *, plugin: str | None = None) -> None:
         super().__init__(message)
         self.plugin = plugin
+
+
+class UnknownPluginError(PluginError, LookupError, ValueError):
+    """No plugin has this name: a ``LookupError``, and a ``ValueError`` as the spec raised."""
 
 
 # -- persistence -------------------------------------------------------------------------------
@@ -194,6 +255,7 @@ __all__ = [
     "CheckpointCorruptError",
     "ConfigurationError",
     "ExtensionError",
+    "ExtensionRequiredError",
     "GraphDefinitionError",
     "GraphExecutionError",
     "GraphReferenceError",
@@ -210,5 +272,7 @@ __all__ = [
     "RunLockedError",
     "RunNotFoundError",
     "SerializationError",
+    "UnknownExtensionError",
+    "UnknownPluginError",
     "ValidationError",
 ]

@@ -21,13 +21,14 @@ from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from . import log as _log
 from .cancel import cancelled_error
-from .node import _mark_attempts
+from .engine import ItemScope, drive, drive_async, mark_attempts, retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .base_node import BaseNode
+    from .engine import Steps
 
 #: What one item of a chunk came to: ("ok", value) or ("error", exception).
 Outcome = tuple[str, Any]
@@ -64,12 +65,12 @@ class InlineExecutor:
         return "InlineExecutor()"
 
 
-def run_exec_chunk(node: BaseNode, items: list[tuple[int, Any]]) -> list[Outcome]:
+def run_exec_chunk(node: Any, items: list[tuple[int, Any]]) -> list[Outcome]:
     """One attempt of ``node``'s exec per ``(index, prep_res)`` item, in order, where the executor
     runs it (possibly another process); exceptions are returned, never raised."""
     if getattr(node, "_kg_async_hooks", False):  # an AsyncNode: run exec_async in a loop of our own
         return _run_coroutine(_run_chunk_async(node, items))  # type: ignore[no-any-return]
-    node.cur_retry = node._kg_attempt  # type: ignore[attr-defined]
+    node.cur_retry = node._kg_attempt
     outcomes: list[Outcome] = []
     for _, item in items:
         try:
@@ -106,13 +107,13 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 class _Item:
-    __slots__ = ("attempt", "index", "started", "value")
+    __slots__ = ("attempt", "index", "scope", "value")
 
     def __init__(self, index: int, value: Any) -> None:
         self.index = index
         self.value = value
         self.attempt = 0
-        self.started = 0.0
+        self.scope: ItemScope | None = None  # reports the item to listeners (batch nodes only)
 
 
 class ExecPlan:
@@ -169,14 +170,16 @@ class ExecPlan:
         submitted = []
         while self.ready and (self.limit is None or len(self.in_flight) < self.limit):
             self.check_cancel()
-            chunk = [self.ready.popleft() for _ in range(min(self.chunk_size, len(self.ready)))]
+            chunk = [self.ready.popleft()]  # one attempt per chunk: they share the clone's cur_retry
+            while self.ready and len(chunk) < self.chunk_size and self.ready[0].attempt == chunk[0].attempt:
+                chunk.append(self.ready.popleft())
             for item in chunk:
-                if item.attempt == 0:
-                    self._item_started(item)
+                if item.attempt == 0 and self.batch and self.listening:
+                    item.scope = ItemScope(self.node, item.index, item.value).__enter__()
             clone = self.node._fresh_copy()
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
-            clone._kg_attempt = max(item.attempt for item in chunk)  # run_exec_chunk sets cur_retry
+            clone._kg_attempt = chunk[0].attempt  # run_exec_chunk sets cur_retry from it
             future = self.executor.submit(
                 run_exec_chunk, clone, [(item.index, item.value) for item in chunk], **self.submit_kwargs
             )
@@ -208,8 +211,9 @@ class ExecPlan:
             if status == "ok":
                 self.resolved(item, value)
                 continue
+            _log.attempt_failed(self.node, item.attempt, value)
             if item.attempt + 1 < self.max_retries:
-                self._retrying(item, value)
+                retrying(self.node, item.attempt, value)
                 item.attempt += 1
                 heapq.heappush(self.retry_at, (time.monotonic() + self.wait, item.index, item))
             else:
@@ -219,145 +223,129 @@ class ExecPlan:
     def resolved(self, item: _Item, value: Any) -> None:
         self.results[item.index] = value
         self.remaining -= 1
-        if self.batch and self.listening:
-            self._item_ended(item, result=value)
+        if item.scope is not None:
+            item.scope.end(result=value)
 
     def failed(self, item: _Item, error: BaseException) -> None:
         """The item's fallback raised ``error``: it fails the node."""
-        _mark_attempts(error, item.attempt + 1, self.ctx)
-        if self.batch and self.listening:
-            self._item_ended(item, error=error)
+        mark_attempts(error, item.attempt + 1, self.ctx)
+        if item.scope is not None:
+            item.scope.end(error=error)
 
-    def abandon(self) -> list[Any]:
-        """Cancel what is still in flight (the node failed or was cancelled); returns those futures."""
-        futures = list(self.in_flight)
-        for future in futures:
+    def abandon(self, error: BaseException | None) -> None:
+        """Cancel what is still in flight (the node failed or was cancelled); listeners hear the
+        end of every item they heard start."""
+        for future in self.in_flight:
             future.cancel()
+        unfinished = [item for chunk in self.in_flight.values() for item in chunk]
+        unfinished += [item for _, _, item in self.retry_at]
         self.in_flight.clear()
-        return futures
+        self.retry_at.clear()
+        for item in unfinished:
+            if item.scope is not None and error is not None:
+                item.scope.end(error=error)
 
-    def fallback_node(self, item: _Item) -> Any:
-        clone = self.node._fresh_copy()
-        clone.cur_retry = item.attempt
-        return clone
+    def steps(self, wait_any: Callable[[ExecPlan], Any], fallback: str) -> Steps:
+        """The plan as an engine generator: yields ``wait_any(plan)`` to learn which futures
+        finished, and each exhausted item's fallback call (``fallback`` names the method)."""
+        try:
+            while not self.finished:
+                self.submit_ready()
+                done = yield wait_any, (self,)
+                self.check_cancel()
+                for future in done:
+                    for item, error in self.completed(future):
+                        clone = self.node._fresh_copy()
+                        clone.cur_retry = item.attempt
+                        try:
+                            value = yield getattr(clone, fallback), (item.value, error)
+                        except BaseException as final:
+                            self.failed(item, final)
+                            raise
+                        self.resolved(item, value)
+        except BaseException as exc:
+            self.abandon(exc)
+            raise
+        return self.results
 
-    def _item_started(self, item: _Item) -> None:
-        item.started = time.perf_counter()
-        if self.batch and self.listening:
-            self.ctx.emit(
-                "on_batch_item_start",
-                node=self.node,
-                node_id=self.node.node_id,
-                path=self.node._kg_path,
-                index=item.index,
-                item=item.value,
-                size=self.node._kg_batch_size,
+
+class _ThreadWaiter:
+    """Blocks the calling thread until a future finishes, a retry is due, or the token cancels."""
+
+    def __init__(self, cancel: Any) -> None:
+        self.cancel = cancel
+        self.woken: Future[None] = Future()  # done when the token is cancelled: wakes the wait
+        if cancel is not None:
+            cancel.add_callback(self._wake)
+
+    def _wake(self, _token: object) -> None:
+        if not self.woken.done():
+            self.woken.set_result(None)
+
+    def __call__(self, plan: ExecPlan) -> set[Any]:
+        if plan.in_flight:
+            done, _ = wait_futures(
+                [*plan.in_flight, self.woken], timeout=plan.next_retry_in(), return_when=FIRST_COMPLETED
             )
-
-    def _item_ended(self, item: _Item, *, result: Any = None, error: BaseException | None = None) -> None:
-        fields = {
-            "node": self.node,
-            "node_id": self.node.node_id,
-            "path": self.node._kg_path,
-            "index": item.index,
-            "result": result,
-            "error": error,
-            "duration": time.perf_counter() - item.started,
-        }
-        if error is None:
-            self.ctx.emit("on_batch_item_end", **fields)
+            done.discard(self.woken)
+            return done
+        delay = plan.next_retry_in() or 0.0
+        if self.cancel is not None:
+            self.cancel.wait(delay)
         else:
-            self.ctx.emit_after_error("on_batch_item_end", error, **fields)
+            time.sleep(delay)
+        return set()
 
-    def _retrying(self, item: _Item, error: Exception) -> None:
-        if self.listening:
-            self.ctx.emit(
-                "on_retry",
-                node=self.node,
-                node_id=self.node.node_id,
-                path=self.node._kg_path,
-                attempt=item.attempt + 1,
-                error=error,
-                wait=self.wait,
-            )
+    def close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.remove_callback(self._wake)
+
+
+class _TaskWaiter:
+    """Awaits the first finished future (via ``asyncio.wrap_future``) or the next due retry; a
+    cancelled task cancels the futures it waits for."""
+
+    def __init__(self) -> None:
+        self.wrapped: dict[Any, Any] = {}  # asyncio future -> executor future
+
+    async def __call__(self, plan: ExecPlan) -> set[Any]:
+        import asyncio
+
+        waiting = set(self.wrapped.values())
+        for future in plan.in_flight:
+            if future not in waiting:
+                self.wrapped[asyncio.wrap_future(future)] = future
+        if not self.wrapped:
+            await asyncio.sleep(plan.next_retry_in() or 0.0)
+            return set()
+        done, _ = await asyncio.wait(
+            list(self.wrapped), timeout=plan.next_retry_in(), return_when=asyncio.FIRST_COMPLETED
+        )
+        return {self.wrapped.pop(waiter) for waiter in done}
+
+    def close(self) -> None:
+        for waiter in self.wrapped:
+            waiter.cancel()
 
 
 def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
     """Sync driver of :class:`ExecPlan`: results by index, fallbacks and retries applied."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
-    woken: Future[None] = Future()  # done when the token is cancelled: wakes the wait below
-    cancel = plan.cancel
-
-    def wake(_token: object) -> None:
-        if not woken.done():
-            woken.set_result(None)
-
-    if cancel is not None:
-        cancel.add_callback(wake)
+    waiter = _ThreadWaiter(plan.cancel)
     try:
-        while not plan.finished:
-            plan.submit_ready()
-            if plan.in_flight:
-                done, _ = wait_futures(
-                    [*plan.in_flight, woken], timeout=plan.next_retry_in(), return_when=FIRST_COMPLETED
-                )
-            else:
-                delay = plan.next_retry_in() or 0.0
-                if cancel is not None:
-                    cancel.wait(delay)
-                else:
-                    time.sleep(delay)
-                done = set()
-            plan.check_cancel()
-            for future in done:
-                if future is woken:
-                    continue
-                for item, error in plan.completed(future):
-                    try:
-                        value = plan.fallback_node(item).exec_fallback(item.value, error)
-                    except BaseException as final:
-                        plan.failed(item, final)
-                        raise
-                    plan.resolved(item, value)
+        return drive(plan.steps(waiter, "exec_fallback"))  # type: ignore[no-any-return]
     finally:
-        plan.abandon()
-        if cancel is not None:
-            cancel.remove_callback(wake)
-    return plan.results
+        waiter.close()
 
 
 async def run_on_executor_async(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
-    """Async driver of :class:`ExecPlan`; awaits the executor's futures with ``asyncio.wrap_future``
-    (cancelling the awaiting task cancels them)."""
-    import asyncio
-
+    """Async driver of :class:`ExecPlan` (the task's cancellation cancels the futures)."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
-    wrapped: dict[Any, Any] = {}
+    waiter = _TaskWaiter()
     try:
-        while not plan.finished:
-            for future in plan.submit_ready():
-                wrapped[asyncio.wrap_future(future)] = future
-            if wrapped:
-                done, _ = await asyncio.wait(
-                    list(wrapped), timeout=plan.next_retry_in(), return_when=asyncio.FIRST_COMPLETED
-                )
-            else:
-                await asyncio.sleep(plan.next_retry_in() or 0.0)
-                done = set()
-            plan.check_cancel()
-            for waiter in done:
-                for item, error in plan.completed(wrapped.pop(waiter)):
-                    try:
-                        value = await plan.fallback_node(item).exec_fallback_async(item.value, error)
-                    except BaseException as final:
-                        plan.failed(item, final)
-                        raise
-                    plan.resolved(item, value)
+        return await drive_async(plan.steps(waiter, "exec_fallback_async"))  # type: ignore[no-any-return]
     finally:
-        plan.abandon()
-        for waiter in wrapped:
-            waiter.cancel()
-    return plan.results
+        waiter.close()
 
 
 __all__ = ["Executor", "InlineExecutor", "Outcome", "run_exec_chunk"]

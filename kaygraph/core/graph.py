@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import time
+import os
 import warnings
-from contextvars import ContextVar
 
 from . import base_node as _base
 from . import events as _events
-from .base_node import BaseNode, _add_note
+from .base_node import BaseNode
+from .engine import drive, drive_nodes, graph_steps, lifecycle, run_steps
 from .events import RunContext
-from .exceptions import GraphDefinitionError, GraphExecutionError, RunCancelled
+from .exceptions import GraphDefinitionError, GraphExecutionError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -25,17 +24,12 @@ if TYPE_CHECKING:
     from .events import Path, ResumePoint
     from .executor import Executor
 
-_UNLIMITED = sys.maxsize
-
-#: (batch graph, path prefix) while a batch graph runs one parameter set: its nodes' paths then
-#: pass through the set's index. A context variable, so concurrent sets (tasks) never mix.
-_batch_prefix: ContextVar[tuple[object, Path] | None] = ContextVar("kaygraph_batch_prefix", default=None)
-
 
 class Graph(BaseNode):
     """Nodes connected by labelled edges, run from ``start``; a graph is itself a node, so graphs nest.
 
     ``run(shared)`` returns the last action. ``max_steps`` stops a run whose loop never ends.
+    ``config`` (e.g. a :class:`kaygraph.Config`) is handed to every node whose own is empty.
     Listeners (see :mod:`kaygraph.core.events`) observe a run without changing it. Edit edges with
     ``>>``, ``- "action" >>`` or ``next()``: writing ``node.successors`` directly is not tracked
     by the cached node ids. Every run executes copies of the graph and its nodes, so attributes
@@ -45,6 +39,7 @@ class Graph(BaseNode):
     _index: dict[str, BaseNode] = {}
     _ids: dict[int, str] = {}
     _ids_version = -1
+    _duplicate_ids: tuple[tuple[str, str], ...] = ()  # (graph name, node id) at any level
     #: The ``"package.module:attr"`` reference this graph was built from by
     #: :func:`kaygraph.load_graph` (None otherwise); durable runs record it to rebuild the graph.
     graph_ref: str | None = None
@@ -52,12 +47,13 @@ class Graph(BaseNode):
     def __init__(
         self,
         start: BaseNode | None = None,
+        config: Any = None,
         *,
         name: str | None = None,
         node_id: str | None = None,
         max_steps: int | None = None,
     ) -> None:
-        super().__init__(node_id=node_id)
+        super().__init__(node_id=node_id, config=config)
         if max_steps is not None and (
             not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
         ):
@@ -94,12 +90,29 @@ class Graph(BaseNode):
     def _ensure_ids(self) -> None:
         if self._ids_version != _base._topology_version:
             version = _base._topology_version
-            _assign_ids(self, set())
+            duplicates: list[tuple[str, str]] = []
+            _assign_ids(self, set(), duplicates)
+            self._duplicate_ids = tuple(duplicates)
             self._ids_version = version
 
-    def nodes(self) -> dict[str, BaseNode]:
-        """The nodes of this level, by id, in graph order (breadth-first from the start node)."""
+    def require_unique_ids(self) -> None:
+        """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``.
+
+        A plain run only warns (KayGraph 0.3 accepted it); what tells nodes apart by id calls
+        this first: durable runs (a checkpoint names the next node), tracing, the dashboard.
+        """
         self._ensure_ids()
+        if self._duplicate_ids:
+            graph_name, node_id = self._duplicate_ids[0]
+            raise GraphDefinitionError(
+                f"graph {graph_name!r} has two nodes with node_id {node_id!r}; node ids must be "
+                "unique within a graph to checkpoint, trace or show it: give one of them another node_id"
+            )
+
+    def nodes(self) -> dict[str, BaseNode]:
+        """The nodes of this level, by id, in graph order (breadth-first from the start node).
+        Needs unique ids (see :meth:`require_unique_ids`)."""
+        self.require_unique_ids()
         return dict(self._index)
 
     def edges(self) -> list[tuple[str, str, str]]:
@@ -123,31 +136,6 @@ class Graph(BaseNode):
         _mermaid(self, (), lines, "    ", {})
         return "\n".join(lines)
 
-    def __enter__(self: _Graph) -> _Graph:
-        """Set up the resources of every node once, then of nested graphs (innermost first) and of
-        this graph; if one fails, what was set up is cleaned up again."""
-        nodes: list[BaseNode] = []
-        graphs: list[BaseNode] = []
-        seen: set[int] = set()
-        for _, node in self.walk():
-            if id(node) not in seen:
-                seen.add(id(node))
-                (graphs if isinstance(node, Graph) else nodes).append(node)
-        opened: list[BaseNode] = []
-        try:
-            order: list[BaseNode] = [*nodes, *reversed(graphs), self]
-            for node in order:
-                node.setup_resources()
-                opened.append(node)
-        except BaseException:
-            _clean_up(opened)
-            raise
-        self._kg_opened = opened
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        _clean_up(self.__dict__.pop("_kg_opened", []))
-
     # -- running ------------------------------------------------------------------------------
 
     def get_next_node(self, curr: BaseNode, action: Any) -> BaseNode | None:
@@ -157,15 +145,15 @@ class Graph(BaseNode):
         except TypeError:  # unhashable action
             nxt = None
         if nxt is None and successors:
+            node_id = self._ids.get(id(curr)) or curr.node_id
             if action is not None and not isinstance(action, str):
-                node_id = self._ids.get(id(curr)) or curr.node_id
                 raise GraphExecutionError(
                     f"node {node_id!r} returned {action!r} ({type(action).__name__}) from "
                     f"post(); actions must be strings or None. Its edges are {list(successors)}",
                     graph=self.name,
                     node_id=node_id,
                 )
-            warnings.warn(f"Graph ends: '{action}' not found in {list(successors)}", stacklevel=1)
+            _graph_ends(self, curr, node_id, action)
         return nxt
 
     def run(
@@ -188,19 +176,9 @@ class Graph(BaseNode):
         if self.successors:
             warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
-        ctx = runner._run_ctx
-        assert ctx is not None
-        if not ctx.listeners:
+        if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return runner._run(shared)
-        started = time.perf_counter()
-        try:
-            ctx.emit("on_run_start", graph=self, shared=shared)
-            action = runner._run(shared)
-        except BaseException as exc:
-            self._run_failed(ctx, shared, exc, started)
-            raise
-        self._run_succeeded(ctx, shared, action, started)
-        return action
+        return drive(run_steps(self, runner, shared, runner._run, (shared,)))
 
     def _begin_run(
         self: _Graph,
@@ -211,6 +189,13 @@ class Graph(BaseNode):
         executor: Executor | None = None,
     ) -> _Graph:
         self._ensure_ids()
+        if self._duplicate_ids:
+            graph_name, node_id = self._duplicate_ids[0]
+            warnings.warn(
+                f"graph {graph_name!r} has two nodes with node_id {node_id!r}: the run goes on, but "
+                "durable runs, tracing and the dashboard need unique ids; give one another node_id",
+                stacklevel=3,
+            )
         attached = _events.get_listeners()
         if listeners:
             seen = {id(listener) for listener in attached}
@@ -239,32 +224,11 @@ class Graph(BaseNode):
             runner.params = dict(resume.params)
         return runner
 
-    def _run_succeeded(self, ctx: RunContext, shared: Any, action: Any, started: float) -> None:
-        ctx.emit(
-            "on_run_end",
-            graph=self,
-            shared=shared,
-            action=action,
-            error=None,
-            duration=time.perf_counter() - started,
-        )
-
-    def _run_failed(self, ctx: RunContext, shared: Any, error: BaseException, started: float) -> None:
-        ctx.emit_after_error(
-            "on_run_end",
-            error,
-            graph=self,
-            shared=shared,
-            action=None,
-            error=error,
-            duration=time.perf_counter() - started,
-        )
-
     def _run(self, shared: Any) -> Any:
         if self._has_hooks:
-            return self._run_with_hooks(shared)
-        prep_res = self.prep(shared)
-        return self.post(shared, prep_res, self._orch(shared))
+            return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
+        prep_res = self._hooked_prep(shared)
+        return self.post(shared, prep_res, self._hooked_exec(shared, prep_res))
 
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         return self._orch(shared)
@@ -273,62 +237,8 @@ class Graph(BaseNode):
         return exec_res
 
     def _orch(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
-        ctx = self._run_ctx or RunContext(self)
-        curr, done_items, resumed_action = self._entry(ctx)
-        if curr is None:
-            return resumed_action
-        merged = params or {**self.params}
-        listening = bool(ctx.listeners)
-        prefix = self._path_prefix() if listening else ()
-        ids = self._ids
-        limit = self.max_steps or _UNLIMITED
-        cancel = ctx.cancel
-        steps = 0
-        last_action = None
-        while curr is not None:
-            steps += 1
-            if steps > limit:
-                self._too_many_steps(curr)
-            if cancel is not None and cancel.cancelled:
-                self._stop_cancelled(ctx, curr)
-            node = curr._fresh_copy()
-            node.set_params(merged)
-            node._run_ctx = ctx
-            if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
-                node._node_id = ids.get(id(curr))
-            if done_items is not None:
-                node._kg_done_items, done_items = done_items, None
-            if listening:
-                last_action, curr = self._observed_step(
-                    node, ids.get(id(curr)) or curr.node_id, shared, merged, prefix
-                )
-                continue
-            try:
-                last_action = node._run(shared)
-                nxt = self.get_next_node(node, last_action)
-            except Exception as exc:
-                self._note_failure(exc, node, ids.get(id(curr)) or curr.node_id, ctx)
-                raise
-            curr = nxt
-        return last_action
-
-    def _observed_step(
-        self, node: BaseNode, node_id: str, shared: Any, params: dict[str, Any], prefix: Path
-    ) -> tuple[Any, BaseNode | None]:
-        path, started = self._step_started(node, node_id, shared, params, prefix)
-        try:
-            action = node._run(shared)
-            nxt = self.get_next_node(node, action)
-        except BaseException as exc:  # cancellation and Ctrl-C too: listeners must close the step
-            self._step_failed(node, path, exc, started)
-            raise
-        self._step_finished(node, path, shared, params, action, nxt, started)
-        return action, nxt
-
-    def _path_prefix(self) -> Path:
-        """Where this graph's nodes sit: its own path, plus the parameter-set index in a batch graph."""
-        scoped = _batch_prefix.get()
-        return scoped[1] if scoped is not None and scoped[0] is self else self._kg_path
+        """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
+        return drive_nodes(graph_steps(self, shared, params), shared)
 
     # -- helpers shared with AsyncGraph and the batch graphs -----------------------------------
 
@@ -370,12 +280,6 @@ class Graph(BaseNode):
             graph=self.name,
         )
 
-    def _stop_cancelled(self, ctx: RunContext, curr: BaseNode) -> None:
-        from .cancel import cancelled_error
-
-        assert ctx.cancel is not None
-        raise cancelled_error(ctx.cancel, self._ids.get(id(curr)) or curr.node_id, ctx.run_id)
-
     def _too_many_steps(self, curr: BaseNode) -> None:
         node_id = self._ids.get(id(curr)) or curr.node_id
         raise GraphExecutionError(
@@ -385,137 +289,28 @@ class Graph(BaseNode):
             node_id=node_id,
         )
 
-    def _note_failure(
-        self, exc: BaseException, node: BaseNode, node_id: str, ctx: RunContext | None
-    ) -> None:
-        """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678 note."""
-        if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
-            return
-        if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
-            return
-        try:
-            exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
-            exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
-        except AttributeError:  # pragma: no cover - exceptions with __slots__
-            return
-        attempts = _attempts(exc, ctx)
-        detail = f" after {attempts} attempt(s)" if attempts else ""
-        _add_note(
-            exc,
-            f"KayGraph: node {node_id!r} ({type(node).__name__}) of graph {self.name!r} "
-            f"failed{detail}",
+_CORE_DIR = os.path.dirname(__file__)  # warnings point at user code, never at the core
+
+
+def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None:
+    """The "Graph ends" warning (its text is kept: programs filter on it), pointing at the
+    ``post`` that returned the action, with a did-you-mean."""
+    actions = list(node.successors)
+    message = f"Graph ends: '{action}' not found in {actions}"
+    if isinstance(action, str):
+        import difflib
+
+        close = difflib.get_close_matches(action, actions, n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]!r}? node {node_id!r} returned {action!r} from post())"
+    post = type(node).post_async if node._kg_async_hooks else type(node).post  # type: ignore[attr-defined]
+    code = getattr(post, "__code__", None)
+    if code is None or code.co_filename.startswith(_CORE_DIR):
+        warnings.warn(message, UserWarning, stacklevel=5)
+    else:
+        warnings.warn_explicit(
+            message, UserWarning, code.co_filename, code.co_firstlineno, module=type(node).__module__
         )
-
-    def _step_started(
-        self, node: BaseNode, node_id: str, shared: Any, params: dict[str, Any], prefix: Path
-    ) -> tuple[Path, float]:
-        path = (*prefix, node_id)
-        node._kg_path = path
-        node._node_id = node_id
-        ctx = node._run_ctx
-        assert ctx is not None
-        started = time.perf_counter()
-        first_error: Exception | None = None
-        # RunContext.emit's loop, inlined for the two per-step events: ~1 us per step less with a
-        # listener attached (measured with bench/_core_worker.py ... listener).
-        run_id = ctx.run_id
-        seq = ctx.next_seq()
-        for hook in ctx.hooks("on_node_start"):  # all hear the start even if one fails
-            try:
-                hook(
-                    run=ctx,
-                    node=node,
-                    node_id=node_id,
-                    path=path,
-                    shared=shared,
-                    params=params,
-                    run_id=run_id,
-                    seq=seq,
-                )
-            except Exception as exc:
-                if first_error is None:
-                    first_error = exc
-        if first_error is not None:
-            self._step_failed(node, path, first_error, started)
-            raise first_error
-        return path, started
-
-    def _step_failed(self, node: BaseNode, path: Path, exc: BaseException, started: float) -> None:
-        ctx = node._run_ctx
-        assert ctx is not None
-        node_id = str(path[-1])
-        self._note_failure(exc, node, node_id, ctx)
-        ctx.emit_after_error(
-            "on_node_error",
-            exc,
-            node=node,
-            node_id=node_id,
-            path=path,
-            error=exc,
-            attempts=_attempts(exc, ctx),
-            duration=time.perf_counter() - started,
-        )
-
-    def _step_finished(
-        self,
-        node: BaseNode,
-        path: Path,
-        shared: Any,
-        params: dict[str, Any],
-        action: Any,
-        nxt: BaseNode | None,
-        started: float,
-    ) -> None:
-        ctx = node._run_ctx
-        assert ctx is not None
-        hooks = ctx.hooks("on_node_end")
-        if not hooks:
-            return
-        duration = time.perf_counter() - started
-        next_node_id = None if nxt is None else (self._ids.get(id(nxt)) or nxt.node_id)
-        run_id = ctx.run_id
-        seq = ctx.next_seq()
-        first_error: Exception | None = None
-        for hook in hooks:  # every listener hears the end even if one fails; the first error wins
-            try:
-                hook(
-                    run=ctx,
-                    node=node,
-                    node_id=path[-1],
-                    path=path,
-                    shared=shared,
-                    params=params,
-                    action=action,
-                    duration=duration,
-                    next_node_id=next_node_id,
-                    run_id=run_id,
-                    seq=seq,
-                )
-            except Exception as exc:
-                if first_error is None:
-                    first_error = exc
-        if first_error is not None:
-            raise first_error
-
-
-def _attempts(exc: BaseException, ctx: RunContext | None) -> int | None:
-    """How many exec attempts failed in this run before ``exc`` escaped, if it came from exec."""
-    if getattr(exc, "_kaygraph_attempts_by", None) is ctx:
-        return getattr(exc, "kaygraph_attempts", None)
-    return None
-
-
-def _clean_up(nodes: list[BaseNode]) -> None:
-    """Clean up ``nodes`` in reverse order; every one is attempted, the first error is raised."""
-    first_error: BaseException | None = None
-    for node in reversed(nodes):
-        try:
-            node.cleanup_resources()
-        except BaseException as exc:
-            if first_error is None:
-                first_error = exc
-    if first_error is not None:
-        raise first_error
 
 
 def _reachable(graph: Graph) -> list[BaseNode]:
@@ -535,8 +330,9 @@ def _reachable(graph: Graph) -> list[BaseNode]:
     return order
 
 
-def _assign_ids(graph: Graph, visiting: set[int]) -> None:
-    """Give every node without an explicit id its class name, de-duplicated in graph order."""
+def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, str]]) -> None:
+    """Give every node without an explicit id its class name, de-duplicated in graph order; a
+    repeated explicit id is recorded in ``duplicates`` (the first node keeps the id in the index)."""
     if id(graph) in visiting:
         raise GraphDefinitionError(f"graph {graph.name!r} contains itself")
     visiting.add(id(graph))
@@ -546,10 +342,7 @@ def _assign_ids(graph: Graph, visiting: set[int]) -> None:
         explicit = node._explicit_id
         if explicit is not None:
             if explicit in taken:
-                raise GraphDefinitionError(
-                    f"graph {graph.name!r} has two nodes with node_id {explicit!r}; node ids must be "
-                    "unique within a graph"
-                )
+                duplicates.append((graph.name, explicit))
             taken.add(explicit)
     counters: dict[str, int] = {}
     index: dict[str, BaseNode] = {}
@@ -570,11 +363,14 @@ def _assign_ids(graph: Graph, visiting: set[int]) -> None:
                 node._kg_ambiguous_id = True  # another graph calls it otherwise
             node._node_id = node_id
         node._kg_in_graph = True
-        index[node_id] = node
+        index.setdefault(node_id, node)
         ids[id(node)] = node_id
         if isinstance(node, Graph):
-            _assign_ids(node, visiting)
+            inner: list[tuple[str, str]] = []
+            _assign_ids(node, visiting, inner)
+            node._duplicate_ids = tuple(inner)
             node._ids_version = _base._topology_version
+            duplicates.extend(inner)
     graph._index = index
     graph._ids = ids
     visiting.discard(id(graph))

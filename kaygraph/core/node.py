@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .base_node import BaseNode
+from .engine import attempts, drive
 from .exceptions import GraphDefinitionError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
@@ -19,18 +20,7 @@ def _check_retry_settings(owner: str, max_retries: Any, wait: Any) -> None:
             f"{owner}: max_retries must be an int >= 1 (the number of attempts), got {max_retries!r}"
         )
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
-        raise GraphDefinitionError(
-            f"{owner}: wait must be a number of seconds >= 0, got {wait!r}"
-        )
-
-
-def _mark_attempts(exc: BaseException, attempts: int, ctx: object) -> None:
-    """Remember how many attempts failed (for this run), for the note the graph adds."""
-    try:
-        exc.kaygraph_attempts = attempts  # type: ignore[attr-defined]
-        exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        pass
+        raise GraphDefinitionError(f"{owner}: wait must be a number of seconds >= 0, got {wait!r}")
 
 
 class Node(BaseNode):
@@ -51,8 +41,15 @@ class Node(BaseNode):
     #: Batch items per executor submit; None: the executor's ``chunk_size(n)``, else 1.
     chunk_size: int | None = None
 
-    def __init__(self, max_retries: int = 1, wait: float = 0, *, node_id: str | None = None) -> None:
-        super().__init__(node_id=node_id)
+    def __init__(
+        self,
+        max_retries: int = 1,
+        wait: float = 0,
+        node_id: str | None = None,
+        config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(node_id, config, **kwargs)
         _check_retry_settings(type(self).__name__, max_retries, wait)
         self.max_retries = max_retries
         self.wait = wait
@@ -67,52 +64,18 @@ class Node(BaseNode):
             from .executor import run_on_executor
 
             return run_on_executor(self, [(0, prep_res)], batch=False)[0]
-        if self.max_retries == 1:
+        if self.max_retries == 1:  # the common case, without the engine's retry loop
             self.cur_retry = 0
             try:
                 return self.exec(prep_res)
             except Exception as exc:
-                return self._fall_back(prep_res, exc)
-        for attempt in range(self.max_retries):
-            self.cur_retry = attempt
-            try:
-                return self.exec(prep_res)
-            except Exception as exc:
-                if self.cur_retry == self.max_retries - 1:
-                    return self._fall_back(prep_res, exc)
-                self._retrying(exc)
-                self._retry_wait()
-        raise AssertionError("unreachable")  # pragma: no cover
+                return drive(attempts(self, prep_res, self.exec, self.exec_fallback, self._sleep, exc))
+        return drive(attempts(self, prep_res, self.exec, self.exec_fallback, self._sleep))
 
-    def _retry_wait(self) -> None:
-        """Sleep ``wait`` seconds before the next attempt; a cancelled run wakes and stops at once."""
+    def _sleep(self, seconds: float) -> None:
+        """The wait before a retry; a cancelled run wakes at once (the engine then stops it)."""
         ctx = self._run_ctx
-        cancel = None if ctx is None else ctx.cancel
-        if cancel is None:
-            if self.wait > 0:
-                time.sleep(self.wait)
-            return
-        if self.wait > 0:
-            cancel.wait(self.wait)
-        self._check_cancel()
-
-
-    def _fall_back(self, prep_res: Any, exc: Exception) -> Any:
-        try:
-            return self.exec_fallback(prep_res, exc)
-        except BaseException as final:
-            _mark_attempts(final, self.cur_retry + 1, self._run_ctx)
-            raise
-
-    def _retrying(self, exc: Exception) -> None:
-        ctx = self._run_ctx
-        if ctx is not None and ctx.listeners:
-            ctx.emit(
-                "on_retry",
-                node=self,
-                node_id=self.node_id,
-                path=self._kg_path,
-                attempt=self.cur_retry + 1,
-                error=exc,
-                wait=self.wait,
-            )
+        if ctx is not None and ctx.cancel is not None:
+            ctx.cancel.wait(seconds)
+        else:
+            time.sleep(seconds)

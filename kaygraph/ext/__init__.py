@@ -34,7 +34,7 @@ import threading
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from kaygraph.core.exceptions import ExtensionError, MissingExtraError
+from kaygraph.core.exceptions import MissingExtraError, UnknownExtensionError
 
 #: Every extension KayGraph knows, with the line ``kaygraph info`` shows for it.
 EXTENSIONS: dict[str, str] = {
@@ -67,21 +67,23 @@ class ExtensionStatus(NamedTuple):
 
 
 def check_name(name: str) -> None:
-    """Raise :class:`ExtensionError` unless ``name`` is one of :data:`EXTENSIONS`."""
+    """Raise :class:`~kaygraph.core.exceptions.UnknownExtensionError` (an :class:`ExtensionError`,
+    ``LookupError`` and ``ImportError``) unless ``name`` is one of :data:`EXTENSIONS`."""
     if name in EXTENSIONS:
         return
     import difflib
 
     close = difflib.get_close_matches(name, EXTENSIONS, n=1)
     suggestion = f"Did you mean {close[0]!r}? " if close else ""
-    raise ExtensionError(
+    raise UnknownExtensionError(
         f"There is no KayGraph extension named {name!r}. {suggestion}"
-        f"Known extensions: {', '.join(EXTENSIONS)}."
+        f"Known extensions: {', '.join(EXTENSIONS)}.",
+        name=f"{__name__}.{name}",
     )
 
 
 def _not_installed_message(name: str) -> str:
-    from kaygraph.utils.imports import install_hint
+    from kaygraph.core.exceptions import install_hint
 
     if package_directory(name) is None:  # planned: this KayGraph has no package for it
         return _planned_message(name)
@@ -179,7 +181,7 @@ def status(name: str, *, refresh: bool = False) -> ExtensionStatus:
 
 def _probe(name: str) -> ExtensionStatus:
     from kaygraph.core import __version__
-    from kaygraph.utils.imports import install_hint
+    from kaygraph.core.exceptions import install_hint
 
     description = EXTENSIONS[name]
     hint = install_hint(name)

@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from kaygraph.core.exceptions import ExtensionError
+from kaygraph.core.exceptions import ExtensionError, UnknownExtensionError
 
 if TYPE_CHECKING:
     import logging
@@ -186,7 +186,9 @@ class ExtensionRegistry:
             close = difflib.get_close_matches(name, self._extensions, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             known = ", ".join(sorted(self._extensions)) or "none"
-            raise ExtensionError(f"No extension named {name!r} is registered.{hint} Registered: {known}.")
+            raise UnknownExtensionError(
+                f"No extension named {name!r} is registered.{hint} Registered: {known}.", name=name
+            )
         return extension
 
     def peek(self, name: str) -> Extension | None:
@@ -194,13 +196,25 @@ class ExtensionRegistry:
         with self._lock:
             return self._extensions.get(name)
 
-    def get(self, name: str) -> Extension:
-        """The extension ``name``, initialized (once).
+    def get(self, name: str) -> Extension | None:
+        """The extension ``name``, initialized (once); None when no extension has that name.
 
         A built-in extension that is not registered yet is imported first (its package registers
         it); if it is not installed, :class:`~kaygraph.core.exceptions.MissingExtraError` says how
-        to install it. Other unknown names raise :class:`ExtensionError`.
+        to install it. :meth:`require` is the same but raises for an unknown name.
         """
+        with self._lock:
+            known = name in self._extensions
+        if not known:
+            from kaygraph import ext
+
+            if name not in ext.EXTENSIONS:
+                return None
+        return self.require(name)
+
+    def require(self, name: str) -> Extension:
+        """Like :meth:`get`, but an unknown name raises
+        :class:`~kaygraph.core.exceptions.UnknownExtensionError` with a suggestion."""
         with self._lock:
             extension = self._extensions.get(name)
         if extension is None:
@@ -286,8 +300,9 @@ class ExtensionRegistry:
 registry = ExtensionRegistry(shutdown_at_exit=True)
 
 
-def get_extension(name: str) -> Extension:
-    """The extension ``name`` from the global registry, initialized once (see ``registry.get``)."""
+def get_extension(name: str) -> Extension | None:
+    """The extension ``name`` from the global registry, initialized once; None for an unknown name
+    (see :meth:`ExtensionRegistry.get`; ``registry.require(name)`` raises instead)."""
     return registry.get(name)
 
 
@@ -296,4 +311,10 @@ def register_extension(extension: Extension, *, replace: bool = False) -> Extens
     return registry.register(extension, replace=replace)
 
 
-__all__ = ["Extension", "ExtensionRegistry", "get_extension", "register_extension", "registry"]
+__all__ = [
+    "Extension",
+    "ExtensionRegistry",
+    "get_extension",
+    "register_extension",
+    "registry",
+]

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from kaygraph.core.exceptions import PluginError
+from kaygraph.core.exceptions import PluginError, UnknownPluginError
 
 if TYPE_CHECKING:
     import logging
@@ -376,7 +376,7 @@ class PluginRegistry:
             if record is not None:
                 return record
             self._raise_if_failed(name)  # the explicit look-up found it, and it failed
-            raise PluginError(self._unknown_message(name), plugin=name)
+            raise UnknownPluginError(self._unknown_message(name), plugin=name)
 
     def _raise_if_failed(self, name: str) -> None:
         """Raise the recorded failure of ``name``, under any spelling (with or without the prefix),

@@ -14,21 +14,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
-from kaygraph.core.exceptions import MissingExtraError
+from kaygraph.core.exceptions import ExtensionRequiredError, MissingExtraError, install_hint
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def install_hint(extra: str, *, quoted: bool = True) -> str:
-    """The shell command that installs ``extra``; quoted by default so zsh does not glob the brackets.
-
-    >>> install_hint("persistence")
-    "pip install 'kaygraph[persistence]'"
-    >>> install_hint("scheduler", quoted=False)
-    'pip install kaygraph[scheduler]'
-    """
-    target = f"kaygraph[{extra}]"
-    return f"pip install '{target}'" if quoted else f"pip install {target}"
 
 
 def _is_missing(exc: ImportError, module: str) -> bool:
@@ -106,6 +94,12 @@ class LazyLoader(ModuleType):
     def _load(self) -> ModuleType:
         module = self._kg_module
         if module is None:
+            prefix, _, extension = self._kg_target.rpartition(".")
+            if prefix == "kaygraph.ext" and self._kg_extra is None:
+                from kaygraph import ext
+
+                ext.check_name(extension)  # unknown: "no such extension, known: ..."
+                ext.require(extension)  # known but unusable: the install hint
             if self._kg_extra is not None:
                 feature = self._kg_feature or f"'{self._kg_target}'"
                 module = require_package(self._kg_target, self._kg_extra, feature)
@@ -131,9 +125,10 @@ def require_extension(extension_name: str) -> Callable[[F], F]:
     """Decorator: calling the function first checks that extension ``extension_name`` is installed.
 
     The check runs at call time (so decorating costs nothing and never fails on a missing extra)
-    and raises :class:`MissingExtraError` with the install hint. An unknown extension name fails
-    at decoration time. The wrapper keeps the function's name, docstring and signature, and stays a
-    coroutine function when the function is one.
+    and raises :class:`~kaygraph.core.exceptions.ExtensionRequiredError` with the install hint: a
+    :class:`MissingExtraError` (so an ``ImportError``) and a ``RuntimeError``, as the spec raised.
+    An unknown extension name fails at decoration time. The wrapper keeps the function's name,
+    docstring and signature, and stays a coroutine function when the function is one.
     """
     from kaygraph import ext
 
@@ -146,19 +141,28 @@ def require_extension(extension_name: str) -> Callable[[F], F]:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                ext.require(extension_name)
+                _require(extension_name)
                 return await func(*args, **kwargs)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            ext.require(extension_name)
+            _require(extension_name)
             return func(*args, **kwargs)
 
         return cast(F, wrapper)
 
     return decorator
+
+
+def _require(extension_name: str) -> None:
+    from kaygraph import ext
+
+    try:
+        ext.require(extension_name)
+    except MissingExtraError as exc:
+        raise ExtensionRequiredError(str(exc), extra=exc.extra, name=exc.name) from None
 
 
 def lazy_exports(

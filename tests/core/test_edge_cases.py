@@ -389,35 +389,35 @@ def test_hooks_defined_on_a_graph_run_around_its_nodes():
     assert calls == ["before", ("error", "KeyError")]
 
 
-def test_graph_resources_are_undone_when_setup_fails_and_every_cleanup_runs():
+def test_with_graph_sets_up_the_graphs_own_resources_not_its_nodes_as_in_0_3():
     log = []
 
     class Res(Node):
-        def __init__(self, name, fail_setup=False, fail_cleanup=False):
-            super().__init__(node_id=name)
-            self.name, self.fail_setup, self.fail_cleanup = name, fail_setup, fail_cleanup
-
         def setup_resources(self):
-            if self.fail_setup:
-                raise OSError(f"cannot open {self.name}")
-            log.append(f"open {self.name}")
+            log.append(f"node up {self.node_id}")
 
         def cleanup_resources(self):
-            log.append(f"close {self.name}")
-            if self.fail_cleanup:
-                raise OSError(f"cannot close {self.name}")
+            log.append(f"node down {self.node_id}")
 
-    a, b = Res("a"), Res("b", fail_setup=True)
-    a >> b
-    with pytest.raises(OSError, match="cannot open b"), Graph(start=a):
-        pass
-    assert log == ["open a", "close a"]
+    class Pipeline(Graph):
+        def setup_resources(self):
+            log.append("graph up")
+
+        def cleanup_resources(self):
+            log.append("graph down")
+
+    graph = Pipeline(start=Res(node_id="a"))
+    with graph as entered:
+        assert entered is graph
+        graph.run({})
+    assert log == ["graph up", "graph down"]
     log.clear()
-    a, b, c = Res("a"), Res("b"), Res("c", fail_cleanup=True)
-    a >> b >> c
-    with pytest.raises(OSError, match="cannot close c"), Graph(start=a):
+    with pytest.raises(KeyError), graph:  # the error propagates after the cleanup
+        raise KeyError("x")
+    assert log == ["graph up", "graph down"]
+    with Res(node_id="b"):  # a node's own resources: `with node:`
         pass
-    assert log == ["open a", "open b", "open c", "close c", "close b", "close a"]
+    assert log[-2:] == ["node up b", "node down b"]
 
 
 def test_hooks_defined_on_batch_graphs_run_around_all_parameter_sets():
@@ -664,28 +664,3 @@ def test_batch_graph_post_gets_an_empty_list_when_prep_returns_none_with_or_with
         shared = {}
         cls(start=Step()).run(shared)
         assert shared == {"prep_res": []}
-
-
-def test_graph_resources_cover_nested_graphs_and_each_shared_node_once():
-    log = []
-
-    class Res(Node):
-        def setup_resources(self):
-            log.append(f"up {self.node_id}")
-
-        def cleanup_resources(self):
-            log.append(f"down {self.node_id}")
-
-    class Sub(Graph):
-        def setup_resources(self):
-            log.append(f"up {self.name}")
-
-        def cleanup_resources(self):
-            log.append(f"down {self.name}")
-
-    shared_node = Res(node_id="r")
-    s1, s2 = Sub(start=shared_node, name="s1"), Sub(start=shared_node, name="s2")
-    s1 >> s2
-    with Graph(start=s1):
-        pass
-    assert log == ["up r", "up s2", "up s1", "down s1", "down s2", "down r"]

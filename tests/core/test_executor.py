@@ -170,6 +170,24 @@ def test_failed_items_are_resubmitted_by_the_caller_after_wait():
     assert sorted(listener.items) == [(0, 0, None), (1, 1, None), (2, 2, None)]
 
 
+def test_a_chunk_holds_items_of_one_attempt_so_cur_retry_is_right_for_each():
+    seen = []
+
+    class Odd(BatchNode):
+        def prep(self, shared):
+            return list(range(6))
+
+        def exec(self, item):
+            seen.append((item, self.cur_retry))
+            if item % 2 and self.cur_retry == 0:
+                raise ConnectionError("first attempt of an odd item")
+            return item
+
+    executor = Recording(max_workers=1, chunk=4)
+    Graph(start=Odd(max_retries=2, wait=0)).run({}, executor=executor)
+    assert sorted(seen) == sorted([(i, 0) for i in range(6)] + [(i, 1) for i in (1, 3, 5)])
+
+
 def test_fallback_runs_in_the_caller_after_the_last_attempt():
     class Fallback(Flaky):
         def exec_fallback(self, prep_res, exc):

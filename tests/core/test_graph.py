@@ -290,5 +290,8 @@ def test_successors_must_be_nodes():
 
 
 def test_node_id_must_be_a_non_empty_string():
+    assert BaseNode(node_id="").node_id == "BaseNode"  # "" means no id, as in KayGraph 0.3
     with pytest.raises(GraphDefinitionError, match="node_id must be a non-empty string"):
-        BaseNode(node_id="")
+        BaseNode(node_id=5)  # type: ignore[arg-type]
+    with pytest.raises(GraphDefinitionError, match="node_id must be a non-empty string"):
+        BaseNode().node_id = ""

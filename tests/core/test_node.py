@@ -147,29 +147,6 @@ def test_node_is_a_context_manager_for_its_resources():
     assert events == ["open", "use", "close"]
 
 
-def test_graph_context_manager_sets_up_and_cleans_every_node_even_nested():
-    events = []
-
-    class Resource(Node):
-        def setup_resources(self):
-            events.append(("open", self.node_id))
-
-        def cleanup_resources(self):
-            events.append(("close", self.node_id))
-
-    inner = Graph(start=Resource(node_id="inner_node"))
-    outer_first = Resource(node_id="first")
-    outer_first >> inner
-    with Graph(start=outer_first):
-        pass
-    assert events == [
-        ("open", "first"),
-        ("open", "inner_node"),
-        ("close", "inner_node"),
-        ("close", "first"),
-    ]
-
-
 def test_base_node_without_retries_runs_exec_once():
     class Once(BaseNode):
         def exec(self, prep_res):

@@ -125,7 +125,9 @@ class _Job:
     def configure(self, cancel: Any, executor: Any, listeners: Iterable[Any] | None) -> _Job:
         assert self.checkpointer is not None
         options: dict[str, Any] = {
-            "listeners": [self.checkpointer, *(listeners or ())],
+            # Last: the core sends end events in reverse order, so the checkpointer records a
+            # node's or item's end before any other listener sees it (and could stop the driver).
+            "listeners": [*(listeners or ()), self.checkpointer],
             "run_id": self.checkpointer.run_id,
             "resume": self.resume,
         }

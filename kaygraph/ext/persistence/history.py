@@ -471,14 +471,18 @@ def iter_steps(
             else:
                 run_state = RunState()
             start = after + 1
+        previous = start - 1
         for seq, record in _records(target, run_id, start):
             kind = record["k"]
             snapshot = is_snapshot_record(record)
+            gap, previous = seq != previous + 1, seq
             if not decode:
                 record = {key: value for key, value in record.items() if key not in _STATE_FIELDS}
-            if run_state is None:
+            if run_state is None or (gap and decode):
                 if not snapshot:
-                    continue  # the records before the oldest kept snapshot were pruned
+                    run_state = None
+                    continue  # records before the oldest kept snapshot were pruned
+                # The first snapshot, or one kept (for its references) after pruned records.
                 run_state = RunState()
                 state = resolve_state(record, _fetcher(target, run_id)) if decode else {}
                 apply_record(run_state, record, run_id, seq, state)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .abc import ANY_OWNER, CheckpointStore, RunInfo
-from .base import check_run_fields, in_ranges, purge_quietly, select_runs
+from .base import check_run_fields, in_ranges, purge_quietly, readable_runs, run_from_row, select_runs
 from .leases import deleted_run_error, lost_lease_error, stale_writer_error
 
 _named_stores: dict[str, MemoryStore] = {}
@@ -50,7 +50,11 @@ class MemoryStore(CheckpointStore):
     def get_run(self, run_id: str) -> RunInfo | None:
         with self._lock:
             info = self._runs.get(run_id)
-            return None if info is None else RunInfo(*info.as_row())
+            return None if info is None else self._copy(run_id, info)
+
+    def _copy(self, run_id: str, info: RunInfo) -> RunInfo:
+        """A validated copy (rows are checked the same way on every store)."""
+        return run_from_row(info.__dict__, run_id, self.describe())
 
     def update_run(self, run_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
         with self._lock:
@@ -118,14 +122,16 @@ class MemoryStore(CheckpointStore):
         before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
         with self._lock:
-            runs = [RunInfo(*info.as_row()) for info in self._runs.values()]
+            runs = readable_runs(list(self._runs.items()), self._copy)
         return select_runs(
             runs, graph_name=graph_name, status=status, since=since, until=until, limit=limit, before=before
         )
 
     def changed_since(self, since: float, *, limit: int | None = None) -> list[RunInfo]:
         with self._lock:
-            runs = [RunInfo(*info.as_row()) for info in self._runs.values() if info.updated_at > since]
+            runs = readable_runs(
+                [(run_id, info) for run_id, info in self._runs.items() if info.updated_at > since], self._copy
+            )
         runs.sort(key=lambda info: info.updated_at)
         return runs[:limit]
 

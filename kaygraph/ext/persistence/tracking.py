@@ -296,7 +296,10 @@ class StateTracker:
 
     def _append(self, key: str, entry: _Entry, value: list[Any], count: int, delta: Delta, path: str) -> None:
         new = value[count:]
-        shadows = [_plain_copy(item) for item in new]
+        try:
+            shadows = [_plain_copy(item) for item in new]
+        except RecursionError:
+            shadows = [_MISSING]
         if any(item is _MISSING for item in shadows):
             self._replace(key, entry, value, delta, path)
             return
@@ -313,7 +316,10 @@ class StateTracker:
 
     def _replace(self, key: str, entry: _Entry, value: Any, delta: Delta, path: str) -> None:
         if type(value) is list and self.serializer.itemwise:
-            shadow = _plain_copy(value)
+            try:
+                shadow = _plain_copy(value)
+            except RecursionError:
+                shadow = _MISSING  # too deep to shadow: the encoder names the problem below
             if shadow is not _MISSING:
                 items = [self._encode(item, f"{path}[{index}]") for index, item in enumerate(value)]
                 text = "[" + ",".join(items) + "]"

@@ -58,7 +58,12 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    import os
+
     from .app import create_app
+
+    if os.getcwd() not in sys.path:  # --graphs myapp.flows:graph finds the project's modules, as uvicorn does
+        sys.path.insert(0, os.getcwd())
 
     try:
         app = create_app(

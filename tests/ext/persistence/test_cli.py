@@ -18,19 +18,71 @@ def main(*argv: str) -> int:
     return int(args.func(args) or 0)
 
 
+class Fail(Node):
+    def exec(self, prep_res: Any) -> Any:
+        raise RuntimeError("planned")
+
+
 def test_runs_list_show_delete(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Filters select among several runs of two graphs, every column holds the run's own value,
+    newest first; show prints the metadata and each step in order; delete says what it did."""
+    import json
+
     url = f"sqlite:///{tmp_path}/runs.db"
     with durable(Graph(Node(node_id="only"), name="demo"), url) as runner:
         runner.run({"a": 1}, run_id="demo-1")
-    assert main("runs", "--store", url, "list", "--graph", "demo") == 0
-    assert "demo-1" in capsys.readouterr().out
+        runner.run({"a": 2}, run_id="demo-2")
+    with durable(Graph(Node(node_id="other"), name="other"), url) as runner:
+        runner.run({}, run_id="other-1")
+    with durable(Graph(Fail(node_id="boom"), name="demo"), url) as runner, pytest.raises(RuntimeError):
+        runner.run({}, run_id="demo-failed")
+
+    def listed(*options: str) -> list[list[str]]:
+        assert main("runs", "--store", url, "list", *options) == 0
+        return [line.split() for line in capsys.readouterr().out.splitlines()]
+
+    rows = listed("--graph", "demo")
+    assert [row[0] for row in rows] == ["demo-failed", "demo-2", "demo-1"]  # newest first, no "other"
+    for row in rows:
+        run_id, graph, status, steps, created = row[:5]
+        assert graph == "demo" and created.startswith("created=20") and len(row) == 6
+        assert (status, steps) == (
+            ("failed", "steps=0") if run_id == "demo-failed" else ("succeeded", "steps=1")
+        )
+    assert [row[0] for row in listed("--status", "failed")] == ["demo-failed"]
+    assert [row[0] for row in listed("--graph", "demo", "--status", "succeeded", "--limit", "1")] == [
+        "demo-2"
+    ]
+    assert listed("--graph", "nothing") == [["no", "runs"]]
+    assert main("runs", "--store", url, "list", "--graph", "other", "--json") == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert (record["run_id"], record["graph_name"], record["status"], record["steps"]) == (
+        "other-1",
+        "other",
+        "succeeded",
+        1,
+    )
+
     assert main("runs", "--store", url, "show", "demo-1", "--state") == 0
-    shown = capsys.readouterr().out
-    assert "succeeded" in shown and "only" in shown and "{'a': 1}" in shown
+    shown = capsys.readouterr().out.splitlines()
+    fields = dict(line.split(None, 1) for line in shown if line and not line.startswith(("#", " ")))
+    assert (fields["run_id"], fields["graph_name"], fields["status"], fields["steps"]) == (
+        "demo-1",
+        "demo",
+        "succeeded",
+        "1",
+    )
+    entries = [line.split()[1:3] for line in shown if line.startswith("#")]
+    assert entries == [["start", "-"], ["step", "only"], ["end", "-"]]
+    states = [line.strip() for line in shown if line.startswith("        state:")]
+    assert states[-1] == "state: {'a': 1}"
+
     assert main("runs", "--store", url, "delete", "demo-1") == 0
+    assert capsys.readouterr().out == "deleted run 'demo-1'\n"
     assert main("runs", "--store", url, "delete", "demo-1") == 1
-    assert main("runs", "--store", url, "list") == 0
-    assert capsys.readouterr().out.endswith("no runs\n")
+    assert capsys.readouterr().out == "no run 'demo-1'\n"
+    assert [row[0] for row in listed("--graph", "demo")] == ["demo-failed", "demo-2"]
 
 
 def test_runs_show_decodes_pickles_only_when_asked(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,3 +119,80 @@ def test_runs_show_lists_steps_without_needing_the_classes_in_the_state(
     assert "only" in capsys.readouterr().out
     with pytest.raises(KayGraphError, match="kg_cli_models"):
         main("runs", "--store", url, "show", "with-class", "--state")
+
+
+class Leaky(Node):
+    """Puts secrets in the state, then fails with a bearer token in its message (once)."""
+
+    failures = 1
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["config"] = {"api_key": "sk-live-abcdefgh12345678", "password": "hunter2", "user": "ann"}
+        shared["note"] = "call with Bearer tok-secret-value-99"
+        if Leaky.failures:
+            Leaky.failures -= 1
+            raise RuntimeError("upstream refused Authorization: Bearer tok-secret-value-99")
+        return None
+
+
+def leaky_graph() -> Graph:
+    """Loaded by reference (``kaygraph runs resume``)."""
+    return Graph(Leaky(node_id="leaky"), name="leaky")
+
+
+def test_every_runs_command_takes_store_after_the_subcommand(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with durable(Graph(Node(node_id="only"), name="demo"), store_url) as runner:
+        runner.run({"a": 1}, run_id="demo-1")
+    assert main("runs", "list", "--store", store_url) == 0
+    assert "demo-1" in capsys.readouterr().out
+    assert main("runs", "show", "demo-1", "--store", store_url) == 0
+    assert "succeeded" in capsys.readouterr().out
+    assert main("runs", "--store", "memory://elsewhere", "list", "--store", store_url) == 0
+    assert "demo-1" in capsys.readouterr().out  # the one after the subcommand wins
+    assert main("runs", "delete", "demo-1", "--store", store_url) == 0
+    assert main("runs", "list", "--store", store_url) == 0
+    assert capsys.readouterr().out.endswith("no runs\n")
+
+
+def test_runs_show_hides_secrets_unless_asked_and_resume_rebuilds_the_graph(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kaygraph
+
+    Leaky.failures = 1
+    graph = kaygraph.load_graph("tests.ext.persistence.test_cli:leaky_graph")
+    with durable(graph, store_url) as runner, pytest.raises(RuntimeError):
+        runner.run({}, run_id="leaky-1")
+    assert main("runs", "show", "leaky-1", "--state", "--store", store_url) == 0
+    shown = capsys.readouterr().out
+    assert "failed" in shown and "Bearer ***" in shown and "Traceback" in shown
+    for secret in ("tok-secret-value-99", "sk-live-abcdefgh12345678", "hunter2"):
+        assert secret not in shown
+    assert main("runs", "show", "leaky-1", "--state", "--show-secrets", "--store", store_url) == 0
+    assert "tok-secret-value-99" in capsys.readouterr().out
+    assert main("runs", "list", "--json", "--store", store_url) == 0
+    assert "tok-secret-value-99" not in capsys.readouterr().out
+    # The run recorded where its graph comes from: the CLI rebuilds it and resumes the run.
+    assert main("runs", "resume", "leaky-1", "--store", store_url) == 0
+    assert "run 'leaky-1' succeeded" in capsys.readouterr().out
+    with durable(Graph(Node(node_id="only"), name="plain"), store_url) as runner:
+        runner.run({}, run_id="plain-1")
+    from kaygraph.core.exceptions import ResumeError
+
+    with pytest.raises(ResumeError, match="--graph"):
+        main("runs", "resume", "plain-1", "--store", store_url)
+    assert (
+        main(
+            "runs",
+            "resume",
+            "plain-1",
+            "--graph",
+            "tests.ext.persistence.test_cli:leaky_graph",
+            "--store",
+            store_url,
+        )
+        == 0
+    )
+    assert "already finished" in capsys.readouterr().out

@@ -86,9 +86,20 @@ function fmtAgo(epoch) {
 const fmtTime = (epoch) => (epoch ? new Date(epoch * 1000).toLocaleString() : "—");
 const pill = (status) => h("span", { class: `pill ${status}`, "data-status": status }, status);
 
-function jsonText(value) {
-  if (typeof value === "string") return JSON.stringify(value);
-  try { return JSON.stringify(value, null, 2); } catch (err) { return String(value); }
+/* JSON, indented, but arrays of plain values stay on one (wrapping) line: embeddings and id
+ * lists read as data, not as a column of numbers. */
+function jsonText(value, indent = "") {
+  const scalar = (v) => v === null || typeof v !== "object";
+  if (scalar(value)) return JSON.stringify(value);
+  const inner = indent + "  ";
+  if (Array.isArray(value)) {
+    if (!value.length) return "[]";
+    if (value.every(scalar)) return "[" + value.map((v) => JSON.stringify(v)).join(", ") + "]";
+    return "[\n" + value.map((v) => inner + jsonText(v, inner)).join(",\n") + "\n" + indent + "]";
+  }
+  const keys = Object.keys(value);
+  if (!keys.length) return "{}";
+  return "{\n" + keys.map((k) => `${inner}${JSON.stringify(k)}: ${jsonText(value[k], inner)}`).join(",\n") + "\n" + indent + "}";
 }
 
 // -- API ------------------------------------------------------------------------------------
@@ -527,18 +538,20 @@ async function runPage(runId) {
     const maxDuration = Math.max(1e-6, ...steps.map((s) => s.duration || 0));
     const bar = h("div", {});
     bar.style.width = `${Math.max(1, Math.round(100 * (step.duration || 0) / maxDuration))}%`;
-    const offset = run.created_at ? `+${fmtDuration(step.time - run.created_at)}` : "";
+    const since = step.time - run.created_at;
+    const offset = !run.created_at ? "" : since < 1 ? `+${Math.max(0, Math.round(since * 1000))} ms` : since < 120 ? `+${since.toFixed(2)} s` : `+${fmtDuration(since)}`;
     const tags = [];
-    const r = retries.get(step.step);
+    const r = step.attempts > 1 ? step.attempts - 1 : retries.get(step.step);
     if (r) tags.push(h("span", { class: "tag retry" }, `${r} ${r === 1 ? "retry" : "retries"}`));
-    if (step.path.length > 1) tags.push(h("span", { class: "tag run" }, step.path.slice(0, -1).join(" › ")));
     return h("div", { class: "step" + (selected === step.step ? " selected" : ""), "data-step": step.step, title: `${fmtTime(step.time)} (${offset})`,
       onclick: () => { selected = step.step; renderTimeline(); showSelected(); } },
       h("span", { class: "no" }, `#${step.step}`),
-      h("span", { class: "node-id" }, step.node_id || step.kind),
+      h("span", { class: "node-id", title: step.path.join(" › ") },
+        step.path.length > 1 ? h("span", { class: "parent" }, step.path.slice(0, -1).join(" › ") + " › ") : null, step.node_id || step.kind),
       h("span", { class: "action" }, step.action ? h("span", {}, step.action) : ""),
       h("div", { class: "bar", title: fmtDuration(step.duration) }, bar),
       h("span", { class: "dur" }, fmtDuration(step.duration)),
+      h("span", { class: "at" }, offset),
       tags.length ? h("div", { class: "tags" }, tags) : null);
   }
   function renderTimeline() {
@@ -556,12 +569,15 @@ async function runPage(runId) {
     const step = selected;
     stateTitle.textContent = view === "state" ? `State after step ${step}` : `Changes in step ${step}`;
     try {
+      const previous = steps.filter((s) => s.step < step).map((s) => s.step).pop();
+      const from = previous === undefined ? Math.max(0, step - 1) : previous;
       if (view === "state") {
-        const answer = await api(`api/runs/${enc}/steps/${step}/state`);
-        if (selected === step && view === "state") stateBody.replaceChildren(stateTable(answer.state, step));
+        const [answer, diff] = await Promise.all([
+          api(`api/runs/${enc}/steps/${step}/state`),
+          from < step ? api(`api/runs/${enc}/diff?from=${from}&to=${step}`).catch(() => null) : null,
+        ]);
+        if (selected === step && view === "state") stateBody.replaceChildren(stateTable(answer.state, step, diff));
       } else {
-        const previous = steps.filter((s) => s.step < step).map((s) => s.step).pop();
-        const from = previous === undefined ? Math.max(0, step - 1) : previous;
         const answer = await api(`api/runs/${enc}/diff?from=${from}&to=${step}`);
         if (selected === step && view === "diff") stateBody.replaceChildren(diffTable(answer));
       }
@@ -588,10 +604,15 @@ async function runPage(runId) {
     }
     return cell;
   }
-  function stateTable(values, step) {
+  function stateTable(values, step, diff) {
     const keys = Object.keys(values);
     if (!keys.length) return h("p", { class: "muted pad" }, "The shared store is empty after this step.");
-    return h("div", { class: "kv", id: "state-table" }, keys.map((key) => [h("div", { class: "key" }, key), valueCell(key, values[key], step)]));
+    const mark = (key) => (diff && key in diff.added ? "added" : diff && key in diff.changed ? "changed" : "");
+    const badge = (key) => (mark(key) ? h("span", { class: `badge ${mark(key)}` }, mark(key) === "added" ? "new" : "changed") : null);
+    const removed = diff ? Object.keys(diff.removed) : [];
+    return h("div", { class: "kv", id: "state-table" },
+      keys.map((key) => [h("div", { class: `key ${mark(key)}` }, key, badge(key)), h("div", { class: mark(key) }, valueCell(key, values[key], step))]),
+      removed.length ? h("div", { class: "removed-note" }, `Removed in this step: ${removed.join(", ")}`) : null);
   }
   function diffTable(diff) {
     const rows = [];

@@ -1,0 +1,179 @@
+"""Every bad input a clear error naming the culprit, on every store; nothing else is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kaygraph import Graph, Node
+from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError
+from kaygraph.ext.persistence import durable, get_run, list_runs, open_store, runs_page, steps
+
+BAD_RUN_IDS = [
+    pytest.param("", id="empty"),
+    pytest.param("bad\udcffid", id="lone-surrogate"),
+    pytest.param("nul\x00id", id="nul"),
+    pytest.param("x" * 1_000_000, id="one-megabyte"),
+    pytest.param(42, id="int"),
+    pytest.param("has space", id="space"),
+    pytest.param("../escape", id="slash"),
+]
+
+
+def one_node(name: str = "g") -> Graph:
+    return Graph(Node(node_id="only"), name=name)
+
+
+@pytest.mark.parametrize("run_id", BAD_RUN_IDS)
+def test_run_ids_are_validated_up_front_the_same_on_every_store(store: Any, run_id: Any) -> None:
+    runner = durable(one_node(), store)
+    for attempt in (
+        lambda: runner.run({}, run_id=run_id),
+        lambda: runner.resume(run_id),
+        lambda: get_run(store, run_id),
+        lambda: runner.delete_run(run_id),
+        lambda: steps(store, run_id),
+    ):
+        with pytest.raises(PersistenceError, match="run id") as caught:
+            attempt()
+        message = str(caught.value)
+        assert "letters, digits" in message and len(message) < 400
+    assert store.list_runs() == []  # nothing was stored, nothing is stuck in `running`
+
+
+def test_good_run_ids_of_every_allowed_character_work(store: Any) -> None:
+    run_id = "Invoice-42_v1.2:retry@host+x=y"
+    assert durable(one_node(), store).run({}, run_id=run_id).status == "succeeded"
+    assert get_run(store, run_id).run_id == run_id
+
+
+def garble_row(store: Any, run_id: str) -> None:
+    """Store a run row whose ``steps`` is text, behind the store's back."""
+    if store.backend == "memory":
+        store._runs[run_id].steps = "abc"
+    elif store.backend == "redis":
+        store.client.hset(f"{store.prefix}run:{run_id}", "steps", "abc")
+    else:
+        with store._transaction() as cursor:
+            if store.backend == "sqlite":
+                cursor.execute(f"UPDATE {store.runs_table} SET steps = 'abc' WHERE run_id = ?", (run_id,))
+            else:  # PostgreSQL types its columns: a NULL status is the damage it lets through
+                cursor.execute(f"ALTER TABLE {store.runs_table} ALTER COLUMN status DROP NOT NULL")
+                cursor.execute(f"UPDATE {store.runs_table} SET status = NULL WHERE run_id = %s", (run_id,))
+
+
+def test_a_garbled_run_row_is_named_and_hides_no_other_run(store: Any, caplog: Any) -> None:
+    runner = durable(one_node(), store)
+    for run_id in ("good-1", "bad", "good-2"):
+        runner.run({}, run_id=run_id)
+    garble_row(store, "bad")
+    with pytest.raises(CheckpointCorruptError, match="run 'bad'") as caught:
+        get_run(store, "bad")
+    assert caught.value.run_id == "bad"
+    with pytest.raises(CheckpointCorruptError, match="run 'bad'"):
+        runner.resume("bad")
+    assert [info.run_id for info in list_runs(store)] == ["good-2", "good-1"]
+    assert [info.run_id for info in runs_page(store).runs] == ["good-2", "good-1"]
+    assert "bad" in caplog.text
+
+
+def test_a_redis_key_of_the_wrong_type_is_isolated(redis_url: str, new_store_url: Any) -> None:
+    store = open_store(new_store_url("redis"))
+    try:
+        runner = durable(one_node(), store)
+        runner.run({}, run_id="fine")
+        runner.run({}, run_id="A")
+        store.client.delete(f"{store.prefix}run:A")
+        store.client.set(f"{store.prefix}run:A", "a plain string")
+        assert [info.run_id for info in list_runs(store)] == ["fine"]
+        with pytest.raises(CheckpointCorruptError, match=r"run 'A'.*cannot be read as a hash"):
+            get_run(store, "A")
+        runner.run({}, run_id="B")
+        store.client.hset(f"{store.prefix}records:B", "not-a-number", b"x")
+        with pytest.raises(CheckpointCorruptError, match=r"run 'B'.*not a number"):
+            steps(store, "B")
+        assert {info.run_id for info in list_runs(store)} == {"fine", "B"}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda path: path.write_bytes(path.read_bytes()[:1000]), id="truncated"),
+        pytest.param(
+            lambda path: path.write_bytes(b"\0" * 100 + path.read_bytes()[100:]), id="zeroed-header"
+        ),
+        pytest.param(lambda path: path.write_text("just a text file\n" * 100), id="foreign"),
+    ],
+)
+def test_a_damaged_sqlite_file_is_a_persistence_error_naming_it(tmp_path: Path, damage: Any) -> None:
+    path = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{path}")
+    durable(one_node(), store).run({"x": "y" * 5000}, run_id="r1")
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    damage(path)
+    with pytest.raises(PersistenceError, match=str(path)) as caught:
+        store = open_store(f"sqlite:///{path}")
+        get_run(store, "r1")
+        store.close()
+    assert "sqlite3" not in type(caught.value).__module__
+    cli = subprocess.run(
+        [sys.executable, "-m", "kaygraph", "runs", "list", "--store", f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert cli.returncode == 1
+    assert "Traceback" not in cli.stderr and str(path) in cli.stderr + cli.stdout
+    assert len((cli.stderr + cli.stdout).strip().splitlines()) == 1
+
+
+def test_a_sqlite_path_that_is_a_directory_or_in_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(PersistenceError, match=r"directory .*missing.* does not exist"):
+        open_store(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(PersistenceError, match="is a directory"):
+        open_store(f"sqlite:///{tmp_path}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("redis://:hunter2@127.0.0.1:1/0", id="redis-unreachable"),
+        pytest.param("postgresql://postgres:hunter2@127.0.0.1:1/test", id="postgres-unreachable"),
+    ],
+)
+def test_an_unreachable_server_fails_at_once_naming_the_url_without_password(url: str) -> None:
+    with pytest.raises(PersistenceError, match=r"127\.0\.0\.1:1") as caught:
+        durable(one_node(), url)
+    assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_a_redis_db_index_out_of_range_fails_at_once(redis_url: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    with pytest.raises(PersistenceError, match=r"db|DB") as caught:
+        durable(one_node(), f"{base}/999")
+    assert "/999" in str(caught.value)
+
+
+def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "kaygraph", "runs", "list"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "no runs"
+    assert not (tmp_path / ".kaygraph").exists()
+    show = subprocess.run(
+        [sys.executable, "-m", "kaygraph", "runs", "show", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert show.returncode == 1 and "no run 'nope'" in show.stderr and "Traceback" not in show.stderr
+    assert not (tmp_path / ".kaygraph").exists()

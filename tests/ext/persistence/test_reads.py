@@ -1,0 +1,303 @@
+"""The read API the dashboard uses, on every store: pages, counts, one run, steps, state at a step,
+the event log, change polling, forks, cancellation and the graph reference."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import kaygraph
+from kaygraph import Graph, Node
+from kaygraph.core.exceptions import PersistenceError, RunCancelled, RunNotFoundError
+from kaygraph.ext.persistence import (
+    DELETE,
+    changes,
+    count_runs,
+    durable,
+    events,
+    fork_run,
+    get_run,
+    iter_steps,
+    runs_page,
+    state_at,
+    steps,
+    steps_page,
+)
+
+
+class Count(Node):
+    """Adds one to ``shared['n']``, appends to ``shared['log']``; loops until ``n == limit``."""
+
+    def __init__(self, limit: int, node_id: str = "count", probe: Any = None) -> None:
+        super().__init__(node_id=node_id)
+        self.limit = limit
+        self.probe = probe
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        if self.probe is not None:
+            self.probe(shared)
+        shared["n"] = shared.get("n", 0) + 1
+        shared.setdefault("log", []).append(shared["n"])
+        return "again" if shared["n"] < self.limit else "done"
+
+
+def counter(limit: int, *, name: str = "counter", probe: Any = None) -> Graph:
+    count = Count(limit, probe=probe)
+    count - "again" >> count
+    count - "done" >> Node(node_id="end")
+    return Graph(count, name=name)
+
+
+def test_runs_page_is_a_keyset_pagination_newest_first_with_filters(store: Any) -> None:
+    for index in range(7):
+        durable(counter(1, name="even" if index % 2 == 0 else "odd"), store).run({}, run_id=f"run-{index}")
+    first = runs_page(store, limit=3)
+    durable(counter(1, name="odd"), store).run({}, run_id="run-7")  # a new run does not shift pages
+    seen, cursor = [info.run_id for info in first.runs], first.next_cursor
+    while cursor is not None:
+        page = runs_page(store, limit=3, cursor=cursor)
+        assert len(page.runs) <= 3
+        seen += [info.run_id for info in page.runs]
+        cursor = page.next_cursor
+    assert seen == [f"run-{index}" for index in reversed(range(7))]
+    odd = runs_page(store, graph_name="odd", limit=10)
+    assert [info.run_id for info in odd.runs] == ["run-7", "run-5", "run-3", "run-1"]
+    assert odd.next_cursor is None
+    assert runs_page(store, status="failed").runs == []
+    counts = count_runs(store)
+    assert counts["succeeded"] == 8 and counts["total"] == 8 and counts["cancelled"] == 0
+    assert count_runs(store, graph_name="even")["succeeded"] == 4
+    with pytest.raises(PersistenceError, match="invalid runs cursor"):
+        runs_page(store, cursor="garbage")
+    with pytest.raises(PersistenceError, match="unknown run status 'done'"):
+        runs_page(store, status="done")
+
+
+def test_a_running_run_shows_its_true_step_count(store: Any) -> None:
+    seen: list[int] = []
+
+    def probe(shared: Any) -> None:
+        if shared.get("n") == 3:  # the row itself is refreshed at most once a second
+            seen.append(get_run(store, "live").steps)
+            seen.append(runs_page(store).runs[0].steps)
+
+    durable(counter(5, probe=probe), store).run({}, run_id="live")
+    assert seen == [3, 3]
+    assert get_run(store, "live").steps == 6  # five counts and the end node
+
+
+def test_steps_page_state_at_and_iter_steps_agree(store: Any) -> None:
+    runner = durable(counter(30), store, snapshot_every=7)
+    runner.run({}, run_id="walk")
+    history = steps(store, "walk")
+    streamed = list(iter_steps(store, "walk"))
+    assert [entry.seq for entry in streamed] == [entry.seq for entry in history]
+    paged, cursor = [], None
+    while True:
+        page = steps_page(store, "walk", after=cursor, limit=4)
+        assert all(entry.state is None for entry in page.steps)
+        paged += page.steps
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [entry.seq for entry in paged] == [entry.seq for entry in history]
+    for entry in history:
+        at = state_at(store, "walk", seq=entry.seq)
+        assert at.state == entry.state and at.step == entry.step
+    assert state_at(store, "walk", step=10).state["n"] == 10
+    assert state_at(store, "walk").state["log"] == list(range(1, 31))
+    node_steps = [entry for entry in paged if entry.kind == "step"]
+    assert node_steps[0].node_id == "count" and node_steps[0].duration is not None
+    assert node_steps[0].attempts == 1 and node_steps[0].started_at <= node_steps[0].timestamp
+
+
+class Flaky(Node):
+    """Fails its first ``failures`` attempts of exec, then succeeds."""
+
+    def __init__(self, failures: int, **kwargs: Any) -> None:
+        super().__init__(node_id="flaky", **kwargs)
+        self.failures = failures
+
+    def exec(self, prep_res: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("flaky Bearer tok-12345678")
+        return "ok"
+
+
+def test_the_event_log_has_starts_ends_retries_errors_and_status_changes(store: Any) -> None:
+    seen_during: list[list[str]] = []
+
+    class Watch(Node):
+        def exec(self, prep_res: Any) -> Any:
+            log = events(store, "watched")
+            seen_during.append([event.kind for event in log[-1:]] + [str(log[-1].node_id)])
+
+    watch, flaky = Watch(node_id="watch"), Flaky(1, max_retries=2)
+    watch >> flaky
+    durable(Graph(watch, name="watched"), store).run({}, run_id="watched")
+    # The node start is in the log while the node runs: the dashboard shows it as current.
+    assert seen_during == [["node_start", "watch"]]
+    log = events(store, "watched")
+    kinds = [(event.kind, event.node_id) for event in log]
+    assert kinds == [
+        ("status", None),
+        ("node_start", "watch"),
+        ("node_end", "watch"),
+        ("node_start", "flaky"),
+        ("retry", "flaky"),
+        ("node_end", "flaky"),
+        ("status", None),
+    ]
+    assert [event.status for event in log if event.kind == "status"] == ["running", "succeeded"]
+    assert [event.seq for event in log] == sorted({event.seq for event in log})
+    core = [event.core_seq for event in log if event.core_seq is not None]
+    assert core == sorted(core) and len(core) >= 4
+    retry = next(event for event in log if event.kind == "retry")
+    assert retry.attempt == 1 and "flaky" in (retry.error or "")
+    assert next(event for event in log if event.kind == "node_end" and event.node_id == "flaky").attempt == 2
+    assert [event.seq for event in events(store, "watched", after=log[2].seq)] == [e.seq for e in log[3:]]
+    assert events(store, "watched", after=log[-1].seq) == []
+
+    failing = Flaky(5)
+    with pytest.raises(RuntimeError):
+        durable(Graph(failing, name="failing"), store).run({}, run_id="failing")
+    log = events(store, "failing")
+    assert [event.kind for event in log][-2:] == ["node_error", "status"]
+    assert log[-1].status == "failed" and "RuntimeError" in (log[-1].error or "")
+    info = get_run(store, "failing")
+    assert info.status == "failed" and "Traceback" in (info.traceback or "") and "exec" in info.traceback
+    with pytest.raises(RunNotFoundError):
+        events(store, "nothing-here")
+
+
+def test_changes_polls_every_changed_run_with_one_query(store: Any) -> None:
+    first = changes(store)
+    assert first.runs == []
+    durable(counter(2), store).run({}, run_id="one")
+    polled = changes(store, first.cursor)
+    assert [info.run_id for info in polled.runs] == ["one"]
+    assert changes(store, polled.cursor).runs == []
+    time.sleep(0.01)
+    durable(counter(2), store).run({}, run_id="two")
+    assert [info.run_id for info in changes(store, polled.cursor).runs] == ["two"]
+
+
+def test_fork_from_a_step_with_a_patch_records_its_parent(store: Any) -> None:
+    runner = durable(counter(6), store)
+    runner.run({"keep": 1, "drop": 2}, run_id="parent")
+    parent_steps = [entry for entry in steps(store, "parent") if entry.kind == "step"]
+    fork_point = parent_steps[2]  # after n == 3
+    forked = fork_run(store, "parent", seq=fork_point.seq, patch={"n": 4, "drop": DELETE}, new_run_id="child")
+    assert forked.status == "pending" and forked.parent_run_id == "parent"
+    assert forked.parent_seq == fork_point.seq
+    info = get_run(store, "child")
+    assert (info.status, info.parent_run_id, info.parent_seq) == ("pending", "parent", fork_point.seq)
+    assert state_at(store, "child").state == {"keep": 1, "n": 4, "log": [1, 2, 3]}
+    result = runner.resume("child")
+    assert result.status == "succeeded"
+    assert result.shared["log"] == [1, 2, 3, 5, 6]  # 4 came from the patch: only what was left ran
+    assert get_run(store, "parent").status == "succeeded"  # the parent is untouched
+    by_step = runner.fork("parent", step=2)
+    assert state_at(store, by_step.run_id).state["n"] == 2
+
+
+def test_a_cancelled_run_is_recorded_cancelled_and_resumes(store: Any) -> None:
+    token = kaygraph.CancelToken()
+
+    def probe(shared: Any) -> None:
+        if shared.get("n") == 3:
+            token.cancel("operator asked")
+
+    runner = durable(counter(6, probe=probe), store)
+    with pytest.raises(RunCancelled):
+        runner.run({}, run_id="stopped", cancel=token)
+    info = get_run(store, "stopped")
+    assert info.status == "cancelled" and "operator asked" in (info.error or "")
+    assert events(store, "stopped")[-1].status == "cancelled"
+    assert count_runs(store)["cancelled"] == 1
+    result = durable(counter(6), store).resume("stopped")
+    assert result.status == "succeeded" and result.shared["log"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_durable_runs_record_the_graph_reference_and_pass_listeners_through(store: Any) -> None:
+    graph = kaygraph.load_graph("tests.ext.persistence.test_reads:referenced_graph")
+    seen: list[str] = []
+
+    class Listener(kaygraph.RunListener):
+        def on_node_end(self, *, node_id: str, **kwargs: Any) -> None:
+            seen.append(node_id)
+
+    durable(graph, store).run({}, run_id="by-ref", listeners=[Listener()])
+    assert get_run(store, "by-ref").graph_ref == "tests.ext.persistence.test_reads:referenced_graph"
+    assert seen == ["count", "count", "end"]
+    durable(counter(1), store).run({}, run_id="in-code")
+    assert get_run(store, "in-code").graph_ref is None
+
+
+def referenced_graph() -> Graph:
+    """A graph factory for ``kaygraph.load_graph`` (see the test above)."""
+    return counter(2)
+
+
+class Collect:
+    """A test executor: runs each submitted call inline and records it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        with self.lock:
+            self.calls += 1
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def test_batch_items_are_checkpointed_through_an_executor_and_only_unfinished_ones_rerun(store: Any) -> None:
+    ran: list[int] = []
+
+    class Items(kaygraph.BatchNode):
+        def prep(self, shared: Any) -> Any:
+            return list(range(6))
+
+        def exec(self, item: Any) -> Any:
+            ran.append(item)
+            return item * 10
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["results"] = exec_res
+            return None
+
+    class DriverCrash(kaygraph.RunListener):
+        """Kills the driver after the third item result came back (and was checkpointed)."""
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def on_batch_item_end(self, **kwargs: Any) -> None:
+            self.seen += 1
+            if self.seen == 3:
+                raise KeyboardInterrupt("the driver process dies")
+
+    executor = Collect()
+    runner = durable(Graph(Items(node_id="items"), name="batch"), store)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run({}, run_id="batch", executor=executor, listeners=[DriverCrash()])
+    assert executor.calls >= 3
+    # Each item was checkpointed as its result came back through the executor.
+    finished = {event.index for event in events(store, "batch") if event.kind == "item_end"}
+    assert len(finished) == 3
+    before = len(ran)
+    result = runner.resume("batch", executor=executor)
+    assert result.shared["results"] == [0, 10, 20, 30, 40, 50]
+    assert sorted(ran[before:]) == sorted(set(range(6)) - finished)  # only unfinished items reran

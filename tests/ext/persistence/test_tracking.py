@@ -1,0 +1,188 @@
+"""Cost proportional to change, never a missed change: the tricky mutations, on every store.
+
+Each node records the true state after its ``post`` (read behind the tracker's back with
+``dict.items``, so recording it does not count as reaching the keys), and the state the store
+recorded after every step must equal it exactly."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+
+from kaygraph import Graph, Node
+from kaygraph.core.exceptions import SerializationError
+from kaygraph.ext.persistence import durable, state_at, steps
+from kaygraph.ext.persistence.records import unframe
+from kaygraph.ext.persistence.serialization import JSONSerializer
+from kaygraph.ext.persistence.tracking import StateTracker, TrackedDict
+
+TRUTH: list[dict[str, Any]] = []
+
+
+def truth(shared: Any) -> None:
+    TRUTH.append({key: copy.deepcopy(value) for key, value in dict.items(shared)})
+
+
+class Mutate(Node):
+    """Runs ``change(shared, prep_res)`` in post (prep hands out ``shared[prep_key]``)."""
+
+    def __init__(self, name: str, change: Any, prep_key: str | None = None) -> None:
+        super().__init__(node_id=name)
+        self.change, self.prep_key = change, prep_key
+
+    def prep(self, shared: Any) -> Any:
+        return shared[self.prep_key] if self.prep_key else None
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        self.change(shared, prep_res)
+        truth(shared)
+        return None
+
+
+def appended(shared: Any, _: Any) -> None:
+    shared["messages"].append({"role": "user", "content": "hi"})
+
+
+def nested(shared: Any, _: Any) -> None:
+    shared["doc"]["meta"]["tags"].append("new")
+
+
+def old_item_edited(shared: Any, _: Any) -> None:
+    shared["messages"][0]["content"] = "edited in place"
+
+
+def alias_mutated(shared: Any, _: Any) -> None:
+    shared["a"].append(99)  # shared["b"] is the same list
+
+
+def equal_replacement(shared: Any, _: Any) -> None:
+    shared["doc"] = copy.deepcopy(shared["doc"])
+    shared["messages"] = list(shared["messages"])
+
+
+def deleted(shared: Any, _: Any) -> None:
+    del shared["gone"]
+    shared.pop("also_gone")
+
+
+def through_prep_result(shared: Any, prep_res: Any) -> None:
+    prep_res.append("via prep")  # reached in prep, mutated in post without touching shared
+
+
+def through_items_view(shared: Any, _: Any) -> None:
+    for value in shared.values():
+        if isinstance(value, list) and value and isinstance(value[0], int):
+            value.append(-1)
+
+
+def type_changed(shared: Any, _: Any) -> None:
+    shared["count"] = 1.0  # equal to 1, but a float now
+
+
+CHANGES = [
+    ("append", appended, None),
+    ("nested", nested, None),
+    ("old-item", old_item_edited, None),
+    ("alias", alias_mutated, None),
+    ("equal", equal_replacement, None),
+    ("delete", deleted, None),
+    ("prep", through_prep_result, "trail"),
+    ("values", through_items_view, None),
+    ("retype", type_changed, None),
+    ("append-again", appended, None),
+]
+
+
+def initial() -> dict[str, Any]:
+    shared_list = [1, 2, 3]
+    return {
+        "messages": [{"role": "system", "content": f"m{index}"} for index in range(50)],
+        "doc": {"meta": {"tags": ["a"]}, "body": "text"},
+        "a": shared_list,
+        "b": shared_list,
+        "gone": 1,
+        "also_gone": 2,
+        "trail": [],
+        "count": 1,
+        "big": list(range(3000)),
+    }
+
+
+def mutation_graph() -> Graph:
+    nodes = [Mutate(name, change, key) for name, change, key in CHANGES]
+    for left, right in itertools.pairwise(nodes):
+        left >> right
+    return Graph(nodes[0], name="mutations")
+
+
+def test_every_in_place_mutation_is_recorded_in_the_step_that_made_it(store: Any) -> None:
+    TRUTH.clear()
+    durable(mutation_graph(), store, snapshot_every=3).run(initial(), run_id="mutations")
+    recorded = [entry for entry in steps(store, "mutations") if entry.kind == "step"]
+    assert [entry.node_id for entry in recorded] == [name for name, _, _ in CHANGES]
+    for entry, expected in zip(recorded, TRUTH, strict=True):
+        assert entry.state == expected, entry.node_id
+        assert state_at(store, "mutations", seq=entry.seq).state == expected, entry.node_id
+    assert type(recorded[-1].state["count"]) is float
+    final = state_at(store, "mutations").state
+    assert final["a"] == final["b"] == [1, 2, 3, 99, -1, -1]  # values() met the list twice
+
+
+def test_a_step_stores_what_it_changed_not_the_state(store: Any) -> None:
+    TRUTH.clear()
+    durable(mutation_graph(), store, snapshot_every=1000).run(initial(), run_id="sizes")
+    sizes = {}
+    for seq, blob in store.read("sizes"):
+        record = unframe(blob, "sizes", seq)
+        if record["k"] == "step":
+            sizes[record["p"][-1]] = (len(blob), record)
+    # The 3,000-number list ("big", ~15 KB) is in no step record but the one that reached every
+    # key (values()); an append stores the new item only.
+    assert [name for name, (_, record) in sizes.items() if "big" in record.get("u", {})] == []
+    assert [name for name, (size, _) in sizes.items() if size > 2500] == []
+    append_size, append_record = sizes["append"]
+    assert append_size < 250
+    assert list(append_record["ap"]) == ["messages"] and "u" not in append_record
+    assert "u" not in sizes["equal"][1] and "ap" not in sizes["equal"][1]  # equal: nothing stored
+    assert sizes["delete"][1]["d"] == ["gone", "also_gone"]
+
+
+def test_aliased_keys_are_looked_at_together() -> None:
+    tracker = StateTracker(JSONSerializer())
+    shared_list: list[int] = []
+    shared = TrackedDict({"a": shared_list, "b": shared_list, "c": "x"})
+    tracker.diff(shared, everything=True)
+    shared["a"].append(1)
+    delta = tracker.diff(shared)
+    assert set(delta.appended) == {"a", "b"}
+    assert tracker.diff(shared).appended == {}  # nothing reached since
+
+
+def test_tracked_dict_copies_count_as_reaching_every_key() -> None:
+    shared = TrackedDict({"x": [1], "y": [2]})
+    copied = dict(shared)
+    assert shared.touched == {"x", "y"} or shared.reached_all()
+    shared.reset()
+    _ = {**shared}
+    assert shared.touched == {"x", "y"} or shared.reached_all()
+    shared.reset()
+    assert copied["x"] is dict.__getitem__(shared, "x")
+    _ = shared.copy()
+    assert shared.reached_all()
+
+
+def test_a_recursive_or_too_deep_state_is_a_serialization_error_naming_the_key(store: Any) -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(SerializationError, match=r"shared\['loop'\]") as caught:
+        durable(mutation_graph(), store).run({"loop": loop}, run_id="recursive")
+    assert "contains itself" in str(caught.value) or "nested too deeply" in str(caught.value)
+    deep: Any = []
+    for _ in range(10_000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match=r"shared\['deep'\]"):
+        durable(mutation_graph(), store).run({"deep": deep}, run_id="deep")
+    assert store.get_run("recursive") is None and store.get_run("deep") is None
