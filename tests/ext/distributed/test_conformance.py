@@ -28,8 +28,8 @@ from kaygraph.ext.distributed.abc import ClusterExecutor
 DRIVER_PID = os.getpid()
 
 
-def score(number: int) -> dict[str, int]:
-    return {"number": number, "square": number * number}
+def score(number: int, attempt: int) -> dict[str, int]:
+    return {"number": number, "square": number * number, "attempt": attempt}
 
 
 class Squares(BatchNode):
@@ -41,7 +41,7 @@ class Squares(BatchNode):
     def exec(self, number: int) -> dict[str, int]:
         if number % 2 and self.cur_retry == 0:
             raise ValueError(f"flaky {number}")
-        return score(number)
+        return score(number, self.cur_retry)
 
     def post(self, shared: dict[str, Any], prep_res: Any, results: list[Any]) -> None:
         shared["squares"] = results
@@ -116,7 +116,7 @@ class AsyncSquares(AsyncBatchNode):
         await asyncio.sleep(0)
         if number % 2 and self.cur_retry == 0:
             raise ValueError(f"flaky {number}")
-        return score(number)
+        return score(number, self.cur_retry)
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, results: list[Any]) -> None:
         shared["squares"] = results
@@ -166,6 +166,7 @@ def test_batch_nodes_nested_graphs_and_remote_nodes_match_a_local_run(
     build_pipeline(parallel).run(distributed, executor=executor)
 
     assert distributed == local_where(local)
+    assert [row["attempt"] for row in distributed["squares"]] == [number % 2 for number in range(23)]
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["async-batch", "async-parallel-batch"])

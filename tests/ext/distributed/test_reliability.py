@@ -180,7 +180,7 @@ def test_in_flight_items_are_cancelled_when_an_item_fails(executor: ClusterExecu
     with pytest.raises(RuntimeError, match="item 0 failed"):
         Graph(Sleepy(), name="sleepy").run({}, executor=executor)
 
-    assert time.monotonic() - started < 5  # the caller does not wait for the running items
+    assert time.monotonic() - started < 9  # the caller does not wait for the 10 s items
     if kind_of(executor) == "ray":  # only Ray interrupts running tasks (ray.cancel)
         time.sleep(1.0)
         before = len(records(side))

@@ -101,6 +101,7 @@ class RayExecutor(BaseExecutor):
         self._remote: Any = None
         self._setup: tuple[Any, str] | None = None
         self._info: tuple[float, list[dict[str, Any]]] | None = None
+        self._cancel_pool: Any = None
 
     def _start(self) -> None:
         if self.address is not None:
@@ -152,6 +153,9 @@ class RayExecutor(BaseExecutor):
         self._owns_ray = True
 
     def _stop(self) -> None:
+        if self._cancel_pool is not None:
+            self._cancel_pool.shutdown(wait=True)
+            self._cancel_pool = None
         if self._owns_ray and _ray.is_initialized():
             _ray.shutdown()
         self._owns_ray = False
@@ -216,6 +220,16 @@ class RayExecutor(BaseExecutor):
 
     # -- submitting ---------------------------------------------------------------------------
 
+    def _cancel_later(self, ref: Any) -> None:
+        """``ray.cancel`` off the caller's thread: it is an RPC, and a failing batch cancels many."""
+        with self._lock:
+            if self._cancel_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._cancel_pool = ThreadPoolExecutor(1, thread_name_prefix="kaygraph-ray-cancel")
+            pool = self._cancel_pool
+        pool.submit(_ray.cancel, ref, force=True)
+
     def _put(self, obj: Any) -> Any:
         return _ray.put(obj)
 
@@ -228,7 +242,7 @@ class RayExecutor(BaseExecutor):
             ref = task.remote(self._setup[0], self._setup[1], payload, *refs)
         else:
             ref = task.remote(payload, *refs)
-        future = EngineFuture(lambda: _ray.cancel(ref, force=True))
+        future = EngineFuture(lambda: self._cancel_later(ref))
 
         def done(inner: Any) -> None:
             if inner.cancelled():
