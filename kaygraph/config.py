@@ -114,8 +114,20 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("json", "pickle"),
     ),
     Setting("scheduler.enabled", bool, False, "run scheduled graphs"),
-    Setting("scheduler.backend", str, "memory", "where schedules are stored"),
-    Setting("scheduler.timezone", str, "UTC", "timezone of cron expressions"),
+    Setting(
+        "scheduler.backend", str, "sqlite", "where schedules are stored",
+        choices=("memory", "sqlite", "redis", "postgres"),
+    ),
+    Setting("scheduler.url", str, None, "store URL (redis://..., postgresql://...)", nullable=True),
+    Setting("scheduler.directory", str, ".kaygraph", "directory of the SQLite file schedules.db"),
+    Setting("scheduler.timezone", str, "UTC", "default timezone of cron expressions"),
+    Setting("scheduler.lease", int, 30, "seconds until a killed scheduler's fires are taken over", minimum=1),
+    Setting("scheduler.grace", int, 60, "seconds a fire may be late and still count as on time", minimum=0),
+    Setting("scheduler.poll_interval", int, 2, "seconds between looks for other processes' work", minimum=1),
+    Setting("scheduler.max_workers", int, 8, "fires one scheduler process runs at once", minimum=1),
+    Setting(
+        "scheduler.shutdown_timeout", int, 30, "seconds running fires get to finish at shutdown", minimum=0
+    ),
     Setting("ui.enabled", bool, False, "serve the dashboard"),
     Setting("ui.host", str, "127.0.0.1", "dashboard bind address (loopback only by default)"),
     Setting("ui.port", int, 8080, "dashboard port", minimum=0, maximum=_MAX_PORT),
