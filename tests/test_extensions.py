@@ -91,10 +91,11 @@ def test_planned_extension_via_import_statement_says_it_is_not_shipped(planned: 
         importlib.import_module(f"kaygraph.ext.{planned}")
 
 
-@pytest.mark.parametrize("name", PLANNED)
-def test_extensions_not_shipped_in_this_checkout_say_so(name: str) -> None:
-    with pytest.raises(MissingExtraError, match=rf"'{name}' is planned but not shipped"):
-        importlib.import_module(f"kaygraph.ext.{name}")
+def test_extensions_not_shipped_in_this_checkout_say_so() -> None:
+    # A loop, not a parametrize: once every extension ships, an empty parameter set would be a skip.
+    for name in PLANNED:
+        with pytest.raises(MissingExtraError, match=rf"'{name}' is planned but not shipped"):
+            importlib.import_module(f"kaygraph.ext.{name}")
 
 
 def test_planned_extension_via_from_import_says_it_is_not_shipped(planned: str) -> None:
