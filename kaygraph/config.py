@@ -328,7 +328,15 @@ class Config:
         env: Mapping[str, str] | None = None,
         search: bool = True,
         path: str | os.PathLike[str] | None = None,
+        **node_settings: Any,
     ) -> None:
+        if node_settings:
+            names = ", ".join(f"{name}=" for name in node_settings)
+            raise TypeError(
+                f"kaygraph.config.Config() got {names}: it loads KayGraph's own settings (config_file=, "
+                f"env=, search=). Settings for your nodes go in kaygraph.Config({names}...), passed as "
+                "config= to a node or graph."
+            )
         if path is not None:
             if config_file is not None:
                 raise TypeError(
@@ -363,7 +371,8 @@ class Config:
         if self._path is not None:
             if not self._path.is_file():
                 raise ConfigurationError(
-                    f"Config file {self._path} does not exist; pass the path of a JSON file.",
+                    f"KayGraph settings file {self._path} does not exist (given as "
+                    "kaygraph.config.Config(config_file=...)); pass the path of a JSON file.",
                     source=f"file {self._path}",
                 )
             return self._path, [str(self._path)]
@@ -587,7 +596,7 @@ class Config:
                 del self._runtime[name]
 
     def __repr__(self) -> str:
-        return f"<Config file={str(self._file) if self._file else None!r}>"
+        return f"<kaygraph.config.Config file={str(self._file) if self._file else None!r}>"
 
 
 def _warn_unknown(key: str, source: str) -> None:
