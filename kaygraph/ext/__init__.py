@@ -2,9 +2,9 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``: cron-style scheduled runs
+- ``scheduler``: cron and interval runs of graphs, exactly once, on several replicas
 - ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
-- ``distributed``: distributed graph execution (Dask, Ray)
+- ``distributed``: batch items, remote nodes and many runs on Dask, Ray or local processes
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
@@ -40,9 +40,9 @@ from kaygraph.core.exceptions import MissingExtraError, UnknownExtensionError
 EXTENSIONS: dict[str, str] = {
     "persistence": "durable, resumable runs (SQLite, Redis, PostgreSQL)",
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
-    "scheduler": "cron-style scheduled runs",
+    "scheduler": "cron and interval runs, exactly once, on several replicas",
     "ui": "web dashboard and HTTP API",
-    "distributed": "distributed graph execution",
+    "distributed": "batch items, remote nodes and many runs on Dask, Ray or local processes",
 }
 
 
