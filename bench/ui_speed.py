@@ -248,9 +248,7 @@ async def live(
 
 
 def bench_live(store_url: str, clients: int) -> None:
-    print(
-        f"\nLive: node end -> SSE event at a client (SQLite, run in another process, {clients} clients)"
-    )
+    print(f"\nLive: node end -> SSE event at a client (SQLite, run in another process, {clients} clients)")
     dashboard = Dashboard(store_url)
     try:
         for count in (1, clients):

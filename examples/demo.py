@@ -345,7 +345,11 @@ def next_steps(durable_ran: bool) -> None:
         command = f"kaygraph runs show {RUN_ID} --store sqlite:///.kaygraph/demo.db"
         rows.append((command, "this run's history, step by step, from the store"))
     if ext.package_directory("ui") is not None:
-        rows.append(("kaygraph ui", "the dashboard: runs, their steps and state, live"))
+        command = "kaygraph ui --store sqlite:///.kaygraph/demo.db"
+        if Path("examples/demo.py").resolve() == Path(__file__).resolve():  # importable from here
+            command += " --graphs examples.demo:build_graph"
+        what = "the dashboard, http://127.0.0.1:8080: this run, its graph, each step's state"
+        rows.append((command, what))
     else:
         rows.append(("kaygraph ui", "the dashboard: planned, not in this version yet"))
     rows.append(("README.md", "the 30-second tour, then docs/persistence.md and docs/observability.md"))

@@ -114,8 +114,20 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("json", "pickle"),
     ),
     Setting("scheduler.enabled", bool, False, "run scheduled graphs"),
-    Setting("scheduler.backend", str, "memory", "where schedules are stored"),
-    Setting("scheduler.timezone", str, "UTC", "timezone of cron expressions"),
+    Setting(
+        "scheduler.backend", str, "sqlite", "where schedules are stored",
+        choices=("memory", "sqlite", "redis", "postgres"),
+    ),
+    Setting("scheduler.url", str, None, "store URL (redis://..., postgresql://...)", nullable=True),
+    Setting("scheduler.directory", str, ".kaygraph", "directory of the SQLite file schedules.db"),
+    Setting("scheduler.timezone", str, "UTC", "default timezone of cron expressions"),
+    Setting("scheduler.lease", int, 30, "seconds until a killed scheduler's fires are taken over", minimum=1),
+    Setting("scheduler.grace", int, 60, "seconds a fire may be late and still count as on time", minimum=0),
+    Setting("scheduler.poll_interval", int, 2, "seconds between looks for other processes' work", minimum=1),
+    Setting("scheduler.max_workers", int, 8, "fires one scheduler process runs at once", minimum=1),
+    Setting(
+        "scheduler.shutdown_timeout", int, 30, "seconds running fires get to finish at shutdown", minimum=0
+    ),
     Setting("ui.enabled", bool, False, "serve the dashboard"),
     Setting("ui.host", str, "127.0.0.1", "dashboard bind address (loopback only by default)"),
     Setting("ui.port", int, 8080, "dashboard port", minimum=0, maximum=_MAX_PORT),
@@ -299,7 +311,15 @@ class Config:
         env: Mapping[str, str] | None = None,
         search: bool = True,
         path: str | os.PathLike[str] | None = None,
+        **node_settings: Any,
     ) -> None:
+        if node_settings:
+            names = ", ".join(f"{name}=" for name in node_settings)
+            raise TypeError(
+                f"kaygraph.config.Config() got {names}: it loads KayGraph's own settings (config_file=, "
+                f"env=, search=). Settings for your nodes go in kaygraph.Config({names}...), passed as "
+                "config= to a node or graph."
+            )
         if path is not None:
             if config_file is not None:
                 raise TypeError(
@@ -334,7 +354,8 @@ class Config:
         if self._path is not None:
             if not self._path.is_file():
                 raise ConfigurationError(
-                    f"Config file {self._path} does not exist; pass the path of a JSON file.",
+                    f"KayGraph settings file {self._path} does not exist (given as "
+                    "kaygraph.config.Config(config_file=...)); pass the path of a JSON file.",
                     source=f"file {self._path}",
                 )
             return self._path, [str(self._path)]
@@ -558,7 +579,7 @@ class Config:
                 del self._runtime[name]
 
     def __repr__(self) -> str:
-        return f"<Config file={str(self._file) if self._file else None!r}>"
+        return f"<kaygraph.config.Config file={str(self._file) if self._file else None!r}>"
 
 
 def _warn_unknown(key: str, source: str) -> None:

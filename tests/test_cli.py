@@ -260,3 +260,16 @@ def test_info_survives_a_plugin_that_calls_sys_exit_at_import(workdir: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "kaygraph_quits" in result.stdout
     assert "SystemExit" in result.stdout
+
+
+def test_config_json_marks_planned_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaygraph import cli
+
+    monkeypatch.setattr(cli, "_planned_sections", lambda: ["ui"])
+
+    assert main(["config", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["ui.port"]["planned"] is True
+    assert "planned" not in payload["persistence.backend"]

@@ -72,7 +72,7 @@ def test_demo_ends_with_next_steps_and_runs_again_from_a_clean_slate(tmp_path: P
     next_steps = out[out.index("\nNext steps:\n") :]
     assert "  kaygraph info\n" in next_steps
     assert "  kaygraph runs show demo-crash --store sqlite:///.kaygraph/demo.db\n" in next_steps
-    assert "  kaygraph ui\n" in next_steps and "README.md" in next_steps
+    assert "  kaygraph ui" in next_steps and "README.md" in next_steps
 
     # The next steps it prints work as printed.
     env = {key: value for key, value in os.environ.items() if not key.startswith("KAYGRAPH_")}

@@ -139,19 +139,19 @@ def test_an_empty_stub_directory_is_not_installed(
 
 
 def test_extension_whose_dependency_is_missing_is_not_installed(
-    fake_extensions: Callable[[str, str | None], None],
+    fake_extensions: Callable[[str, str | None], None], planned: str
 ) -> None:
     fake_extensions(
-        "scheduler",
+        planned,
         "from kaygraph.utils.imports import require_package\n"
         "require_package('kaygraph_no_such_driver', 'scheduler', 'Scheduling')\n",
     )
 
-    status = ext.status("scheduler")
+    status = ext.status(planned)
     assert not status.installed
     assert "Scheduling needs the 'kaygraph_no_such_driver' package" in status.reason
     with pytest.raises(MissingExtraError, match="kaygraph_no_such_driver"):
-        ext.require("scheduler")
+        ext.require(planned)
 
 
 def test_extension_whose_extra_distributions_are_missing_is_not_installed(
@@ -532,11 +532,11 @@ def test_dir_lists_only_extensions_that_are_there_so_help_and_getmembers_work() 
 
 
 def test_dir_lists_an_extension_once_its_package_appears(
-    fake_extensions: Callable[[str, str | None], None],
+    fake_extensions: Callable[[str, str | None], None], planned: str
 ) -> None:
-    assert "scheduler" not in dir(ext)
-    fake_extensions("scheduler", "VALUE = 1\n")
-    assert "scheduler" in dir(ext)
+    assert planned not in dir(ext)
+    fake_extensions(planned, "VALUE = 1\n")
+    assert planned in dir(ext)
 
 
 # -- kaygraph info is honest (issue 11) ----------------------------------------------------------

@@ -249,6 +249,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
     merged = params or {**graph.params}
     listening = bool(ctx.listeners)
     logging_steps = ctx.log_steps
+    observed = listening or logging_steps  # one test per step on the plain path
     prefix = path_prefix(graph) if listening else ()
     ids = graph._ids
     limit = graph.max_steps or _UNLIMITED
@@ -273,7 +274,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             node._kg_done_items, done_items = done_items, None
         if config is not None and not node.config:
             node.config = config
-        if listening or logging_steps:
+        if observed:
             node_id = ids.get(id(curr)) or curr.node_id
             started = time.perf_counter()
             if logging_steps:
@@ -289,26 +290,17 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
                 exc = _cancelled(ctx, node_id)  # the token cancelled the awaited work
             if listening:
-                note_failure(graph, exc, node, node_id, ctx)
-                ctx.emit_after_error(
-                    "on_node_error",
-                    exc,
-                    node=node,
-                    node_id=node_id,
-                    path=path,
-                    error=exc,
-                    attempts=attempts_of(exc, ctx),
-                    duration=time.perf_counter() - started,
-                )
+                step_failed(graph, node, node_id, path, exc, started)
             elif isinstance(exc, Exception):
                 note_failure(graph, exc, node, node_id, ctx)
             if exc is caught:
                 raise
             raise exc from caught
-        if logging_steps:
-            _log.step_finished(node, node_id, started, action)
-        if listening:
-            step_finished(graph, node, path, shared, merged, action, nxt, started)
+        if observed:
+            if logging_steps:
+                _log.step_finished(node, node_id, started, action)
+            if listening:
+                step_finished(graph, node, path, shared, merged, action, nxt, started)
         curr = nxt
     if logging_steps:
         _log.level_finished(graph, action)
@@ -351,19 +343,25 @@ def step_started(
         try:
             call_each(hooks, fields)
         except Exception as exc:
-            note_failure(graph, exc, node, node_id, ctx)
-            ctx.emit_after_error(
-                "on_node_error",
-                exc,
-                node=node,
-                node_id=node_id,
-                path=path,
-                error=exc,
-                attempts=None,
-                duration=time.perf_counter() - started,
-            )
+            step_failed(graph, node, node_id, path, exc, started)
             raise
     return path
+
+
+def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseException, started: float) -> None:
+    """Note the failure on the exception and send ``on_node_error`` (which cannot replace it)."""
+    ctx = node._run_ctx
+    note_failure(graph, exc, node, node_id, ctx)
+    ctx.emit_after_error(
+        "on_node_error",
+        exc,
+        node=node,
+        node_id=node_id,
+        path=path,
+        error=exc,
+        attempts=attempts_of(exc, ctx),
+        duration=time.perf_counter() - started,
+    )
 
 
 def step_finished(
@@ -494,14 +492,9 @@ def batch_items(node: Any, items: list[Any], run_item: Any) -> Steps:
         if not listening:
             results.append((yield run_item, (item,)))
             continue
-        scope = ItemScope(node, index, item).__enter__()
-        try:
-            result = yield run_item, (item,)
-        except BaseException as exc:
-            scope.end(error=exc)
-            raise
-        scope.end(result=result)
-        results.append(result)
+        with ItemScope(node, index, item) as scope:
+            scope.result = yield run_item, (item,)
+        results.append(scope.result)
     return results
 
 

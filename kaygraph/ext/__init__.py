@@ -2,7 +2,7 @@
 
 - ``persistence``: durable, resumable runs (SQLite, Redis, PostgreSQL)
 - ``observability``: OpenTelemetry traces and Prometheus metrics
-- ``scheduler``: cron-style scheduled runs
+- ``scheduler``: cron and interval runs of graphs, exactly once, on several replicas
 - ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
 - ``distributed``: distributed graph execution (Dask, Ray)
 
@@ -40,10 +40,38 @@ from kaygraph.core.exceptions import MissingExtraError, UnknownExtensionError
 EXTENSIONS: dict[str, str] = {
     "persistence": "durable, resumable runs (SQLite, Redis, PostgreSQL)",
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
-    "scheduler": "cron-style scheduled runs",
+    "scheduler": "cron and interval runs, exactly once, on several replicas",
     "ui": "web dashboard and HTTP API",
     "distributed": "distributed graph execution",
 }
+
+
+_status_lock = threading.Lock()
+_statuses: dict[str, ExtensionStatus] = {}  # filled by status(); defined before it for registered()
+
+#: Third-party extensions in :data:`EXTENSIONS`: they joined when they registered with the one
+#: registry (``kaygraph.ext.base.registry``), so ``kaygraph info``, :func:`status` and
+#: :func:`check_name` see every extension the registry has. The rest are KayGraph's own.
+THIRD_PARTY: set[str] = set()
+
+
+def registered(name: str, description: str) -> None:
+    """Called by the global registry when it registers an extension ``name``."""
+    with _status_lock:
+        if name in EXTENSIONS and name not in THIRD_PARTY:
+            return  # one of KayGraph's own: its status is probed
+        THIRD_PARTY.add(name)
+        EXTENSIONS[name] = description
+        _statuses[name] = ExtensionStatus(name, description, True, "")
+
+
+def unregistered(name: str) -> None:
+    """Called by the global registry when it unregisters extension ``name``."""
+    with _status_lock:
+        if name in THIRD_PARTY:
+            THIRD_PARTY.discard(name)
+            EXTENSIONS.pop(name, None)
+            _statuses.pop(name, None)
 
 
 #: The states :func:`status` reports (see the module docstring).
@@ -163,8 +191,6 @@ def package_directory(name: str) -> str | None:
     return locations[0] if locations else None
 
 
-_status_lock = threading.Lock()
-_statuses: dict[str, ExtensionStatus] = {}
 
 
 def status(name: str, *, refresh: bool = False) -> ExtensionStatus:
@@ -184,6 +210,8 @@ def _probe(name: str) -> ExtensionStatus:
     from kaygraph.core.exceptions import install_hint
 
     description = EXTENSIONS[name]
+    if name in THIRD_PARTY:  # registered by its own package, which is therefore imported
+        return ExtensionStatus(name, description, True, "")
     hint = install_hint(name)
     if package_directory(name) is None:
         detail = f"not shipped in KayGraph {__version__} yet"
@@ -237,7 +265,7 @@ class _MissingExtensionFinder:
     @staticmethod
     def find_spec(fullname: str, path: Any = None, target: Any = None) -> None:
         prefix, _, name = fullname.rpartition(".")
-        if prefix == __name__ and name in EXTENSIONS:
+        if prefix == __name__ and name in EXTENSIONS and name not in THIRD_PARTY:
             raise MissingExtraError(_not_installed_message(name), extra=name, name=fullname)
         return None
 
@@ -247,7 +275,7 @@ if not any(getattr(finder, "_kaygraph_missing_extension_finder", False) for find
 
 
 def __getattr__(name: str) -> ModuleType:
-    if name in EXTENSIONS:
+    if name in EXTENSIONS and name not in THIRD_PARTY:
         # The import system puts the submodule into our namespace, so this runs once per name.
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -269,6 +297,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "EXTENSIONS",
     "STATES",
+    "THIRD_PARTY",
     "ExtensionStatus",
     "check_name",
     "package_directory",

@@ -128,9 +128,14 @@ class ExtensionRegistry:
     With ``shutdown_at_exit`` (the global registry's setting) the first initialization also
     registers :meth:`shutdown_all` with :mod:`atexit`, so servers and exporters that were started
     are stopped and flushed when the interpreter exits; failures there are logged.
+
+    The global registry is the one registry of the process: the catalogue in :mod:`kaygraph.ext`
+    (what ``kaygraph info`` lists) is its view of the built-in extensions, and a third-party
+    extension registered here joins that catalogue (``publish=True``).
     """
 
-    def __init__(self, *, shutdown_at_exit: bool = False) -> None:
+    def __init__(self, *, shutdown_at_exit: bool = False, publish: bool = False) -> None:
+        self._publish = publish
         self._extensions: dict[str, Extension] = {}
         self._initialized_order: list[str] = []
         self._lock = threading.RLock()
@@ -164,6 +169,11 @@ class ExtensionRegistry:
                 old._mark_shut_down()
                 self._forget_order(name)
             self._extensions[name] = extension
+        if self._publish:
+            from kaygraph import ext
+
+            doc = (type(extension).__doc__ or "").strip()
+            ext.registered(name, doc.splitlines()[0] if doc else f"third-party extension {name!r}")
         return extension
 
     def unregister(self, name: str) -> Extension:
@@ -172,7 +182,11 @@ class ExtensionRegistry:
             extension = self._lookup(name)
             del self._extensions[name]
             self._forget_order(name)
-            return extension
+        if self._publish:
+            from kaygraph import ext
+
+            ext.unregistered(name)
+        return extension
 
     def _forget_order(self, name: str) -> None:
         if name in self._initialized_order:
@@ -297,7 +311,7 @@ class ExtensionRegistry:
 
 
 #: The process-wide registry the built-in extensions register into; shuts them down at exit.
-registry = ExtensionRegistry(shutdown_at_exit=True)
+registry = ExtensionRegistry(shutdown_at_exit=True, publish=True)
 
 
 def get_extension(name: str) -> Extension | None:

@@ -161,3 +161,30 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_run(tmp_path: Path) -> No
     graph = PersistentGraph(Step(), checkpoint_dir=tmp_path)
     with pytest.raises(TypeError):
         graph.run({"count": 0, "bad": {("tuple", "key"): 1}})  # JSON cannot have tuple keys
+
+
+def test_checkpoints_in_0_3s_layout_are_resumed(tmp_path: Path) -> None:
+    """A folder as a 0.3 process left it: numbered checkpoint, ``latest.json`` with an absolute path."""
+    checkpoint = tmp_path / "checkpoint_000004.json"
+    checkpoint.write_text(
+        json.dumps(
+            {
+                "timestamp": 1700000000.0,
+                "counter": 4,
+                "node_id": "b",
+                "shared": {"count": 1, "done": ["a"], "tags": {"__type__": "set", "value": ["x"]}},
+            }
+        )
+    )
+    (tmp_path / "latest.json").write_text(
+        json.dumps({"latest": str(checkpoint), "timestamp": 1700000000.0, "node_id": "b"})
+    )
+    Crash.crash = False
+    graph = PersistentGraph(
+        chain(Step(node_id="a"), Crash(node_id="b"), Step(node_id="c")), checkpoint_dir=tmp_path
+    )
+
+    result = graph.resume_and_run()
+
+    assert result == {"count": 3, "done": ["a", "b", "c"], "tags": {"x"}}
+    assert [c["counter"] for c in graph.list_checkpoints()] == [4, 5, 6]  # numbering goes on

@@ -229,6 +229,7 @@ def test_classes_defined_inside_functions_are_found_unless_ambiguous() -> None:
 
     first = make()
     assert discover_node_class("LocalOnlyNode") is first
-    make()  # a second class with the same name
+    second = make()  # a second class with the same name (kept alive: subclasses are weak references)
     with pytest.raises(GraphDefinitionError, match=r"'LocalOnlyNode' is ambiguous: .*write 'module:Class'"):
         discover_node_class("LocalOnlyNode")
+    assert second is not first

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         state_at,
         steps,
         steps_page,
+        wait_for_change,
     )
     from .memory import MemoryStore
     from .postgres import PostgresStore
@@ -83,6 +84,7 @@ _EXPORTS = {
     "state_at": "history",
     "steps": "history",
     "steps_page": "history",
+    "wait_for_change": "history",
     "MemoryStore": "memory",
     "SQLiteStore": "sqlite",
     "RedisStore": "redis",
@@ -203,4 +205,5 @@ __all__ = [
     "state_at",
     "steps",
     "steps_page",
+    "wait_for_change",
 ]

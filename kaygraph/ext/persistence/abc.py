@@ -198,6 +198,16 @@ class CheckpointStore(abc.ABC):
         """Runs whose ``updated_at`` is later than ``since``, oldest change first: one cheap
         query a dashboard polls for all its clients (``updated_at`` is indexed)."""
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until a run row of this store may have changed, or ``timeout`` seconds passed;
+        True if a change was signalled. Stores with push (Redis pub/sub, PostgreSQL
+        LISTEN/NOTIFY) return as soon as a writer announces a change; the others just wait, so
+        callers poll :meth:`changed_since` after it either way."""
+        import time
+
+        time.sleep(timeout)
+        return True
+
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> bool:
         """Erase every trace of ``run_id`` (metadata, records, index entries, also records left

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kaygraph.core.async_node import AsyncParallelBatchGraph
 from kaygraph.core.events import RunListener
-from kaygraph.core.exceptions import RunLockedError, RunNotFoundError, SerializationError
+from kaygraph.core.exceptions import RunCancelled, RunLockedError, RunNotFoundError, SerializationError
 from kaygraph.core.graph import Graph
 
 from .leases import release
@@ -26,11 +26,6 @@ from .tracking import Delta, StateTracker, key_json
 
 if TYPE_CHECKING:
     from .durable import DurableGraph
-
-try:  # the core's cancellation seam (issue 8); older cores have none
-    from kaygraph.core.exceptions import RunCancelled
-except ImportError:  # pragma: no cover - depends on the core version
-    RunCancelled = None  # type: ignore[assignment,misc]
 
 #: The run row is refreshed (steps, updated_at, lease expiry) at most this often, in seconds.
 ROW_REFRESH = 1.0
@@ -51,7 +46,7 @@ def ended_status(error: BaseException | None) -> str:
     """The status a run gets from the error that ended it."""
     if error is None:
         return "succeeded"
-    if RunCancelled is not None and isinstance(error, RunCancelled):
+    if isinstance(error, RunCancelled):
         return "cancelled"
     return "failed"
 

@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=help_text)
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
         # Also after the subcommand (`kaygraph runs list --store URL`); SUPPRESS keeps the value
         # given before it when this one is absent.
         parser.add_argument("--store", default=argparse.SUPPRESS, help="store URL")
@@ -130,7 +130,10 @@ def _show(args: Any) -> int:
     from .history import get_run, iter_steps
 
     info = get_run(args.store, args.run_id)
-    hide = (lambda value: value) if args.show_secrets else redact
+
+    def hide(value: Any) -> Any:
+        return value if args.show_secrets else redact(value)
+
     for name, value in info.__dict__.items():
         if name == "traceback" and value:
             continue

@@ -141,7 +141,9 @@ class _Job:
 
     def finish(self, action: Any) -> RunResult:
         assert self.checkpointer is not None
-        shared = self.caller_shared if self.caller_shared is not None else self.state
+        shared = self.caller_shared
+        if shared is None:  # a resumed run: its state was rebuilt here, hand out a plain dict
+            shared = dict(dict.items(self.state)) if isinstance(self.state, TrackedDict) else self.state
         return RunResult(
             run_id=self.checkpointer.run_id,
             status="succeeded",

@@ -421,6 +421,13 @@ def changes(
         return Changes([_true_row(target, info) for info in runs], newest)
 
 
+def wait_for_change(store: CheckpointStore, timeout: float = 1.0) -> bool:
+    """Block until a run of ``store`` may have changed (True) or ``timeout`` seconds passed:
+    pushed by Redis pub/sub and PostgreSQL LISTEN/NOTIFY (and in-process for the memory store);
+    SQLite just waits. Follow it with :func:`changes` to see what changed."""
+    return store.wait_for_change(timeout)
+
+
 # -- steps and state -----------------------------------------------------------------------------
 
 
@@ -625,7 +632,7 @@ def events(
                 RunEvent(
                     run_id=run_id,
                     seq=seq,
-                    kind=_EVENT_KINDS.get(kind, str(kind)),
+                    kind=_EVENT_KINDS.get(str(kind), str(kind)),
                     timestamp=record.get("t", 0.0),
                     step=int(record.get("i", 0)),
                     node_id=str(path[-1]) if path else None,
@@ -780,4 +787,5 @@ __all__ = [
     "state_at",
     "steps",
     "steps_page",
+    "wait_for_change",
 ]

@@ -28,6 +28,7 @@ class MemoryStore(CheckpointStore):
         self._runs: dict[str, RunInfo] = {}
         self._records: dict[str, dict[int, bytes]] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     @classmethod
     def named(cls, name: str) -> MemoryStore:
@@ -45,6 +46,7 @@ class MemoryStore(CheckpointStore):
                 return False
             self._runs[info.run_id] = RunInfo(*info.as_row())
             self._records[info.run_id] = {0: bytes(first_record)}
+            self._changed.notify_all()
             return True
 
     def get_run(self, run_id: str) -> RunInfo | None:
@@ -67,7 +69,13 @@ class MemoryStore(CheckpointStore):
         check_run_fields(changes)
         for name, value in changes.items():
             setattr(info, name, value)
+        if "updated_at" in changes:
+            self._changed.notify_all()
         return True
+
+    def wait_for_change(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait(timeout)
 
     def append(
         self,

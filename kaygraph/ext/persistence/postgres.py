@@ -42,6 +42,7 @@ class PostgresStore(SQLStore):
         self.schema = schema
         self.set_tables(table_prefix, f"{schema}." if schema else "")
         self._connection = self._connect()
+        self._listener: Any = None
         self._lock = threading.Lock()
         with self._transaction() as cursor:
             # Concurrent first connections would race on CREATE TABLE IF NOT EXISTS: serialize them.
@@ -62,6 +63,27 @@ class PostgresStore(SQLStore):
             raise PersistenceError(
                 f"cannot connect to the PostgreSQL store {self.describe()}: {str(exc).strip()}"
             ) from exc
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel writers announce run changes on (one per table)."""
+        return f"kaygraph_changes:{self.runs_table}"[:63]
+
+    def _notify(self, cursor: Any, run_id: str) -> None:
+        cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, run_id))
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait for a writer's NOTIFY on :attr:`channel` (a second connection, made on first use)."""
+        try:
+            if self._listener is None:
+                self._listener = psycopg.connect(self.url, autocommit=True)
+                self._listener.execute(f'LISTEN "{self.channel}"')
+            got = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                got = True
+            return got
+        except psycopg.Error as exc:
+            raise PersistenceError(f"the PostgreSQL store {self.describe()} failed: {exc}") from exc
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, pg_errors.UniqueViolation)
@@ -104,6 +126,8 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         with self._lock:
+            if self._listener is not None:
+                self._listener.close()
             self._connection.close()
 
     def describe(self) -> str:

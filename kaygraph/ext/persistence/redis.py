@@ -45,6 +45,7 @@ local function apply_changes(changes_json)
     end
     if field == 'updated_at' and value ~= cjson.null then
       redis.call('ZADD', KEYS[5], tonumber(value), ARGV[1])
+      redis.call('PUBLISH', KEYS[5], ARGV[1])
     end
     if field == 'expires_at' then
       if value == cjson.null then
@@ -163,6 +164,7 @@ class RedisStore(CheckpointStore):
         if client is None:
             with self._errors():
                 self.client.ping()
+        self._pubsub: Any = None
         self._create = self.client.register_script(_CREATE)
         self._update = self.client.register_script(_UPDATE)
         self._append = self.client.register_script(_APPEND)
@@ -382,7 +384,25 @@ class RedisStore(CheckpointStore):
             if purged < _PURGE_BATCH:
                 return total
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait for a writer's announcement on the ``<prefix>updates`` channel (Redis pub/sub)."""
+        with self._errors():
+            if self._pubsub is None:
+                self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(self._keys("")[4])
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self._pubsub.get_message(timeout=left) is not None:
+                    while self._pubsub.get_message(timeout=0) is not None:
+                        pass  # one wake-up for a burst of changes
+                    return True
+
     def close(self) -> None:
+        if self._pubsub is not None:
+            self._pubsub.close()
         self.client.close()
 
     def describe(self) -> str:

@@ -143,6 +143,7 @@ class SQLStore(CheckpointStore):
                 f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) VALUES ({ph}, 0, {ph})",
                 (info.run_id, first_record),
             )
+            self._notify(cursor, info.run_id)
             return True
 
         return self._run(work)
@@ -182,6 +183,9 @@ class SQLStore(CheckpointStore):
 
         return self._run(work)
 
+    def _notify(self, cursor: Any, run_id: str) -> None:
+        """Announce that ``run_id``'s row changed (PostgreSQL: NOTIFY), in the same transaction."""
+
     def _update(self, cursor: Any, run_id: str, changes: Mapping[str, Any], if_owner: Any) -> bool:
         ph = self.placeholder
         assignments, values = self._set_clause(changes)
@@ -194,7 +198,10 @@ class SQLStore(CheckpointStore):
                 sql += f" AND lease_owner = {ph}"
                 values.append(if_owner)
         cursor.execute(sql, values)
-        return bool(cursor.rowcount == 1)
+        changed = bool(cursor.rowcount == 1)
+        if changed and "updated_at" in changes:
+            self._notify(cursor, run_id)
+        return changed
 
     def append(
         self,

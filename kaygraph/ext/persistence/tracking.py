@@ -240,11 +240,11 @@ class StateTracker:
             )
         entries = self.entries
         delta = Delta()
-        tracked = isinstance(shared, TrackedDict)
-        if everything or not tracked or shared.reached_all():
+        tracked = shared if isinstance(shared, TrackedDict) else None
+        if everything or tracked is None or tracked.reached_all():
             candidates: Any = list(dict.keys(shared))
         else:
-            reached = shared.touched
+            reached = tracked.touched
             candidates = [key for key in reached if dict.__contains__(shared, key)]
             if len(dict.keys(shared)) != len(entries) or len(reached) != len(candidates):
                 # New or deleted keys: also look at keys the entries do not know.
@@ -266,8 +266,8 @@ class StateTracker:
             delta.deleted = [key for key in entries if not dict.__contains__(shared, key)]
             for key in delta.deleted:
                 del entries[key]
-        if tracked and self._in_flight == 0:
-            shared.reset()
+        if tracked is not None and self._in_flight == 0:
+            tracked.reset()
         return delta
 
     def _examine(self, key: Any, value: Any, delta: Delta) -> None:

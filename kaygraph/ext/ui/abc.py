@@ -24,6 +24,9 @@ class Page:
     items: list[dict[str, Any]]
     #: Pass as ``cursor`` to get the next page; None when this is the last page.
     next_cursor: str | None
+    #: For steps: the sequence number of the last record the page covered (events after it are
+    #: news), so a client can load the history and then stream from there without a gap.
+    last_seq: int | None = None
 
 
 class RunSource(abc.ABC):

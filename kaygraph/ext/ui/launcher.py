@@ -102,25 +102,28 @@ class Launcher:
         return run_id
 
     def cancel(self, run_id: str, reason: str) -> str:
-        """Cancel ``run_id``: at once when it runs here, else through the store; returns how."""
+        """Cancel ``run_id``: at once when it runs here, else through the store; returns how.
+
+        A run that is not running (also one this process already cancelled, whose thread is still
+        winding down) is a 409: there is nothing left to cancel.
+        """
         with self._lock:
             entry = self._active.get(run_id)
-        if entry is not None:
-            if entry[1] is None:
-                raise ApiError(
-                    409,
-                    "this KayGraph core cannot cancel a run in progress (no kaygraph.CancelToken)",
-                    culprit="run_id",
-                )
-            entry[1].cancel(reason)
-            return "cancelled"
+        token = entry[1] if entry is not None else None
         info = self.store.get_run(run_id)
-        if info is None:
+        if info is None and entry is None:
             raise RunNotFoundError(f"no run {run_id!r} in {self.store.describe()}", run_id=run_id)
-        if info.status != "running":
+        if token is not None and token.cancelled:
+            raise ApiError(
+                409, f"run {run_id!r} is already being cancelled ({token.reason})", culprit="run_id"
+            )
+        if info is not None and info.status != "running":
             raise ApiError(
                 409, f"run {run_id!r} is {info.status}, not running: nothing to cancel", culprit="run_id"
             )
+        if token is not None:
+            token.cancel(reason)
+            return "cancelled"
         request = getattr(_persistence(), "request_cancel", None)
         if request is None:
             raise ApiError(
@@ -166,12 +169,10 @@ class Launcher:
                 f"run {run_id!r} belongs to graph {info.graph_name!r}, which this dashboard does not serve",
                 culprit="graph",
             )
-        fork_run = getattr(_persistence(), "fork_run", None)
-        if fork_run is None:
-            raise ApiError(
-                501, "this persistence version cannot fork runs", culprit="run_id", code="not_implemented"
-            )
-        new_id: str = fork_run(self.store, run_id, step, patch=patch)
+        forked = _persistence().fork_run(
+            self.store, run_id, step=step, patch=patch, serializer=self.serializer
+        )
+        new_id: str = forked.run_id
         self._spawn(new_id, self._runner(info.graph_name).resume, new_id)
         return new_id
 

@@ -8,14 +8,15 @@ import binascii
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .abc import Page, RunSource
 from .errors import ApiError
 
-#: Run statuses a filter may name.
-STATUSES = ("running", "succeeded", "failed", "cancelled")
+#: Run statuses a filter may name (``pending``: a fork that has not started yet).
+STATUSES = ("running", "succeeded", "failed", "cancelled", "pending")
 
 
 def encode_cursor(value: Any) -> str:
@@ -29,19 +30,23 @@ def decode_cursor(cursor: str, name: str = "cursor") -> Any:
         padded = cursor + "=" * (-len(cursor) % 4)
         return json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeError):
-        raise ApiError(
-            400,
-            f"{name} {cursor[:80]!r} is not a cursor this server made; pass the next_cursor of a "
-            "previous page, or leave it out for the first page",
-            culprit=name,
-        ) from None
+        raise _bad_cursor(cursor, name) from None
+
+
+def _bad_cursor(cursor: str, name: str = "cursor") -> ApiError:
+    return ApiError(
+        400,
+        f"{name} {cursor[:80]!r} is not a cursor this server made; pass the next_cursor of a "
+        "previous page, or leave it out for the first page",
+        culprit=name,
+    )
 
 
 def run_dict(info: Any) -> dict[str, Any]:
     """A run row as the API shows it (``RunInfo`` fields plus derived ones, lease details left out)."""
     row = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info)
     created, updated = row.get("created_at") or 0.0, row.get("updated_at") or 0.0
-    finished = row.get("status") not in ("running", None)
+    finished = row.get("status") in ("succeeded", "failed", "cancelled")
     return {
         "run_id": row["run_id"],
         "graph": row.get("graph_name"),
@@ -53,15 +58,16 @@ def run_dict(info: Any) -> dict[str, Any]:
         "duration": (updated - created) if finished and created else None,
         "steps": row.get("steps", 0),
         "error": row.get("error"),
+        "traceback": row.get("traceback"),
         "parent_run_id": row.get("parent_run_id"),
-        "parent_step": row.get("parent_step"),
+        "parent_seq": row.get("parent_seq"),
         "serializer": row.get("serializer"),
         "live": bool(row.get("lease_owner")),
     }
 
 
 def step_dict(record: Any) -> dict[str, Any]:
-    """One history entry (``StepRecord``) as the API shows it."""
+    """One history entry (persistence's ``StepRecord``) as the API shows it."""
     return {
         "step": record.step,
         "seq": record.seq,
@@ -71,11 +77,33 @@ def step_dict(record: Any) -> dict[str, Any]:
         "action": record.action,
         "time": record.timestamp,
         "duration": record.duration,
+        "attempts": getattr(record, "attempts", 1),
+    }
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """One entry of a run's event log (persistence's ``RunEvent``) as the API and SSE show it."""
+    return {
+        "seq": event.seq,
+        "run_id": event.run_id,
+        "type": event.kind,
+        "time": event.timestamp,
+        "step": event.step,
+        "node_id": event.node_id,
+        "path": [str(part) for part in event.path],
+        "status": event.status,
+        "action": event.action,
+        "duration": event.duration,
+        "attempt": event.attempt,
+        "index": event.index,
+        "error": event.error,
     }
 
 
 class PersistenceSource(RunSource):
-    """Reads runs from a :class:`~kaygraph.ext.persistence.abc.CheckpointStore` (or its URL)."""
+    """Reads runs from a persistence store (or its URL) with the persistence read API
+    (``runs_page``, ``steps_page``, ``state_at``, ``events``, ``changes``): every call is one
+    bounded, indexed read, however many runs or steps there are."""
 
     def __init__(self, store: Any = None, *, serializer: Any = None) -> None:
         from kaygraph.ext.persistence import CheckpointStore, open_store
@@ -83,7 +111,9 @@ class PersistenceSource(RunSource):
         self.store = store if isinstance(store, CheckpointStore) else open_store(store)
         self._owns_store = not isinstance(store, CheckpointStore)
         self.serializer = serializer
-        self._persistence = __import__("kaygraph.ext.persistence", fromlist=["durable"])
+        import kaygraph.ext.persistence as persistence
+
+        self._persistence = persistence
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -97,86 +127,100 @@ class PersistenceSource(RunSource):
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
-        after: tuple[float, str] | None = None
+        from kaygraph.core.exceptions import PersistenceError
+
+        inner = None
         if cursor is not None:
-            value = decode_cursor(cursor)
-            if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)):
-                decode_cursor("!", "cursor")  # raises the same message
-            after = (float(value[0]), value[1])
-            until = after[0] + 1e-6 if until is None else min(until, after[0] + 1e-6)
-        rows = self.store.list_runs(
-            graph_name=graph, status=status, since=since, until=until, limit=limit + 200
-        )
-        if after is not None:
-            rows = [row for row in rows if (row.created_at, row.run_id) < after]
-        rows.sort(key=lambda row: (row.created_at, row.run_id), reverse=True)
-        page = rows[:limit]
-        more = len(rows) > limit
-        next_cursor = encode_cursor([page[-1].created_at, page[-1].run_id]) if more and page else None
-        return Page([run_dict(row) for row in page], next_cursor)
+            inner = decode_cursor(cursor)
+            if not isinstance(inner, str):
+                raise _bad_cursor(cursor)
+        try:
+            page = self._persistence.runs_page(
+                self.store,
+                graph_name=graph,
+                status=status,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=inner,
+            )
+        except PersistenceError as exc:
+            if cursor is not None and "cursor" in str(exc):
+                raise _bad_cursor(cursor) from None
+            raise
+        next_cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
+        return Page([run_dict(info) for info in page.runs], next_cursor)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        row = run_dict(self._persistence.get_run(self.store, run_id))
-        history = self._history(run_id, False)
-        row["last_seq"] = history[-1].seq if history else -1
-        return row
+        return run_dict(self._persistence.get_run(self.store, run_id))
 
     def counts(self, *, graph: str | None = None) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for row in self.store.list_runs(graph_name=graph):
-            counts[row.status] = counts.get(row.status, 0) + 1
+        counts: dict[str, int] = self._persistence.count_runs(self.store, graph_name=graph)
+        counts.pop("total", None)
         return counts
 
     def changes(self, cursor: Any) -> tuple[list[dict[str, Any]], Any]:
-        rows = self.store.list_runs(limit=200)
-        latest = {row.run_id: row.updated_at for row in rows}
-        if cursor is None:
-            return [], latest
-        changed = [run_dict(row) for row in rows if cursor.get(row.run_id) != row.updated_at]
-        return changed, latest
+        if cursor is None:  # start now: only later changes are news
+            return [], time.time()
+        found = self._persistence.changes(self.store, cursor)
+        return [run_dict(info) for info in found.runs], found.cursor
 
     # -- steps and state -----------------------------------------------------------------------
 
-    def _history(self, run_id: str, decode: bool) -> list[Any]:
-        return list(self._persistence.steps(self.store, run_id, serializer=self.serializer, decode=decode))
-
     def list_steps(self, run_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
-        start = 0
+        after = None
         if cursor is not None:
-            value = decode_cursor(cursor)
-            if not isinstance(value, int):
-                decode_cursor("!", "cursor")
-            start = value
-        history = [record for record in self._history(run_id, False) if record.kind == "step"]
-        page = history[start : start + limit]
-        more = start + limit < len(history)
-        return Page([step_dict(record) for record in page], encode_cursor(start + limit) if more else None)
+            after = decode_cursor(cursor)
+            if not isinstance(after, int) or isinstance(after, bool):
+                raise _bad_cursor(cursor)
+        # The history also holds start/resume/end entries; a page holds ``limit`` node steps.
+        found: list[Any] = []
+        last = after
+        while True:
+            page = self._persistence.steps_page(self.store, run_id, after=after, limit=limit + 1 - len(found))
+            for record in page.steps:
+                last = record.seq
+                if record.kind == "step":
+                    found.append(record)
+            if len(found) > limit or page.next_cursor is None:
+                break
+            after = page.next_cursor
+        if len(found) > limit:
+            found = found[:limit]
+            last = found[-1].seq
+            next_cursor: str | None = encode_cursor(last)
+        else:
+            next_cursor = None
+        return Page([step_dict(record) for record in found], next_cursor, last)
 
     def state_at(self, run_id: str, step: int) -> dict[str, Any]:
-        history = self._history(run_id, True)
-        matches = [record for record in history if record.step == step]
-        if matches:
-            return dict(matches[-1].state or {})
-        kept = sorted({record.step for record in history})
-        raise ApiError(
-            404,
-            f"run {run_id!r} has no step {step}; the kept steps are "
-            f"{kept[0] if kept else 0}..{kept[-1] if kept else 0}",
-            culprit="step",
-        )
+        from kaygraph.core.exceptions import PersistenceError, RunNotFoundError
+
+        try:
+            found = self._persistence.state_at(self.store, run_id, step=step, serializer=self.serializer)
+        except RunNotFoundError:
+            raise
+        except PersistenceError as exc:
+            if "step" not in str(exc):
+                raise
+            raise ApiError(
+                404, f"{exc}; ask for a step the run has (GET .../steps)", culprit="step"
+            ) from None
+        if found.step != step:
+            raise ApiError(
+                404,
+                f"run {run_id!r} keeps no state after step {step} (its oldest kept state is after step "
+                f"{found.step}: older ones were pruned, see persistence.keep_snapshots)",
+                culprit="step",
+            )
+        state: dict[str, Any] = found.state
+        return state
 
     def events_after(self, run_id: str, seq: int, *, limit: int = 500) -> list[dict[str, Any]]:
-        events = []
-        for record in self._history(run_id, False):
-            if record.seq <= seq:
-                continue
-            kind = {"start": "run_start", "resume": "run_resume", "step": "node_end", "end": "run_end"}[
-                record.kind
-            ]
-            events.append({"seq": record.seq, "run_id": run_id, "type": kind, **step_dict(record)})
-            if len(events) >= limit:
-                break
-        return events
+        return [
+            event_dict(event)
+            for event in self._persistence.events(self.store, run_id, after=seq, limit=limit)
+        ]
 
     def close(self) -> None:
         if self._owns_store:

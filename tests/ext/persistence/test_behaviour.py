@@ -707,8 +707,9 @@ def test_undecodable_checkpoint_names_run_record_and_key_path(store: Any, damage
 
 
 def test_creating_a_run_purges_any_number_of_expired_runs(store: Any, expired_runs: Any) -> None:
-    # One bound parameter per expired run would break past the driver's limit (65535 on Postgres).
-    expired_runs(store, 70_000)
+    # One bound parameter per expired run would break past the driver's limit (65535 on Postgres);
+    # Redis purges in batches of 1,000. Each store gets a count past its own limit.
+    expired_runs(store, 70_000 if store.backend == "postgres" else 2_500)
     runner = durable(chain(Tracker(), ["a"]), store)
     assert runner.run({}, run_id="fresh").status == "succeeded"
     assert [info.run_id for info in store.list_runs()] == ["fresh"]

@@ -301,3 +301,29 @@ def test_batch_items_are_checkpointed_through_an_executor_and_only_unfinished_on
     result = runner.resume("batch", executor=executor)
     assert result.shared["results"] == [0, 10, 20, 30, 40, 50]
     assert sorted(ran[before:]) == sorted(set(range(6)) - finished)  # only unfinished items reran
+
+
+def test_wait_for_change_wakes_when_a_run_changes(store: Any) -> None:
+    from kaygraph.ext.persistence import wait_for_change
+
+    durable(counter(1), store).run({}, run_id="before")  # the listener connects on first wait
+    wait_for_change(store, 0.05)
+    woke: list[float] = []
+
+    def waiter() -> None:
+        began = time.monotonic()
+        if wait_for_change(store, 5.0):
+            woke.append(time.monotonic() - began)
+
+    thread = threading.Thread(target=waiter)
+    if store.backend == "sqlite":  # no push: it waits the timeout, then the caller polls changes()
+        began = time.monotonic()
+        assert wait_for_change(store, 0.2) and time.monotonic() - began >= 0.2
+        return
+    if store.backend == "redis" or store.backend == "postgres":
+        wait_for_change(store, 0.05)  # subscribed now
+    thread.start()
+    time.sleep(0.2)
+    durable(counter(1), store).run({}, run_id="after")
+    thread.join(10)
+    assert woke and woke[0] < 4.0

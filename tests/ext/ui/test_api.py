@@ -150,7 +150,7 @@ def test_live_events_of_a_run_in_progress_reach_every_client_from_one_poll(
         results: list[list[dict[str, Any]]] = [[] for _ in range(5)]
 
         def watch(index: int) -> None:
-            results[index] = read_events(f"{server.url}/api/runs/{run_id}/events", 4, timeout=30)
+            results[index] = read_events(f"{server.url}/api/runs/{run_id}/events", 6, timeout=30)
 
         watchers = [threading.Thread(target=watch, args=(index,)) for index in range(5)]
         for thread in watchers:
@@ -161,13 +161,41 @@ def test_live_events_of_a_run_in_progress_reach_every_client_from_one_poll(
         gate.set()
         for thread in watchers:
             thread.join(30)
-        assert all(len(events) == 4 for events in results)
+        assert all(len(events) == 6 for events in results)
         assert all([e["id"] for e in events] == [e["id"] for e in results[0]] for events in results)
         node_ends = [e for e in results[0] if e["event"] == "node_end"]
         assert [e["data"]["node_id"] for e in node_ends][:2] == ["Wait", "Wait"]
         # One events query per poll for the one watched run, not one per client.
         event_queries = server.board.source.by_method.get("events_after", 0) - before.get("events_after", 0)
         assert event_queries <= server.board.feed.polls - polls + 1
+
+
+def test_events_of_a_run_in_another_process_arrive_through_the_store(store_url: str, serve: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = serve(store_url)
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[2]);"
+        "from ui_graphs import slow; from kaygraph.ext.persistence import durable;"
+        "durable(slow(), sys.argv[1]).run({'sleep': 0.15, 'waits': 6}, run_id='elsewhere')"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, store_url, str(Path(__file__).parent)])
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            wait_for(
+                lambda: client.get("/api/runs/elsewhere").status_code == 200, what="the other process's run"
+            )
+        events = read_events(f"{server.url}/api/runs/elsewhere/events", 100, until="status_end", timeout=30)
+    finally:
+        writer.wait(30)
+    node_ends = [event["data"] for event in events if event["event"] == "node_end"]
+    assert [event["node_id"] for event in node_ends] == ["Wait"] * 6 + ["Load"]
+    assert [event["step"] for event in node_ends] == list(range(1, 8))
+    seqs = [int(event["id"]) for event in events]
+    assert seqs == sorted(set(seqs))  # increasing, no repeats
+    assert events[-1]["data"]["status"] == "succeeded"
 
 
 # -- bad input -----------------------------------------------------------------------------------

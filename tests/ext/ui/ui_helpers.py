@@ -42,15 +42,18 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
 
 
 def read_events(
-    url: str, count: int, *, headers: dict[str, str] | None = None, timeout: float = 15.0
+    url: str, count: int, *, headers: dict[str, str] | None = None, timeout: float = 15.0, until: str = ""
 ) -> list[dict[str, Any]]:
-    """The first ``count`` events of the SSE stream at ``url``, then the connection is dropped."""
+    """The first ``count`` events of the SSE stream at ``url`` (or up to the run's end with
+    ``until="status_end"``), then the connection is dropped."""
     events: list[dict[str, Any]] = []
     with httpx.stream("GET", url, headers=headers or {}, timeout=timeout) as response:
         assert response.status_code == 200, response.read()
         for event in sse_events(response):
             events.append(event)
-            if len(events) >= count:
+            data = event["data"]
+            ended = data.get("type") in ("status", "run_end") and data.get("status") not in (None, "running")
+            if len(events) >= count or (until == "status_end" and ended):
                 break
     return events
 

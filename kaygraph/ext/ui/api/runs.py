@@ -96,7 +96,7 @@ def list_steps(
 ) -> dict[str, Any]:
     """The run's steps, oldest first, paginated."""
     page = dashboard(request).source.list_steps(run_id, cursor=cursor or None, limit=limit)
-    return {"steps": page.items, "next_cursor": page.next_cursor}
+    return {"steps": page.items, "next_cursor": page.next_cursor, "last_seq": page.last_seq}
 
 
 @router.get("/runs/{run_id}/steps/{step}/state")
@@ -210,7 +210,7 @@ def fork_run(request: Request, run_id: str, body: ForkRun, role: str = Depends(w
         for key, value in body.patch.items():
             _check_json(value, f"patch.{key}")
     new_id = board.launcher.fork(run_id, body.step, body.patch)
-    return {"run_id": new_id, "parent_run_id": run_id, "parent_step": body.step, "status": "running"}
+    return {"run_id": new_id, "parent_run_id": run_id, "parent_step": body.step, "status": "pending"}
 
 
 __all__ = ["router"]

@@ -514,25 +514,44 @@ async function runPage(runId) {
     graphBox.replaceChildren(drawGraph(graph, highlight()));
   }
 
+  /* The header is rebuilt only when what it shows changes (status, steps, error...), and the
+   * running duration is updated in place: buttons stay put while events stream in. */
+  let headerKey = null;
+  let durationEl = null;
+  const runDuration = () => (run.status === "running" ? fmtDuration(Date.now() / 1000 - run.created_at) : fmtDuration(run.duration));
   function renderHeader() {
+    const key = JSON.stringify([run.status, run.steps, run.error, run.traceback, run.served, run.graph_ref, steps.length > 0, run.duration]);
+    if (key === headerKey) {
+      if (durationEl) durationEl.textContent = runDuration();
+      return;
+    }
+    headerKey = key;
     const actions = h("div", { class: "actions" });
     if (canWrite()) {
       if (run.status === "running") actions.append(h("button", { class: "btn danger", id: "cancel", onclick: cancelRun }, "■ Cancel"));
-      if ((run.status === "failed" || run.status === "cancelled") && run.served) actions.append(h("button", { class: "btn", id: "resume", onclick: resumeRun }, "↻ Resume"));
+      if (["failed", "cancelled", "pending"].includes(run.status) && run.served) actions.append(h("button", { class: "btn", id: "resume", onclick: resumeRun }, "↻ Resume"));
       if (run.served && steps.length) actions.append(h("button", { class: "btn", id: "fork", onclick: forkDialog }, "Fork…"));
     }
     const meta = (k, v) => h("div", { class: "meta" }, h("span", { class: "k" }, k), h("span", { class: "v" }, v));
-    const duration = run.status === "running" ? fmtDuration(Date.now() / 1000 - run.created_at) : fmtDuration(run.duration);
+    durationEl = h("span", { class: "v", id: "run-duration" }, runDuration());
     header.replaceChildren(h("div", { class: "panel" },
       h("div", { class: "panel-head" }, h("a", { href: "#/runs" }, "Runs"), h("span", { class: "muted" }, "/"),
         h("h1", { class: "mono", id: "run-id" }, run.run_id), pill(run.status), h("span", { class: "grow" }), actions),
       h("div", { class: "run-meta" },
         meta("Graph", run.graph || "—"), meta("Reference", run.graph_ref || "—"), meta("Started", fmtTime(run.created_at)),
-        meta("Duration", duration), meta("Steps", String(run.steps)),
-        run.parent_run_id ? meta("Forked from", h("a", { href: "#/runs/" + encodeURIComponent(run.parent_run_id) }, `${run.parent_run_id} @ step ${run.parent_step}`)) : null),
+        h("div", { class: "meta" }, h("span", { class: "k" }, "Duration"), durationEl), meta("Steps", String(run.steps)),
+        run.parent_run_id ? meta("Forked from", h("a", { href: "#/runs/" + encodeURIComponent(run.parent_run_id) }, `${run.parent_run_id} (record ${run.parent_seq})`)) : null),
       run.error ? h("div", { class: "panel-body" }, h("div", { class: "error-box", id: "run-error" }, h("strong", {}, "Error"),
         h("pre", {}, run.traceback ? run.traceback : run.error))) : null));
   }
+
+  /* Events can arrive by the hundred: draw at most ~8 times a second. */
+  let renderTimer = null;
+  function scheduleRender() {
+    if (renderTimer) return;
+    renderTimer = setTimeout(() => { renderTimer = null; drawGraphBox(); renderTimeline(); renderHeader(); }, 120);
+  }
+  state.cleanup.push(() => clearTimeout(renderTimer));
 
   function stepRow(step) {
     const maxDuration = Math.max(1e-6, ...steps.map((s) => s.duration || 0));
@@ -558,7 +577,9 @@ async function runPage(runId) {
     const rows = steps.map(stepRow);
     if (run.status === "running") rows.push(h("div", { class: "step marker" }, h("span", {}, ""), h("span", {}, startedNode ? `running ${startedNode}…` : "running…")));
     if (!steps.length && run.status !== "running") rows.push(h("p", { class: "muted pad" }, "No steps were recorded for this run."));
+    const follow = timeline.scrollTop + timeline.clientHeight >= timeline.scrollHeight - 4; // at the end: keep following
     timeline.replaceChildren(...rows);
+    if (follow && run.status === "running") timeline.scrollTop = timeline.scrollHeight;
     $("#step-count").textContent = steps.length ? `${steps.length} steps` : "";
   }
 
@@ -632,10 +653,12 @@ async function runPage(runId) {
     steps.sort((a, b) => a.step - b.step);
     return true;
   }
+  let lastSeq = -1;
   async function loadSteps() {
     for (let pages = 0; pages < 20; pages++) {
       const page = await api(`api/runs/${enc}/steps?limit=500` + (stepsCursor ? `&cursor=${encodeURIComponent(stepsCursor)}` : ""));
       page.steps.forEach(addStep);
+      if (page.last_seq !== null && page.last_seq !== undefined) lastSeq = page.last_seq;
       stepsCursor = page.next_cursor;
       if (!stepsCursor) break;
     }
@@ -661,7 +684,7 @@ async function runPage(runId) {
       run.failed_node = event.node_id;
     }
     if (["run_end", "run_start", "run_resume", "status", "node_error"].includes(event.type)) refreshRun();
-    drawGraphBox(); renderTimeline(); renderHeader();
+    scheduleRender();
   }
 
   async function cancelRun() {
@@ -697,8 +720,7 @@ async function runPage(runId) {
   await loadSteps();
   if (steps.length) selected = steps[steps.length - 1].step;
   renderHeader(); drawGraphBox(); renderTimeline(); showSelected();
-  const after = run.last_seq !== undefined && run.last_seq !== null ? run.last_seq : -1;
-  subscribe(`api/runs/${enc}/events?after=${after}`, onEvent, setLive);
+  subscribe(`api/runs/${enc}/events?after=${lastSeq}`, onEvent, setLive); // history loaded up to lastSeq
   const ticker = setInterval(() => { if (run.status === "running") renderHeader(); }, 1000);
   state.cleanup.push(() => clearInterval(ticker));
 }
