@@ -155,7 +155,7 @@ class Scheduler:
         self._notify: Callable[[], None] = self._wake.set
         self._stopping = threading.Event()
         self._next_renew = 0.0
-        self.observer = FireObserver()
+        self.observer = FireObserver(clock=self.clock)
 
     # -- managing schedules ------------------------------------------------------------------
 
