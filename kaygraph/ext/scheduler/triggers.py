@@ -117,11 +117,12 @@ class Trigger(abc.ABC):
 
     def fires(self, after: float) -> Iterator[tuple[float, str]]:
         """Fire instants after ``after`` in order, each with a DST note ("" when none applies)."""
-        current: float | None = after
+        current = after
         while True:
-            current = self.next_after(current)
-            if current is None:
+            following = self.next_after(current)
+            if following is None:
                 return
+            current = following
             yield current, ""
 
     def next_fire_times(self, after: _dt.datetime, count: int) -> list[_dt.datetime]:
