@@ -157,6 +157,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._next_renew = 0.0
         self.observer = FireObserver(clock=self.clock)
+        self._triggers: dict[str, Trigger] = {}
 
     # -- managing schedules ------------------------------------------------------------------
 
@@ -354,7 +355,7 @@ class Scheduler:
     def _process(self, schedule: Schedule, now: float, capacity: int) -> builtins.list[_Job]:
         store = self.store
         try:
-            trigger = trigger_from_dict(schedule.trigger)
+            trigger = self._trigger(schedule)
             active = store.active_fires(schedule.name)
             decided = engine.plan(
                 schedule,
@@ -407,6 +408,16 @@ class Scheduler:
             return []
         self.observer.planned(schedule.name, decided.missed, decided.skipped)
         return jobs
+
+    def _trigger(self, schedule: Schedule) -> Trigger:
+        """The schedule's trigger, built once per distinct description (a pass must stay cheap)."""
+        key = json.dumps(schedule.trigger, sort_keys=True)
+        trigger = self._triggers.get(key)
+        if trigger is None:
+            if len(self._triggers) > 10_000:
+                self._triggers.clear()
+            trigger = self._triggers[key] = trigger_from_dict(schedule.trigger)
+        return trigger
 
     def _renew(self, now: float) -> None:
         with self._jobs_lock:
