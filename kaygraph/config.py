@@ -139,8 +139,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ui.poll_interval_ms", int, 100, "ms between the dashboard's store polls", minimum=10),
     Setting("ui.allowed_origins", str, None, "extra origins allowed to change runs (a,b)", nullable=True),
     Setting("ui.max_value_chars", int, 2000, "JSON longer than this is shown cut", minimum=80),
-    Setting("distributed.executor", str, "local", "where nodes execute"),
-    Setting("distributed.workers", int, 4, "number of workers", minimum=1),
+    Setting(
+        "distributed.executor", str, "local",
+        "where batch items and remote nodes run: local (this process), process, dask or ray",
+        choices=("local", "process", "dask", "ray"),
+    ),
+    Setting(
+        "distributed.address", str, None,
+        "cluster to join (tcp://host:8786 for Dask, ray://host:10001 for Ray); null starts a local one",
+        nullable=True,
+    ),
+    Setting("distributed.workers", int, None, "worker processes of a local cluster; null: one per CPU",
+            nullable=True, minimum=1),
+    Setting("distributed.chunk_size", int, None, "batch items per task; null: automatic", nullable=True,
+            minimum=1),
+    Setting("distributed.max_in_flight", int, None, "unfinished tasks at once; null: two per worker slot",
+            nullable=True, minimum=1),
+    Setting("distributed.connect_timeout", int, 10, "seconds to reach a cluster before failing", minimum=1),
+    Setting("distributed.share_threshold", int, 1048576,
+            "bytes from which an input is sent to the cluster once, by reference; 0: never", minimum=0),
     Setting("observability.tracing_enabled", bool, False, "emit OpenTelemetry spans"),
     Setting("observability.metrics_enabled", bool, False, "serve Prometheus metrics"),
     Setting("observability.metrics_host", str, "127.0.0.1", "metrics bind address"),
@@ -311,7 +328,15 @@ class Config:
         env: Mapping[str, str] | None = None,
         search: bool = True,
         path: str | os.PathLike[str] | None = None,
+        **node_settings: Any,
     ) -> None:
+        if node_settings:
+            names = ", ".join(f"{name}=" for name in node_settings)
+            raise TypeError(
+                f"kaygraph.config.Config() got {names}: it loads KayGraph's own settings (config_file=, "
+                f"env=, search=). Settings for your nodes go in kaygraph.Config({names}...), passed as "
+                "config= to a node or graph."
+            )
         if path is not None:
             if config_file is not None:
                 raise TypeError(
@@ -346,7 +371,8 @@ class Config:
         if self._path is not None:
             if not self._path.is_file():
                 raise ConfigurationError(
-                    f"Config file {self._path} does not exist; pass the path of a JSON file.",
+                    f"KayGraph settings file {self._path} does not exist (given as "
+                    "kaygraph.config.Config(config_file=...)); pass the path of a JSON file.",
                     source=f"file {self._path}",
                 )
             return self._path, [str(self._path)]
@@ -570,7 +596,7 @@ class Config:
                 del self._runtime[name]
 
     def __repr__(self) -> str:
-        return f"<Config file={str(self._file) if self._file else None!r}>"
+        return f"<kaygraph.config.Config file={str(self._file) if self._file else None!r}>"
 
 
 def _warn_unknown(key: str, source: str) -> None:

@@ -93,6 +93,8 @@ class BaseNode(ExecutionContext, GenericNode):
     logger = LoggerAttribute()
 
     def __init__(self, node_id: str | None = None, config: Any = None, **kwargs: Any) -> None:
+        if kwargs and not _mixin_takes_keywords(type(self)):
+            _unexpected_keywords(self, kwargs)
         super().__init__(**kwargs)  # cooperative: mixins later in the MRO get their keywords
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
@@ -243,6 +245,26 @@ class BaseNode(ExecutionContext, GenericNode):
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         """The work between ``prep`` and ``post`` (a graph runs its nodes here)."""
         return self._exec(prep_res)
+
+
+#: Keyword arguments of the node and graph constructors, for "did you mean" on a typo.
+_KNOWN_KEYWORDS = ("max_retries", "wait", "node_id", "config", "max_workers", "max_concurrency",
+                   "start", "name", "max_steps", "collect_metrics")
+
+
+def _mixin_takes_keywords(cls: type) -> bool:
+    """Whether a class after BaseNode in the MRO has an ``__init__`` that could take keywords."""
+    mro = cls.__mro__
+    return any("__init__" in vars(klass) for klass in mro[mro.index(BaseNode) + 1 : -1])
+
+
+def _unexpected_keywords(node: BaseNode, kwargs: dict[str, Any]) -> None:
+    import difflib
+
+    name = next(iter(kwargs))
+    close = difflib.get_close_matches(name, _KNOWN_KEYWORDS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise TypeError(f"{type(node).__name__}() got an unexpected keyword argument {name!r}.{hint}")
 
 
 def _check_node_id(node_id: Any, node: BaseNode) -> None:

@@ -103,3 +103,11 @@ def test_the_framework_settings_class_is_rejected_as_node_config_with_a_pointer(
         resolve_config(settings, "MyNode")
     assert resolve_config({"model": "m"}, "MyNode") == Config(model="m")
     assert resolve_config(None, "MyNode") == Config()
+
+
+def test_node_settings_given_to_the_framework_config_point_to_kaygraph_config() -> None:
+    with pytest.raises(
+        TypeError, match=r"got model=, temperature=: .*kaygraph\.Config\(model=, temperature=\.\.\.\)"
+    ):
+        kaygraph.config.Config(model="small", temperature=0.2)  # type: ignore[call-arg]
+    assert "kaygraph.config.Config file=" in repr(kaygraph.config.Config(search=False, env={}))

@@ -161,8 +161,9 @@ def test_cooperative_keyword_pass_through_in_multiple_inheritance():
 
     node = TaggedMetrics(True, 2, node_id="m", tag="t")
     assert (node.max_retries, node.node_id, node.tag) == (2, "m", "t")
-    with pytest.raises(TypeError):
-        Node(unknown_option=1)
+    typo = r"^Node\(\) got an unexpected keyword argument 'max_retry'\. Did you mean 'max_retries'\?$"
+    with pytest.raises(TypeError, match=typo):
+        Node(max_retry=3)
 
 
 def test_config_is_propagated_to_nodes_without_one():
