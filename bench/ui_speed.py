@@ -118,6 +118,9 @@ def bench_listing(store_url: str, name: str, runs: int, requests: int) -> None:
     dashboard = Dashboard(store_url)
     try:
         with httpx.Client(base_url=dashboard.url, timeout=30) as client:
+            report(
+                "GET /healthz (the HTTP floor on this machine)", *time_get(client, "/healthz", requests), None
+            )
             report("first page", *time_get(client, "/api/runs?limit=50", requests), 50)
             cursor = None
             for _ in range(runs // 2 // 500):  # about halfway down, 500 runs at a time
@@ -142,6 +145,8 @@ def bench_listing(store_url: str, name: str, runs: int, requests: int) -> None:
 class Tick(Node):
     def post(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> str:
         shared["count"] = shared.get("count", 0) + 1
+        while shared["count"] == 1 and shared.get("gate") and not os.path.exists(shared["gate"]):
+            time.sleep(0.005)  # the live benchmark opens the gate once every client is listening
         shared["log"] = f"step {shared['count']}"
         time.sleep(shared.get("pause", 0.0))
         return "again" if shared["count"] < shared.get("steps", 1000) else "done"
@@ -197,54 +202,59 @@ sys.path.insert(0, {here!r})
 from ui_speed import ticker
 from kaygraph.ext.persistence import durable
 with durable(ticker(), {store!r}, keep_snapshots=None) as runner:
-    runner.run({{"steps": {steps}, "pause": {pause}}}, run_id={run_id!r})
+    runner.run({{"steps": {steps}, "pause": {pause}, "gate": {gate!r}}}, run_id={run_id!r})
 """
 
 
-async def watch(url: str, run_id: str, latencies: list[float], done: asyncio.Event) -> None:
+async def watch(url: str, run_id: str, latencies: list[float], opened: list[float]) -> None:
     async with (
         httpx.AsyncClient(timeout=None) as client,
         client.stream("GET", f"{url}/api/runs/{run_id}/events") as response,
     ):
         async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                if event.get("type") == "node_end" and event.get("time"):
-                    latencies.append((time.time() - event["time"]) * 1000)
-                if event.get("type") in ("run_end", "status") and event.get("status") not in (
-                    None,
-                    "running",
-                ):
-                    done.set()
-                    return
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if event.get("type") == "node_end" and opened and event.get("time", 0) >= opened[0]:
+                latencies.append((time.time() - event["time"]) * 1000)
+            if event.get("type") == "status" and event.get("status") not in (None, "running"):
+                return
 
 
 async def live(
-    url: str, store_url: str, clients: int, run_id: str, steps: int, pause: float
-) -> tuple[list[float], float]:
-    """Latencies (ms) of node-end events at ``clients`` clients, and store queries per second."""
+    url: str, store_url: str, clients: int, run_id: str, steps: int, pause: float, gate: str
+) -> tuple[list[float], float, float]:
+    """Latencies (ms) of node-end events at ``clients`` clients; store queries and polls per second.
+
+    The run starts in another process and waits at its first node until every client listens,
+    so only live events are timed (no backlog)."""
     latencies: list[float] = []
-    done = asyncio.Event()
+    opened: list[float] = []
     script = RUNNER.format(
-        here=str(Path(__file__).parent), store=store_url, steps=steps, pause=pause, run_id=run_id
+        here=str(Path(__file__).parent), store=store_url, steps=steps, pause=pause, run_id=run_id, gate=gate
     )
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
-    async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(200):
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for _ in range(1000):
             if (await client.get(f"/api/runs/{run_id}")).status_code == 200:
                 break
             await asyncio.sleep(0.02)
-        tasks = [asyncio.create_task(watch(url, run_id, latencies, done)) for _ in range(clients)]
-        await asyncio.sleep(0.5)
-        before = (await client.get("/api/stats")).json()["store_queries"]
+        tasks = [asyncio.create_task(watch(url, run_id, latencies, opened)) for _ in range(clients)]
+        while (await client.get("/api/stats")).json()["feed"]["run_subscribers"] < clients:
+            await asyncio.sleep(0.05)
+        before = (await client.get("/api/stats")).json()
+        opened.append(time.time())
+        Path(gate).touch()
         started = time.monotonic()
         await process.wait()
         elapsed = time.monotonic() - started
-        after = (await client.get("/api/stats")).json()["store_queries"]
-        await asyncio.wait(tasks, timeout=10)
+        after = (await client.get("/api/stats")).json()
+        await asyncio.wait(tasks, timeout=30)
         for task in tasks:
             task.cancel()
-    return latencies, (after - before - 1) / elapsed
+    queries = (after["store_queries"] - before["store_queries"] - 1) / elapsed  # minus the stats call
+    polls = (after["feed"]["polls"] - before["feed"]["polls"]) / elapsed
+    return latencies, queries, polls
 
 
 def bench_live(store_url: str, clients: int) -> None:
@@ -252,14 +262,18 @@ def bench_live(store_url: str, clients: int) -> None:
     dashboard = Dashboard(store_url)
     try:
         for count in (1, clients):
-            latencies, qps = asyncio.run(live(dashboard.url, store_url, count, f"live-{count}", 40, 0.1))
+            gate = f"{tempfile.gettempdir()}/kaygraph-bench-gate-{os.getpid()}-{count}"
+            latencies, qps, polls = asyncio.run(
+                live(dashboard.url, store_url, count, f"live-{count}", 40, 0.1, gate)
+            )
+            os.unlink(gate)
             report(
                 f"{count} client(s): {len(latencies)} events",
                 percentile(latencies, 0.5),
                 percentile(latencies, 0.95),
                 250,
             )
-            print(f"  {'':<46} store queries/s while watching: {qps:.1f}")
+            print(f"  {'':<46} store queries/s while watching: {qps:.1f} ({polls:.1f} polls/s)")
     finally:
         dashboard.stop()
 
@@ -274,10 +288,13 @@ def main() -> None:
         default=os.environ.get("KAYGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only", choices=("listing", "long", "live"), help="run one part")
     args = parser.parse_args()
+    parts = {args.only} if args.only else {"listing", "long", "live"}
     with tempfile.TemporaryDirectory() as directory:
-        bench_listing(f"sqlite:///{directory}/list.db", "SQLite", args.runs, args.requests)
-        if not args.skip_postgres:
+        if "listing" in parts:
+            bench_listing(f"sqlite:///{directory}/list.db", "SQLite", args.runs, args.requests)
+        if "listing" in parts and not args.skip_postgres:
             import uuid
 
             import psycopg
@@ -288,8 +305,10 @@ def main() -> None:
             finally:
                 with psycopg.connect(args.postgres, autocommit=True) as connection:
                     connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        bench_long_run(f"sqlite:///{directory}/long.db", args.requests)
-        bench_live(f"sqlite:///{directory}/live.db", args.clients)
+        if "long" in parts:
+            bench_long_run(f"sqlite:///{directory}/long.db", args.requests)
+        if "live" in parts:
+            bench_live(f"sqlite:///{directory}/live.db", args.clients)
 
 
 if __name__ == "__main__":

@@ -171,8 +171,8 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.fixture
 def extension_with_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A stand-in 'distributed' extension whose cli.py adds `kaygraph workers`."""
-    package = tmp_path / "distributed"
+    """A stand-in extension ('hologram', known only here) whose cli.py adds `kaygraph workers`."""
+    package = tmp_path / "hologram"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "cli.py").write_text(
@@ -182,10 +182,11 @@ def extension_with_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         "    parser.set_defaults(func=lambda args: print('workers:', args.count) or 3)\n"
     )
     monkeypatch.setattr(ext, "__path__", [*ext.__path__, str(tmp_path)])
+    monkeypatch.setitem(ext.EXTENSIONS, "hologram", "holographic graph projection")
     yield
-    for name in ("kaygraph.ext.distributed.cli", "kaygraph.ext.distributed"):
+    for name in ("kaygraph.ext.hologram.cli", "kaygraph.ext.hologram"):
         sys.modules.pop(name, None)
-    ext.__dict__.pop("distributed", None)
+    ext.__dict__.pop("hologram", None)
 
 
 @pytest.mark.usefixtures("extension_with_cli")

@@ -4,7 +4,7 @@
 - ``observability``: OpenTelemetry traces and Prometheus metrics
 - ``scheduler``: cron and interval runs of graphs, exactly once, on several replicas
 - ``ui``: web dashboard and HTTP API for runs, live (``kaygraph ui``)
-- ``distributed``: distributed graph execution (Dask, Ray)
+- ``distributed``: batch items, remote nodes and many runs on Dask, Ray or local processes
 
 Nothing is imported until touched: ``kaygraph.ext.persistence`` loads that package alone. An
 extension that is not installed raises :class:`~kaygraph.core.exceptions.MissingExtraError` (an
@@ -42,7 +42,7 @@ EXTENSIONS: dict[str, str] = {
     "observability": "OpenTelemetry traces, Prometheus metrics, JSON logs",
     "scheduler": "cron and interval runs, exactly once, on several replicas",
     "ui": "web dashboard and HTTP API",
-    "distributed": "distributed graph execution",
+    "distributed": "batch items, remote nodes and many runs on Dask, Ray or local processes",
 }
 
 

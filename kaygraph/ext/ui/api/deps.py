@@ -18,8 +18,9 @@ def dashboard(request: Request) -> Dashboard:
     return board
 
 
-def reader(request: Request) -> str:
-    """Any valid role may read; returns the role."""
+async def reader(request: Request) -> str:
+    """Any valid role may read; returns the role. (``async``: a check this cheap should not cost
+    a hop to the thread pool.)"""
     board = dashboard(request)
     client = request.client.host if request.client else None
     role = board.auth.role(request.headers, client)
@@ -27,7 +28,7 @@ def reader(request: Request) -> str:
     return role
 
 
-def writer(request: Request, role: str = Depends(reader)) -> str:
+async def writer(request: Request, role: str = Depends(reader)) -> str:
     """State-changing calls: admin role, same origin, and a JSON body (or none)."""
     board = dashboard(request)
     board.auth.check_write(request.method, request.headers, role)

@@ -250,7 +250,7 @@ const canWrite = () => state.session && state.session.role === "admin";
 
 // -- runs list ------------------------------------------------------------------------------
 
-const STATUSES = ["running", "succeeded", "failed", "cancelled"];
+const STATUSES = ["running", "succeeded", "failed", "cancelled", "pending"];
 
 async function runsPage() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
