@@ -221,6 +221,18 @@ async def watch(url: str, run_id: str, latencies: list[float], opened: list[floa
                 return
 
 
+async def stats(client: httpx.AsyncClient) -> dict[str, Any]:
+    """``GET /api/stats``, retried once when the server closed an idle keep-alive connection."""
+    for attempt in range(3):
+        try:
+            answer: dict[str, Any] = (await client.get("/api/stats")).json()
+            return answer
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def live(
     url: str, store_url: str, clients: int, run_id: str, steps: int, pause: float, gate: str
 ) -> tuple[list[float], float, float]:
@@ -240,15 +252,15 @@ async def live(
                 break
             await asyncio.sleep(0.02)
         tasks = [asyncio.create_task(watch(url, run_id, latencies, opened)) for _ in range(clients)]
-        while (await client.get("/api/stats")).json()["feed"]["run_subscribers"] < clients:
+        while (await stats(client))["feed"]["run_subscribers"] < clients:
             await asyncio.sleep(0.05)
-        before = (await client.get("/api/stats")).json()
+        before = await stats(client)
         opened.append(time.time())
         Path(gate).touch()
         started = time.monotonic()
         await process.wait()
         elapsed = time.monotonic() - started
-        after = (await client.get("/api/stats")).json()
+        after = await stats(client)
         await asyncio.wait(tasks, timeout=30)
         for task in tasks:
             task.cancel()
