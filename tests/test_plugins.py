@@ -458,3 +458,122 @@ def test_disable_autoload_in_any_case_and_whitespace(hello: Path, value: str) ->
 def test_other_values_keep_autoload_on(hello: Path, value: str) -> None:
     registry = PluginRegistry(env={"KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD": value})
     assert [info.name for info in registry.list_plugins()] == ["hello"] and registry.autoload
+
+
+# -- what an entry point may name, and what the registry says about it ------------------------------
+
+
+def test_an_entry_point_naming_a_function_re_exported_by_a_package_initializes_its_own_module(
+    site: Path,
+) -> None:
+    write(
+        site,
+        "reexport_pkg/impl.py",
+        f"""
+        import {TRACE}
+
+        def info():
+            return {{"name": "reexport", "version": "1"}}
+
+        def initialize():
+            {TRACE}.events.append("initialize impl")
+        """,
+    )
+    write(site, "reexport_pkg/__init__.py", "from .impl import info\n")  # no initialize() here
+    entry_point_plugin(site, "reexport_dist", "[kaygraph.plugins]\nreexport = reexport_pkg:info\n")
+
+    PluginRegistry(env={}).load("reexport")
+
+    assert events() == ["initialize impl"]
+
+
+def test_an_entry_point_naming_a_plugin_info_value_uses_its_module(site: Path) -> None:
+    write(
+        site,
+        "value_pkg.py",
+        f"""
+        import {TRACE}
+        from kaygraph.plugins import PluginInfo
+
+        INFO = PluginInfo("valued", "3.1")
+
+        def initialize():
+            {TRACE}.events.append("initialize valued")
+        """,
+    )
+    entry_point_plugin(site, "value_dist", "[kaygraph.plugins]\nvalued = value_pkg:INFO\n")
+
+    registry = PluginRegistry(env={})
+
+    assert registry.plugins["valued"] == PluginInfo("valued", "3.1")
+    registry.load("valued")
+    assert events() == ["initialize valued"]
+
+
+def test_an_entry_point_naming_something_else_is_skipped_with_the_reason(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(site, "odd_pkg.py", "NUMBER = 42\n")
+    entry_point_plugin(site, "odd_dist", "[kaygraph.plugins]\nodd = odd_pkg:NUMBER\n")
+
+    with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
+        registry = PluginRegistry(env={})
+        assert registry.list_plugins() == []
+
+    reason = (
+        "Entry point 'odd' names 42; it must name a module with plugin_info(), a plugin_info function "
+        "or a PluginInfo"
+    )
+    assert reason in registry.failed["odd"]
+    (record,) = [record for record in caplog.records if "Skipping KayGraph plugin" in record.getMessage()]
+    assert record.getMessage() == (
+        "Skipping KayGraph plugin 'odd' (entry point odd = odd_pkg:NUMBER (odd_dist 1.0)): it failed to load"
+    )
+    assert record.exc_info is not None and reason in str(record.exc_info[1])
+    with pytest.raises(PluginError, match="odd") as caught:
+        registry.load("odd")
+    assert caught.value.plugin == "odd"
+
+
+def test_membership_is_by_any_spelling_of_a_known_plugin_name(hello: Path) -> None:
+    registry = PluginRegistry(env={})
+    assert "hello" in registry and "kaygraph_hello" in registry
+    assert "missing" not in registry
+    assert 5 not in registry
+
+
+def test_an_unknown_plugin_lists_what_was_found_or_says_none_is_installed(site: Path) -> None:
+    empty = PluginRegistry(env={})
+    with pytest.raises(PluginError) as caught:
+        empty.load("anything")
+    assert str(caught.value) == (
+        "No KayGraph plugin named 'anything'. No plugins are installed. A plugin is a 'kaygraph_<name>' "
+        "package with plugin_info() or an entry point in the group 'kaygraph.plugins'."
+    )
+    package_plugin(site, "kaygraph_hello", '{"name": "hello", "version": "1.0"}')
+    found = PluginRegistry(env={})
+    with pytest.raises(PluginError) as caught:
+        found.load("kaygraph_helo")
+    assert str(caught.value).startswith(
+        "No KayGraph plugin named 'kaygraph_helo'. Did you mean 'kaygraph_hello'? Found: kaygraph_hello."
+    )
+
+
+def test_plugin_info_as_a_dict_has_every_field(hello: Path) -> None:
+    info = PluginRegistry(env={}).get_plugin_info("hello")
+    assert info is not None
+    assert info.to_dict() == {**info.__dict__}
+    assert info.to_dict()["name"] == "hello" and info.to_dict()["description"] == "greets"
+
+
+def test_the_global_discover_looks_once_until_asked_to_refresh(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    registry_module = importlib.import_module("kaygraph.plugins.registry")  # the module, not the object
+    monkeypatch.setattr(registry_module, "registry", PluginRegistry(env={}))
+    assert registry_module.discover_plugins() == []
+    package_plugin(site, "kaygraph_late", '{"name": "late", "version": "1"}')
+    assert registry_module.discover_plugins() == []  # cached
+    assert [info.name for info in registry_module.discover_plugins(refresh=True)] == ["late"]
