@@ -352,7 +352,7 @@ def next_steps(durable_ran: bool) -> None:
         rows.append((command, what))
     else:
         rows.append(("kaygraph ui", "the dashboard: planned, not in this version yet"))
-    rows.append(("README.md", "the 30-second tour, then docs/persistence.md and docs/observability.md"))
+    rows.append(("README.md", "the 30-second tour, then one guide per extension in docs/"))
     print("\nNext steps:")
     for command, what in rows:
         print(f"  {command}\n      {what}")

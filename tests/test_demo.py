@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
 
@@ -21,8 +23,15 @@ def run_demo(cwd: Path) -> str:
     return result.stdout
 
 
-def test_demo_shows_the_graph_at_work_in_memory(tmp_path: Path) -> None:
-    out = run_demo(tmp_path)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One demo run (in a fresh directory) that several tests read: the demo takes seconds."""
+    directory = tmp_path_factory.mktemp("demo")
+    return directory, run_demo(directory)
+
+
+def test_demo_shows_the_graph_at_work_in_memory(first_run: tuple[Path, str]) -> None:
+    _, out = first_run
     in_memory = out[: out.index("\n2. ")]
 
     assert "embed_docs             5 items" in in_memory  # the batch node, one line not five
@@ -34,10 +43,10 @@ def test_demo_shows_the_graph_at_work_in_memory(tmp_path: Path) -> None:
     assert "Answer: Based on the docs: The persistence extension checkpoints" in in_memory
 
 
-def test_demo_kills_a_real_child_process_and_resumes_in_a_new_one(tmp_path: Path) -> None:
+def test_demo_kills_a_real_child_process_and_resumes_in_a_new_one(first_run: tuple[Path, str]) -> None:
     from kaygraph.ext.persistence import get_run, steps
 
-    out = run_demo(tmp_path)
+    tmp_path, out = first_run
 
     killed = re.search(r"Killed pid (\d+) with SIGKILL in the middle of 'answer' \(no finally", out)
     assert killed, out
@@ -64,8 +73,8 @@ def test_demo_kills_a_real_child_process_and_resumes_in_a_new_one(tmp_path: Path
     assert get_run(store, "demo-crash").status == "succeeded"
 
 
-def test_demo_ends_with_next_steps_and_runs_again_from_a_clean_slate(tmp_path: Path) -> None:
-    run_demo(tmp_path)
+def test_demo_ends_with_next_steps_and_runs_again_from_a_clean_slate(first_run: tuple[Path, str]) -> None:
+    tmp_path, _ = first_run
     out = run_demo(tmp_path)  # the second run replaces the first one's run in the store
 
     assert "Ran (1 step): answer" in out

@@ -212,9 +212,14 @@ class BaseNode(ExecutionContext, GenericNode):
         return self._run(shared)
 
     def _fresh_copy(self: _Node) -> _Node:
-        """A shallow copy made for one step: what ``copy.copy`` does, several times faster."""
+        """A shallow copy made for one step: what ``copy.copy`` does, several times faster.
+
+        ``__dict__ = dict.copy()`` rather than ``__dict__.update()``: copying a whole dict is a
+        block copy, filling a fresh instance's key-shared dict is not (~40% of a plain step,
+        measured with bench/_core_worker.py chain).
+        """
         clone: _Node = _new_object(type(self))
-        clone.__dict__.update(self.__dict__)
+        clone.__dict__ = self.__dict__.copy()
         return clone
 
     def _exec(self, prep_res: Any) -> Any:

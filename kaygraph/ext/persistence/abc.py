@@ -61,6 +61,9 @@ class RunInfo:
     parent_seq: int | None = None
     #: The formatted traceback of the error that ended a failed run (bounded), for dashboards.
     traceback: str | None = None
+    #: Why another process asked this run to stop (:func:`~kaygraph.ext.persistence.request_cancel`);
+    #: its writer cancels it within about a second.
+    cancel_requested: str | None = None
 
     #: Columns a store keeps, in this order (SQL stores use them as column names).
     FIELDS: ClassVar[tuple[str, ...]] = (
@@ -79,6 +82,7 @@ class RunInfo:
         "parent_run_id",
         "parent_seq",
         "traceback",
+        "cancel_requested",
     )
 
     #: Fields whose value must be an int (or None where the default is None).

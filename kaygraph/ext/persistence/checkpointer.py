@@ -121,6 +121,8 @@ class Checkpointer(RunListener):
         self._attempts: dict[tuple[Any, ...], int] = {}
         self._row_refreshed = time.monotonic()
         self._lock = threading.Lock()
+        #: The run's CancelToken, cancelled when another process requests it (request_cancel).
+        self.cancel: Any = None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -185,12 +187,22 @@ class Checkpointer(RunListener):
                 "updated_at": now,
                 "lease_expires_at": now + self.lease_seconds,
             }
-        if changes is not None:
+        refreshed = changes is not None
+        if refreshed:
             self._row_refreshed = time.monotonic()
         self.store.append(self.run_id, seq, record, owner=self.owner, changes=changes, prune=prune)
         if snapshot:
             self.last_snapshot = seq
         self.seq = seq + 1
+        if refreshed and self.cancel is not None and not self.cancel.cancelled:
+            self._honour_cancel_request()
+
+    def _honour_cancel_request(self) -> None:
+        """Cancel the run's token when another process asked for it (checked with each row
+        refresh, so within about a second and at no cost per step)."""
+        info = self.store.get_run(self.run_id)
+        if info is not None and info.cancel_requested:
+            self.cancel.cancel(info.cancel_requested)
 
     def _event(self, kind: str, fields: str, *, refresh: bool = False) -> None:
         text = (

@@ -145,9 +145,8 @@ def _show(args: Any) -> int:
     # States are decoded only when shown: listing steps needs no user classes nor serializer.
     for entry in iter_steps(args.store, args.run_id, serializer=args.serializer, decode=args.state):
         where = " > ".join(map(str, entry.path)) or "-"
-        print(
-            f"#{entry.seq:<5} {entry.kind:<7} {where:<30} action={entry.action!r} at {_time(entry.timestamp)}"
-        )
+        action = "" if entry.action is None else f" action={entry.action!r}"
+        print(f"#{entry.seq:<5} {entry.kind:<7} {where:<30} at {_time(entry.timestamp)}{action}")
         if args.state:
             print(f"        state: {hide(entry.state)!r}")
     return 0

@@ -131,9 +131,12 @@ class _Job:
             "run_id": self.checkpointer.run_id,
             "resume": self.resume,
         }
-        # Passed only when given, so the runner also works with a core that predates them.
-        if cancel is not None:
-            options["cancel"] = cancel
+        # A token of its own when none is given, so request_cancel from another process works.
+        if cancel is None:
+            from kaygraph import CancelToken
+
+            cancel = CancelToken()
+        options["cancel"] = self.checkpointer.cancel = cancel
         if executor is not None:
             options["executor"] = executor
         self.options = options

@@ -649,6 +649,21 @@ def events(
         return found
 
 
+def request_cancel(
+    store: str | CheckpointStore | None, run_id: str, reason: str = "cancel requested"
+) -> bool:
+    """Ask the process running ``run_id`` to cancel it (from any process: a dashboard, the CLI).
+
+    Sets ``RunInfo.cancel_requested``; the writer checks it with its row refresh (about once a
+    second, and before every slow node) and cancels its ``CancelToken``, so the run ends as
+    ``cancelled`` and can be resumed. False when the run is not running (nothing to cancel).
+    """
+    with opened_run(store, run_id) as (target, info):
+        if info.status != "running":
+            return False
+        return target.update_run(run_id, {"cancel_requested": str(reason)[:500] or "cancel requested"})
+
+
 # -- delete and fork -----------------------------------------------------------------------------
 
 
@@ -783,6 +798,7 @@ __all__ = [
     "list_runs",
     "opened",
     "opened_run",
+    "request_cancel",
     "runs_page",
     "state_at",
     "steps",

@@ -131,6 +131,7 @@ def claim(store: CheckpointStore, info: RunInfo, owner: str, lease_seconds: floa
             "updated_at": now,
             "expires_at": None,
             "error": None,
+            "cancel_requested": None,
         }
         if store.update_run(info.run_id, changes, if_owner=info.lease_owner):
             return True

@@ -15,7 +15,13 @@ from .leases import deleted_run_error, lost_lease_error, stale_writer_error
 _T = TypeVar("_T")
 
 #: Columns added after the first release, with their SQL type: added to older tables on open.
-_ADDED_COLUMNS = {"graph_ref": "TEXT", "parent_run_id": "TEXT", "parent_seq": "INTEGER", "traceback": "TEXT"}
+_ADDED_COLUMNS = {
+    "graph_ref": "TEXT",
+    "parent_run_id": "TEXT",
+    "parent_seq": "INTEGER",
+    "traceback": "TEXT",
+    "cancel_requested": "TEXT",
+}
 
 
 class SQLStore(CheckpointStore):
@@ -115,7 +121,7 @@ class SQLStore(CheckpointStore):
             "lease_expires_at DOUBLE PRECISION, expires_at DOUBLE PRECISION)",
             f"CREATE TABLE IF NOT EXISTS {checkpoints} (run_id TEXT NOT NULL, seq INTEGER NOT NULL, "
             f"data {self.blob_type} NOT NULL, PRIMARY KEY (run_id, seq)){self.table_suffix}",
-            f"CREATE INDEX IF NOT EXISTS {self.table_prefix}runs_created ON {runs} (created_at)",
+            f"CREATE INDEX IF NOT EXISTS {self.table_prefix}runs_created ON {runs} (created_at, run_id)",
             f"CREATE INDEX IF NOT EXISTS {self.table_prefix}runs_expires ON {runs} (expires_at)",
         ]
 
@@ -310,8 +316,11 @@ class SQLStore(CheckpointStore):
                 conditions.append(condition)
                 values.append(value)
         if before is not None:
-            conditions.append(f"(created_at < {ph} OR (created_at = {ph} AND run_id < {ph}))")
-            values += [before[0], before[0], before[1]]
+            # The plain bound first: SQLite then searches the index instead of scanning every run.
+            conditions.append(
+                f"created_at <= {ph} AND (created_at < {ph} OR (created_at = {ph} AND run_id < {ph}))"
+            )
+            values += [before[0], before[0], before[0], before[1]]
         return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), values
 
     def list_runs(

@@ -249,9 +249,12 @@ class StateTracker:
             if len(dict.keys(shared)) != len(entries) or len(reached) != len(candidates):
                 # New or deleted keys: also look at keys the entries do not know.
                 candidates += [key for key in dict.keys(shared) if key not in entries and key not in reached]
-            if entries:
-                # Aliases: an unreached key holding the same object as a reached one.
-                ids = {id(dict.__getitem__(shared, key)) for key in candidates}
+            # Aliases: an unreached key holding the same object as a reached one. Only mutable
+            # values matter (an immutable one cannot change in place), so a step that reached
+            # only strings and numbers skips the scan.
+            values = [dict.__getitem__(shared, key) for key in candidates]
+            ids = {id(value) for value in values if type(value) not in _IMMUTABLE}
+            if ids and entries:
                 candidates += [
                     key
                     for key, entry in entries.items()

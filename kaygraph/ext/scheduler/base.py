@@ -66,7 +66,7 @@ def schedule_row(schedule: Schedule) -> dict[str, Any]:
 def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
     """The :class:`Schedule` of a stored row (as :func:`schedule_row` wrote it)."""
     spec = json.loads(row["spec"])
-    state = {name: row.get(name) for name in Schedule.STATE_FIELDS}
+    state: dict[str, Any] = {name: row.get(name) for name in Schedule.STATE_FIELDS}
     for name in _BOOL_FIELDS & state.keys():
         state[name] = bool(state[name])
     for name in ("next_fire_at", "wake_at", "lock_until"):
@@ -96,7 +96,7 @@ def fire_row(fire: Fire) -> dict[str, Any]:
 
 def fire_from_row(row: Mapping[str, Any]) -> Fire:
     """The :class:`Fire` of a stored row."""
-    values = {name: row.get(name) for name in Fire.FIELDS}
+    values: dict[str, Any] = {name: row.get(name) for name in Fire.FIELDS}
     for name in ("fire_time", "due_at", "lease_until", "created_at", "started_at", "ended_at"):
         if values[name] is not None:
             values[name] = float(values[name])
@@ -194,7 +194,9 @@ class SQLScheduleStore(ScheduleStore):
         sql = (
             f"INSERT INTO {self.schedules_table} ({columns}) VALUES ({values}) ON CONFLICT (name) {conflict}"
         )
-        return self._run(lambda cursor: cursor.execute(sql, tuple(row.values())).rowcount > 0, single=True)
+        return self._run(
+            lambda cursor: bool(cursor.execute(sql, tuple(row.values())).rowcount > 0), single=True
+        )
 
     def get_schedule(self, name: str) -> Schedule | None:
         sql = f"SELECT {_SCHEDULE_COLUMNS} FROM {self.schedules_table} WHERE name = {self.placeholder}"
@@ -228,7 +230,7 @@ class SQLScheduleStore(ScheduleStore):
         assignments = ", ".join(f"{name} = {p}" for name in changes)
         sql = f"UPDATE {table} SET {assignments} WHERE {key} = {p}{extra}"
         args = (*changes.values(), key_value, *extra_args)
-        return lambda cursor: cursor.execute(sql, args).rowcount > 0
+        return lambda cursor: bool(cursor.execute(sql, args).rowcount > 0)
 
     def update_schedule(self, name: str, changes: Mapping[str, Any]) -> bool:
         values = check_changes(changes, Schedule.STATE_FIELDS, "schedule")

@@ -15,6 +15,7 @@ import collections
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from kaygraph.core.events import RunListener
@@ -76,7 +77,8 @@ def _metrics() -> dict[str, Any] | None:
 class FireObserver(RunListener):
     """Listens to the scheduler's runs: times each fire's first node against its due time."""
 
-    def __init__(self, keep: int = 100_000) -> None:
+    def __init__(self, keep: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self._expected: dict[str, Fire] = {}
         self._lock = threading.Lock()
         #: The most recent fire lags in seconds (bounded).
@@ -98,7 +100,7 @@ class FireObserver(RunListener):
             fire = self._expected.pop(run_id, None)
         if fire is None:
             return
-        lag = time.time() - fire.due_at
+        lag = self.clock() - fire.due_at
         self.lags.append(lag)
         families = _metrics()
         if families is not None:

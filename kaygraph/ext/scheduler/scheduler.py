@@ -7,6 +7,7 @@ drivers: :meth:`Scheduler.run` (threads, blocking, Ctrl-C / SIGTERM stop it clea
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
 import json
@@ -155,7 +156,8 @@ class Scheduler:
         self._notify: Callable[[], None] = self._wake.set
         self._stopping = threading.Event()
         self._next_renew = 0.0
-        self.observer = FireObserver()
+        self.observer = FireObserver(clock=self.clock)
+        self._triggers: dict[str, Trigger] = {}
 
     # -- managing schedules ------------------------------------------------------------------
 
@@ -260,7 +262,7 @@ class Scheduler:
             )
         return schedule
 
-    def list(self) -> list[Schedule]:
+    def list(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
         return self.store.list_schedules()
 
@@ -296,14 +298,16 @@ class Scheduler:
         self._notify()
         return fire
 
-    def backfill(self, name: str, start: _dt.datetime | float, end: _dt.datetime | float) -> list[Fire]:
+    def backfill(
+        self, name: str, start: _dt.datetime | float, end: _dt.datetime | float
+    ) -> builtins.list[Fire]:
         """Create the fires of ``name`` for every fire time in ``[start, end)``; ones that exist already
         (ran, or were skipped) are left alone, so a backfill can be repeated safely."""
         schedule = self.get(name)
         trigger = trigger_from_dict(schedule.trigger)
         begin, finish = _timestamp(start, "start"), _timestamp(end, "end")
         now = self.clock()
-        fires: list[Fire] = []
+        fires: builtins.list[Fire] = []
         when = trigger.next_after(begin - 1e-6)
         while when is not None and when < finish:
             fires.append(Fire(fire_id(name, when), name, when, when, kind="backfill", created_at=now))
@@ -314,11 +318,11 @@ class Scheduler:
         logger.info("backfill of %r: %d fire(s), %d new", name, len(fires), inserted)
         return fires
 
-    def next_fires(self, name: str, n: int = 10) -> list[_dt.datetime]:
+    def next_fires(self, name: str, n: int = 10) -> builtins.list[_dt.datetime]:
         """The next ``n`` fire times of ``name`` (aware datetimes in the trigger's timezone)."""
         return [when for when, _ in self.next_fires_explained(name, n)]
 
-    def next_fires_explained(self, name: str, n: int = 10) -> list[tuple[_dt.datetime, str]]:
+    def next_fires_explained(self, name: str, n: int = 10) -> builtins.list[tuple[_dt.datetime, str]]:
         """:meth:`next_fires` with a DST note for each fire ("" when none applies)."""
         schedule = self.get(name)
         trigger = trigger_from_dict(schedule.trigger)
@@ -327,18 +331,18 @@ class Scheduler:
 
     def fires(
         self, name: str | None = None, *, status: str | None = None, limit: int | None = 50
-    ) -> list[Fire]:
+    ) -> builtins.list[Fire]:
         """Recent fires (of ``name``, or of all schedules), newest first."""
         return self.store.list_fires(schedule=name, status=status, limit=limit)
 
     # -- the engine ----------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> list[_Job]:
+    def tick(self, now: float | None = None) -> builtins.list[_Job]:
         """One pass: lock the due schedules, create their fires, claim what may start now, renew
         the leases of the fires this process runs. Returns the claimed jobs, for :meth:`execute`."""
         now = self.clock() if now is None else now
         self._renew(now)
-        jobs: list[_Job] = []
+        jobs: builtins.list[_Job] = []
         capacity = self.max_workers - len(self._jobs)
         while not self._stopping.is_set():
             locked = self.store.lock_due(now, self.owner, now + self.lease, _BATCH)
@@ -348,10 +352,10 @@ class Scheduler:
                 break
         return jobs
 
-    def _process(self, schedule: Schedule, now: float, capacity: int) -> list[_Job]:
+    def _process(self, schedule: Schedule, now: float, capacity: int) -> builtins.list[_Job]:
         store = self.store
         try:
-            trigger = trigger_from_dict(schedule.trigger)
+            trigger = self._trigger(schedule)
             active = store.active_fires(schedule.name)
             decided = engine.plan(
                 schedule,
@@ -404,6 +408,16 @@ class Scheduler:
             return []
         self.observer.planned(schedule.name, decided.missed, decided.skipped)
         return jobs
+
+    def _trigger(self, schedule: Schedule) -> Trigger:
+        """The schedule's trigger, built once per distinct description (a pass must stay cheap)."""
+        key = json.dumps(schedule.trigger, sort_keys=True)
+        trigger = self._triggers.get(key)
+        if trigger is None:
+            if len(self._triggers) > 10_000:
+                self._triggers.clear()
+            trigger = self._triggers[key] = trigger_from_dict(schedule.trigger)
+        return trigger
 
     def _renew(self, now: float) -> None:
         with self._jobs_lock:
@@ -555,7 +569,7 @@ class Scheduler:
         self._stopping.set()
         self._notify()
 
-    def _loop_once(self) -> tuple[list[_Job], float]:
+    def _loop_once(self) -> tuple[builtins.list[_Job], float]:
         """One iteration shared by both drivers: a tick, and how long to sleep afterwards."""
         try:
             jobs = self.tick()
@@ -578,7 +592,7 @@ class Scheduler:
         signal cancels them at once.
         """
         self._stopping.clear()
-        threads: list[threading.Thread] = []
+        threads: builtins.list[threading.Thread] = []
         with self._signals(handle_signals):
             logger.info("scheduler %s running on %s", self.owner, self.store.describe())
             while not self._stopping.is_set():
@@ -608,7 +622,11 @@ class Scheduler:
 
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        self._notify = lambda: loop.call_soon_threadsafe(wake.set)
+
+        def notify() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        self._notify = notify
         self._stopping.clear()
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -668,7 +686,7 @@ class Scheduler:
             job.shutdown = True
             job.token.cancel("the scheduler is shutting down; the fire resumes on the next scheduler")
 
-    def running(self) -> list[Fire]:
+    def running(self) -> builtins.list[Fire]:
         """The fires this process runs right now."""
         with self._jobs_lock:
             return [job.fire for job in self._jobs.values()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import datetime as _dt
+import functools
 import heapq
 import math
 from collections.abc import Iterator, Mapping
@@ -117,11 +118,12 @@ class Trigger(abc.ABC):
 
     def fires(self, after: float) -> Iterator[tuple[float, str]]:
         """Fire instants after ``after`` in order, each with a DST note ("" when none applies)."""
-        current: float | None = after
+        current = after
         while True:
-            current = self.next_after(current)
-            if current is None:
+            following = self.next_after(current)
+            if following is None:
                 return
+            current = following
             yield current, ""
 
     def next_fire_times(self, after: _dt.datetime, count: int) -> list[_dt.datetime]:
@@ -178,7 +180,7 @@ class CronTrigger(Trigger):
             )
         self.expression = " ".join(expression.split())
         self.zone = resolve_timezone(_default_timezone() if timezone is None else timezone)
-        fields = self._parse(self.expression)
+        fields = list(_parse_cached(self.expression))
         self._seconds = len(fields) == 6
         hour = fields[2 if self._seconds else 1]
         hour_varies = "*" in hour or "/" in hour
@@ -196,7 +198,7 @@ class CronTrigger(Trigger):
         self.ambiguous = ambiguous or ("both" if hour_varies else "first")
         self._explicit = {"nonexistent": nonexistent, "ambiguous": ambiguous}
         self._croniter_expression = " ".join(fields)
-        if self.next_after(_dt.datetime.now(UTC).timestamp()) is None:
+        if _never_fires(self._croniter_expression):
             raise InvalidTriggerError(
                 f"cron expression {self.expression!r} never fires (no date matches it, e.g. 30 February)",
                 field="expression",
@@ -323,6 +325,23 @@ class CronTrigger(Trigger):
 
     def describe(self) -> str:
         return f"cron {self.expression!r} ({self.zone.key})"
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(expression: str) -> tuple[str, ...]:
+    """:meth:`CronTrigger._parse`, cached: thousands of schedules share a few expressions."""
+    return tuple(CronTrigger._parse(expression))
+
+
+@functools.lru_cache(maxsize=1024)
+def _never_fires(fields: str) -> bool:
+    """Whether no date ever matches (``0 0 30 2 *``); the same in every timezone."""
+    try:
+        iterator = _croniter.croniter(fields, _dt.datetime(2000, 1, 1), second_at_beginning=True)
+        iterator.get_next(_dt.datetime)
+    except _croniter.CroniterBadDateError:
+        return True
+    return False
 
 
 def _croniter_reason(exc: BaseException) -> str:

@@ -327,3 +327,34 @@ def test_wait_for_change_wakes_when_a_run_changes(store: Any) -> None:
     durable(counter(1), store).run({}, run_id="after")
     thread.join(10)
     assert woke and woke[0] < 4.0
+
+
+def test_another_process_can_request_a_cancel_and_the_run_ends_cancelled(store: Any) -> None:
+    from kaygraph.ext.persistence import request_cancel
+
+    class Slow(Node):
+        delay = 0.02
+
+        def exec(self, prep_res: Any) -> Any:
+            time.sleep(Slow.delay)
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["n"] = shared.get("n", 0) + 1
+            if shared["n"] == 2:  # as if a dashboard in another process asked
+                assert request_cancel(store, "remote", "stop from the dashboard")
+            return "again" if shared["n"] < 150 else "done"
+
+    slow = Slow(node_id="slow")
+    slow - "again" >> slow
+    slow - "done" >> Node(node_id="end")
+    with pytest.raises(RunCancelled, match="stop from the dashboard"):
+        durable(Graph(slow, name="remote"), store).run({}, run_id="remote")
+    info = get_run(store, "remote")
+    assert info.status == "cancelled" and info.steps < 100
+    assert request_cancel(store, "remote") is False  # not running any more
+    Slow.delay = 0.0
+    slow_again = Slow(node_id="slow")
+    slow_again - "again" >> slow_again
+    slow_again - "done" >> Node(node_id="end")
+    finished = durable(Graph(slow_again, name="remote"), store).resume("remote")
+    assert finished.status == "succeeded" and get_run(store, "remote").cancel_requested is None
