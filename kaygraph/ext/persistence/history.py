@@ -244,6 +244,9 @@ def fold_to(
         )
     last_seq, last_record = last
     try:
+        if "ls" not in last_record and not is_snapshot_record(last_record):
+            # Schema 1 records name no snapshot: find the newest one before it.
+            last_record = {**last_record, "ls": _newest_snapshot_before(store, run_id, last_seq)}
         snapshot_seq = snapshot_of(last_seq, last_record)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointCorruptError(
@@ -276,6 +279,19 @@ def fold_to(
         for record_seq, record in _records(store, run_id, snapshot_seq + 1, last_seq + 1):
             apply_record(run_state, record, run_id, record_seq)
     return last_seq, run_state, snapshot
+
+
+def _newest_snapshot_before(store: CheckpointStore, run_id: str, seq: int) -> int:
+    """The seq of the newest snapshot before record ``seq``, read backwards a page at a time."""
+    stop = seq
+    while True:
+        page = store.read(run_id, stop=stop, limit=PAGE, descending=True)
+        for found, blob in page:
+            if is_snapshot_record(parse_record(blob, run_id, found)):
+                return found
+        if len(page) < PAGE:
+            raise ValueError("no snapshot")
+        stop = page[-1][0]
 
 
 def _true_row(store: CheckpointStore, info: RunInfo) -> RunInfo:

@@ -233,3 +233,23 @@ def test_referencing_snapshots_survive_pruning_and_resumes_with_bounded_storage(
     assert len(kept) < 40  # of ~75 records written: history is pruned, chains keep what they need
     # Another run continues the same way in a fresh process-like reader.
     assert state_at(store, "g").state["counter"] == 60
+
+
+def test_runs_recorded_with_schema_1_records_still_resume(store: Any, damage_records: Any) -> None:
+    import json
+    import zlib
+
+    from kaygraph.ext.persistence.records import frame
+
+    with pytest.raises(RuntimeError, match="crash"):
+        durable(grow_graph(10, fail_at=6), store).run({"messages": []}, run_id="old")
+
+    def as_schema_1(blob: bytes) -> bytes:
+        body = blob[5:] if blob[:1] == b"J" else zlib.decompress(blob[5:])
+        record = json.loads(body)
+        record.pop("ls", None)
+        return frame(json.dumps(record))
+
+    damage_records(store, "old", as_schema_1)
+    done = durable(grow_graph(10), store).resume("old")
+    assert [item["n"] for item in done.shared["messages"]] == list(range(10))

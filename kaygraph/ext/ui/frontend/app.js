@@ -69,7 +69,7 @@ function fmtDuration(seconds) {
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  if (minutes < 60) return Math.round(seconds % 60) ? `${minutes} min ${Math.round(seconds % 60)} s` : `${minutes} min`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
@@ -176,21 +176,23 @@ function subscribe(path, onEvent, onState) {
       } catch (err) {
         if (stopped) return;
       }
+      if (stopped) return;
       onState(false);
-      if (!stopped) await new Promise((resolve) => setTimeout(resolve, 1000));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
   connect();
-  const stop = () => { stopped = true; if (controller) controller.abort(); onState(false); };
+  const stop = () => { stopped = true; if (controller) controller.abort(); };
   state.cleanup.push(stop);
   return stop;
 }
 
 function setLive(on) {
   const el = $("#live");
+  el.classList.remove("hidden");
   el.classList.toggle("on", on);
   el.classList.toggle("off", !on);
-  el.textContent = on ? "live" : "offline";
+  el.textContent = on ? "live" : "reconnecting…";
 }
 
 // -- login ----------------------------------------------------------------------------------
@@ -228,6 +230,7 @@ function showLogin(message) {
 
 function stopPage() {
   for (const stop of state.cleanup.splice(0)) stop();
+  $("#live").classList.add("hidden"); // shown again by the next page's stream
 }
 
 async function route() {
@@ -518,11 +521,13 @@ async function runPage(runId) {
    * running duration is updated in place: buttons stay put while events stream in. */
   let headerKey = null;
   let durationEl = null;
+  let stepsEl = null;
   const runDuration = () => (run.status === "running" ? fmtDuration(Date.now() / 1000 - run.created_at) : fmtDuration(run.duration));
   function renderHeader() {
-    const key = JSON.stringify([run.status, run.steps, run.error, run.traceback, run.served, run.graph_ref, steps.length > 0, run.duration]);
-    if (key === headerKey) {
+    const key = JSON.stringify([run.status, run.error, run.traceback, run.served, run.graph_ref, steps.length > 0, run.duration]);
+    if (key === headerKey) { // only numbers moved: update them in place
       if (durationEl) durationEl.textContent = runDuration();
+      if (stepsEl) stepsEl.textContent = String(run.steps);
       return;
     }
     headerKey = key;
@@ -534,12 +539,13 @@ async function runPage(runId) {
     }
     const meta = (k, v) => h("div", { class: "meta" }, h("span", { class: "k" }, k), h("span", { class: "v" }, v));
     durationEl = h("span", { class: "v", id: "run-duration" }, runDuration());
+    stepsEl = h("span", { class: "v", id: "run-steps" }, String(run.steps));
     header.replaceChildren(h("div", { class: "panel" },
       h("div", { class: "panel-head" }, h("a", { href: "#/runs" }, "Runs"), h("span", { class: "muted" }, "/"),
         h("h1", { class: "mono", id: "run-id" }, run.run_id), pill(run.status), h("span", { class: "grow" }), actions),
       h("div", { class: "run-meta" },
         meta("Graph", run.graph || "—"), meta("Reference", run.graph_ref || "—"), meta("Started", fmtTime(run.created_at)),
-        h("div", { class: "meta" }, h("span", { class: "k" }, "Duration"), durationEl), meta("Steps", String(run.steps)),
+        h("div", { class: "meta" }, h("span", { class: "k" }, "Duration"), durationEl), h("div", { class: "meta" }, h("span", { class: "k" }, "Steps"), stepsEl),
         run.parent_run_id ? meta("Forked from", h("a", { href: "#/runs/" + encodeURIComponent(run.parent_run_id) }, `${run.parent_run_id} (record ${run.parent_seq})`)) : null),
       run.error ? h("div", { class: "panel-body" }, h("div", { class: "error-box", id: "run-error" }, h("strong", {}, "Error"),
         h("pre", {}, run.traceback ? run.traceback : run.error))) : null));
@@ -759,7 +765,12 @@ async function schedulesPage() {
     try { await api(`api/schedules/${encodeURIComponent(name)}/${action}`, { method: "POST" }); toast(`${name}: ${action} done`); schedulesPage(); }
     catch (err) { toast(err.message, true); }
   };
-  const trig = (t) => (t && (t.expression || t.every || t.type)) || "—";
+  const trig = (t) => {
+    if (!t) return "—";
+    if (t.expression) return `cron ${t.expression}` + (t.timezone && t.timezone !== "UTC" ? ` (${t.timezone})` : "");
+    if (t.seconds) return `every ${fmtDuration(t.seconds)}`;
+    return t.type || "—";
+  };
   const rows = answer.schedules.map((s) => h("tr", { "data-schedule": s.name },
     h("td", {}, h("strong", {}, s.name)), h("td", { class: "mono" }, s.graph_ref), h("td", { class: "mono" }, String(trig(s.trigger))),
     h("td", { title: fmtTime(s.next_fire_at) }, s.paused ? h("span", { class: "pill cancelled" }, "paused") : fmtTime(s.next_fire_at)),
