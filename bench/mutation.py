@@ -79,6 +79,7 @@ AREAS = {
         [
             "tests/test_config.py",
             "tests/test_config_parsing.py",
+            "tests/test_config_messages.py",
             "tests/test_plugins.py",
             "tests/test_extensions.py",
             "tests/test_cli.py",

@@ -34,12 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from kaygraph.core import BaseNode, Graph, ResumePoint
-from kaygraph.core.exceptions import CheckpointCorruptError
+from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError
 
 _log = logging.getLogger(__name__)
 
 LATEST = "latest.json"
 _PATTERN = "checkpoint_*.json"
+
+
+class CheckpointDirError(PersistenceError, OSError):
+    """The checkpoint folder cannot be created (an ``OSError`` as in 0.3, with a message naming it)."""
 
 
 class PersistentGraph(Graph):
@@ -74,7 +78,13 @@ class PersistentGraph(Graph):
     def enable_checkpointing(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         """Checkpoint into ``checkpoint_dir`` (created if needed) from now on."""
         folder = Path(checkpoint_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointDirError(
+                f"PersistentGraph cannot use checkpoint_dir {str(folder)!r}: {exc.strerror or exc}. "
+                "Pass a folder this process can create and write."
+            ) from exc
         self.checkpoint_dir = folder
         self._checkpoint_counter = _next_counter(folder)
         self._checkpoint_enabled = True

@@ -188,3 +188,20 @@ def test_checkpoints_in_0_3s_layout_are_resumed(tmp_path: Path) -> None:
 
     assert result == {"count": 3, "done": ["a", "b", "c"], "tags": {"x"}}
     assert [c["counter"] for c in graph.list_checkpoints()] == [4, 5, 6]  # numbering goes on
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_unusable_checkpoint_dir_names_the_folder(tmp_path: Path, where: str) -> None:
+    """An uncreatable checkpoint_dir raises a KayGraph error naming it (still an OSError, as in 0.3)."""
+    from kaygraph.core.exceptions import PersistenceError
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    folder = blocker if where == "file" else blocker / "checkpoints"
+    with pytest.raises(PersistenceError) as caught:
+        PersistentGraph(Node(), checkpoint_dir=folder)
+    assert isinstance(caught.value, OSError)
+    message = str(caught.value)
+    assert repr(str(folder)) in message
+    assert "checkpoint_dir" in message and "writ" in message
+    assert not (tmp_path / "taken" / "checkpoints").exists()

@@ -46,6 +46,10 @@ class EngineFuture(Future):  # type: ignore[type-arg]
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
+        if cancelled:
+            # What an executor does for a Future it cancels: without it, concurrent.futures.wait()
+            # and as_completed() never see this one as done.
+            self.set_running_or_notify_cancel()
         if cancelled and self._cancel_engine is not None:
             try:
                 self._cancel_engine()

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import pickling
 from .abc import ClusterExecutor
-from .errors import DistributedError
+from .errors import DistributedError, UnpicklableError
 
 _graphs: OrderedDict[str, Any] = OrderedDict()  # per worker process: rebuilt graphs, newest last
 _GRAPH_CACHE_SIZE = 8
@@ -73,6 +73,21 @@ def _spec(graph: Any) -> str | bytes:
         raise pickling.unpicklable_error(run_graph, (graph,), exc) from exc
 
 
+def _unpicklable_input(index: int, shared: Any, error: UnpicklableError) -> UnpicklableError:
+    found = pickling.find_unpicklable(shared, "shared")
+    if found is None:
+        return error
+    path, culprit, cause, _ = found
+    kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}".removeprefix("builtins.")
+    return UnpicklableError(
+        f"input {index} of run_many cannot be sent to the workers: {path} is a {kind}, which cannot be "
+        f"pickled ({type(cause).__name__}: {cause}). Put only data that pickles in the shared store; "
+        "the other inputs ran.",
+        path=path,
+        culprit_type=kind,
+    )
+
+
 def _cancelled_error(cancel: Any) -> BaseException:
     from kaygraph.core.exceptions import RunCancelled
 
@@ -102,16 +117,18 @@ def run_many(
     ex = open_executor(executor)
     try:
         if ex is None:
-            return [_run_here(graph, index, shared) for index, shared in enumerate(inputs)]
+            return [_run_here(graph, index, shared, cancel) for index, shared in enumerate(inputs)]
         return _run_on(ex, graph, inputs, max_in_flight, cancel)
     finally:
         if owned and ex is not None:
             ex.close()
 
 
-def _run_here(graph: Any, index: int, shared: Any) -> RunOutcome:
+def _run_here(graph: Any, index: int, shared: Any, cancel: Any) -> RunOutcome:
+    if cancel is not None and cancel.cancelled:
+        return RunOutcome(index, shared, error=_cancelled_error(cancel))
     try:
-        return RunOutcome(index, shared, graph.run(shared))
+        return RunOutcome(index, shared, graph.run(shared, cancel=cancel))
     except Exception as exc:
         return RunOutcome(index, shared, error=exc)
 
@@ -153,7 +170,9 @@ def _run_on(
                     future.cancel()
         try:
             running[ex.submit(run_graph, spec, shared)] = (index, shared)
-        except DistributedError as exc:  # e.g. this input does not pickle: the others go on
+        except UnpicklableError as exc:  # this input cannot travel: the others go on
+            outcomes[index] = RunOutcome(index, shared, error=_unpicklable_input(index, shared, exc))
+        except DistributedError as exc:
             outcomes[index] = RunOutcome(index, shared, error=exc)
     while running:
         done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)

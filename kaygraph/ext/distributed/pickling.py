@@ -2,11 +2,11 @@
 objects split off so each goes to the cluster once, and an error naming the attribute path of
 anything that cannot be pickled.
 
-A payload is ``cloudpickle((fn, args, trace_carrier, label))`` in which every ``bytes``, ``str``,
-``bytearray`` or NumPy array of at least ``share_threshold`` bytes is replaced by a reference
-(pickle's persistent ids). The executor puts those objects into the engine's object store once
-(Dask ``scatter``, Ray ``put``) and passes the references beside the payload; the engine resolves
-them on the worker, where :func:`loads_call` puts them back in place.
+A payload is ``cloudpickle((fn, args, extra))`` (``extra``: the trace context and a label) in
+which every ``bytes``, ``str``, ``bytearray`` or NumPy array of at least ``share_threshold``
+bytes is replaced by a reference (pickle's persistent ids). The executor puts those objects into
+the engine's object store once (Dask ``scatter``, Ray ``put``) and passes the references beside
+the payload; the engine resolves them on the worker, where :func:`loads` puts them back in place.
 
 A node may keep attributes on the driver with ``remote_exclude = ("client",)`` on its class: the
 copy sent to the workers lacks them (create them lazily in ``exec``, e.g. with

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -38,6 +39,20 @@ def start(store_url: str, runs_url: str, graphs, env: dict[str, str]) -> subproc
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def wait_ready(worker: subprocess.Popen[str], timeout: float) -> None:
+    """Wait (bounded) until ``worker`` printed "ready": only then is its SIGTERM handler installed.
+
+    On a loaded machine a just-restarted worker may still be starting its interpreter when the
+    test ends, and a SIGTERM then kills it before it can stop cleanly.
+    """
+    assert worker.stdout is not None
+    deadline = time.time() + timeout
+    while worker.poll() is None and time.time() < deadline:
+        readable, _, _ = select.select([worker.stdout], [], [], max(0.0, deadline - time.time()))
+        if readable and worker.stdout.readline().strip() == "ready":
+            return
 
 
 @pytest.mark.parametrize(
@@ -76,16 +91,20 @@ def test_three_processes_with_sigkills_fire_every_second_exactly_once(kind, new_
                 kills += 1
                 next_kill = time.time() + rng.uniform(2, 5)
         stop = time.time()
-        control.pause("tick")
         # Fires of the window: every grid second after the schedule was added, up to the stop.
+        # The workers keep running (no kills now) until every one of them has succeeded: on a
+        # loaded machine the last fires of the window may still be being created or taken over.
         expected = [fire_id("tick", float(t)) for t in range(int(begin) + 1, int(stop) - 1)]
-        deadline = time.time() + 30
+        deadline = time.time() + 90
         while time.time() < deadline:
             fires = {f.fire_id: f for f in control.fires("tick", limit=None)}
             if all(fires.get(i) is not None and fires[i].status == "succeeded" for i in expected):
                 break
             time.sleep(0.5)
+        control.pause("tick")
     finally:
+        for worker in workers:
+            wait_ready(worker, 60)
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
