@@ -11,13 +11,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kaygraph"
 #: Circles that still exist in extensions outside the core, as module sets (reported to their
 #: owners). They may only shrink or disappear: a new circle, or a known one growing, fails.
 KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset(  # persistence: the runner, the checkpointer and history import each other
-        {
-            "kaygraph.ext.persistence.checkpointer",
-            "kaygraph.ext.persistence.durable",
-            "kaygraph.ext.persistence.history",
-        }
-    ),
     frozenset(  # ui: the app imports its API routers, which import the app back (ui.api.deps)
         {
             "kaygraph.ext.ui",

@@ -13,19 +13,30 @@ import threading
 import time
 import traceback as _traceback
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kaygraph.core.async_node import AsyncParallelBatchGraph
 from kaygraph.core.events import RunListener
 from kaygraph.core.exceptions import RunCancelled, RunLockedError, RunNotFoundError, SerializationError
 from kaygraph.core.graph import Graph
 
+from .abc import CheckpointStore, Serializer
 from .leases import release
 from .records import SCHEMA_VERSION, RunState, action_json, frame, join_encoded, record_json, to_json
 from .tracking import Delta, StateTracker, key_json
 
-if TYPE_CHECKING:
-    from .durable import DurableGraph
+
+class WriterSettings(Protocol):
+    """What a Checkpointer reads from its runner (a DurableGraph): the store and the retention
+    settings. A protocol, so this module does not import the runner that imports it."""
+
+    store: CheckpointStore
+    serializer: Serializer
+    snapshot_every: int
+    keep_snapshots: int | None
+    lease_seconds: float
+    live_threshold: float | None
+    ttl: float | None
 
 #: The run row is refreshed (steps, updated_at, lease expiry) at most this often, in seconds.
 ROW_REFRESH = 1.0
@@ -97,7 +108,7 @@ class WriterState:
 class Checkpointer(RunListener):
     """Writes a run's records (see the module docstring); one per durable run attempt."""
 
-    def __init__(self, durable_graph: DurableGraph, run_id: str, owner: str, position: WriterState) -> None:
+    def __init__(self, durable_graph: WriterSettings, run_id: str, owner: str, position: WriterState) -> None:
         self.store = durable_graph.store
         self.serializer = durable_graph.serializer
         self.snapshot_every = durable_graph.snapshot_every

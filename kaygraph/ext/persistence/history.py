@@ -772,7 +772,7 @@ def fork_run(
         )
         owner = new_owner()
         try:
-            first = Checkpointer(settings, new_id, owner, writer).first_snapshot("start", shared)  # type: ignore[arg-type]
+            first = Checkpointer(settings, new_id, owner, writer).first_snapshot("start", shared)
         finally:
             drop_owner(owner)
         now = time.time()
