@@ -198,6 +198,53 @@ def test_events_of_a_run_in_another_process_arrive_through_the_store(store_url: 
     assert events[-1]["data"]["status"] == "succeeded"
 
 
+def test_cancel_of_a_run_in_another_process_goes_through_the_store(store_url: str, serve: Any) -> None:
+    """The dashboard did not start this run: the cancel is a request in the store, which the
+    other process's writer honours (its run ends ``cancelled``, resumable)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = serve(store_url)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from ui_graphs import slow; from kaygraph.ext.persistence import durable;"
+        "from kaygraph import RunCancelled\n"
+        "try:\n"
+        "    durable(slow(), sys.argv[1]).run({'sleep': 0.1, 'waits': 3000}, run_id='far')\n"
+        "except RunCancelled as exc:\n"
+        "    print('cancelled:', exc.reason)\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, store_url, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            wait_for(
+                lambda: client.get("/api/runs/far").status_code == 200
+                and client.get("/api/runs/far").json()["status"] == "running",
+                timeout=60,
+                what="the other process's run",
+            )
+            answer = client.post("/api/runs/far/cancel", json={"reason": "stop from the board"})
+            assert answer.status_code == 202, answer.text
+            assert answer.json() == {"run_id": "far", "cancel": "requested"}
+            wait_for(
+                lambda: client.get("/api/runs/far").json()["status"] == "cancelled",
+                timeout=60,
+                what="the run to end cancelled",
+            )
+        out, _ = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert writer.returncode == 0
+    assert "cancelled: stop from the board" in out
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
