@@ -7,7 +7,6 @@ with ``kaygraph ui``. Everything it needs is in the package: no CDN, no Node.js.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from kaygraph.core.exceptions import (  # noqa: E402
 
 from .auth import AuthPolicy  # noqa: E402
 from .base import DEFAULT_MAX_VALUE_CHARS, DEFAULT_SECRET_PATTERN, Redactor  # noqa: E402
+from .dashboard import Dashboard  # noqa: E402
 from .errors import ApiError  # noqa: E402
 from .graphs import GraphCatalog  # noqa: E402
 from .launcher import Launcher  # noqa: E402
@@ -42,22 +42,6 @@ from .source import CountingSource, PersistenceSource  # noqa: E402
 
 FRONTEND = Path(__file__).parent / "frontend"
 _UNSET: Any = object()
-
-
-@dataclasses.dataclass
-class Dashboard:
-    """Everything one app serves from: the run source, live feed, graphs, launcher and rules."""
-
-    source: CountingSource
-    feed: LiveFeed
-    catalog: GraphCatalog
-    launcher: Launcher
-    auth: AuthPolicy
-    redact: Redactor
-    max_value_chars: int
-    title: str
-    #: URL of the scheduler's store (None: the ``scheduler.*`` configuration).
-    schedule_store: str | None = None
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -185,7 +169,7 @@ def _origins(text: str | None) -> list[str]:
 
 
 def _version() -> str:
-    from . import __version__
+    from kaygraph import __version__
 
     return __version__
 

@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from ..errors import ApiError
 
 if TYPE_CHECKING:
-    from ..app import Dashboard
+    from ..dashboard import Dashboard
 
 
 def dashboard(request: Request) -> Dashboard:
-    """The :class:`~kaygraph.ext.ui.app.Dashboard` of the app serving ``request``."""
+    """The :class:`~kaygraph.ext.ui.dashboard.Dashboard` of the app serving ``request``."""
     board: Dashboard = request.app.state.kaygraph
     return board
 
