@@ -165,8 +165,12 @@ class ExecPlan:
     def submit_ready(self) -> list[Any]:
         """Submit every chunk the in-flight limit allows; returns the new futures."""
         now = time.monotonic()
+        due = []
         while self.retry_at and self.retry_at[0][0] <= now:
-            self.ready.append(heapq.heappop(self.retry_at)[2])
+            due.append(heapq.heappop(self.retry_at)[2])
+        # Due retries go first, as a local BatchNode retries an item at once: a broken item then
+        # fails the batch early instead of after every other item.
+        self.ready.extendleft(reversed(due))
         submitted = []
         while self.ready and (self.limit is None or len(self.in_flight) < self.limit):
             self.check_cancel()

@@ -188,6 +188,25 @@ def test_a_chunk_holds_items_of_one_attempt_so_cur_retry_is_right_for_each():
     assert sorted(seen) == sorted([(i, 0) for i in range(6)] + [(i, 1) for i in (1, 3, 5)])
 
 
+def test_a_due_retry_goes_before_the_items_still_waiting():
+    """As a local BatchNode retries an item at once, a broken item fails the batch before the
+    items behind it are started (one in flight, so the submit order is the whole story)."""
+
+    class FirstBroken(BatchNode):
+        def prep(self, shared):
+            return list(range(6))
+
+        def exec(self, item):
+            if item == 0:
+                raise ConnectionError("item 0 is broken")
+            return item
+
+    executor = Recording(max_workers=1, max_in_flight=1)
+    with pytest.raises(ConnectionError):
+        Graph(start=FirstBroken(max_retries=3, wait=0)).run({}, executor=executor)
+    assert [indices for _, indices, _ in executor.calls] == [[0], [0], [0]]
+
+
 def test_fallback_runs_in_the_caller_after_the_last_attempt():
     class Fallback(Flaky):
         def exec_fallback(self, prep_res, exc):
