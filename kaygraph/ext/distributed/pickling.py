@@ -20,11 +20,12 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cloudpickle
-
 from kaygraph.core.base_node import BaseNode
+from kaygraph.utils.imports import require_package
 
 from .errors import UnpicklableError
+
+cloudpickle = require_package("cloudpickle", "distributed", "Sending graphs to a cluster")
 
 _PROTOCOL = 5
 _MAX_DEPTH = 12

@@ -95,7 +95,14 @@ def _when(timestamp: float | None, zone: Any) -> str:
 def _run(args: Any) -> int:
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    # The scheduler's own lines (fire started, succeeded, failed) on stdout; the root logger, and
+    # so every node's step records, is left to the application's own logging set-up.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    scheduler_log = logging.getLogger("kaygraph.scheduler")
+    scheduler_log.setLevel(logging.INFO)
+    scheduler_log.addHandler(handler)
+    scheduler_log.propagate = False
     options: dict[str, Any] = {}
     if args.runs:
         options["runs"] = args.runs
@@ -245,6 +252,8 @@ def _fires(args: Any) -> int:
                 f"attempts={fire.attempts} at {when}{extra}"
             )
         if not fires:
+            if args.name:
+                scheduler.get(args.name)  # an unknown schedule is an error naming the known ones
             print("no fires")
     return 0
 

@@ -288,3 +288,19 @@ def test_a_missing_engine_gives_the_install_hint(module: str, name: str) -> None
     package = "dask[distributed]" if module == "distributed" else "ray"
     assert result.stdout.startswith(f"MissingExtraError {name} needs the '{package}'")
     assert "pip install 'kaygraph[distributed]'" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["DaskExecutor", "RayExecutor", "ProcessExecutor"])
+def test_a_missing_cloudpickle_gives_the_install_hint(name: str) -> None:
+    code = (
+        "import sys; sys.modules['cloudpickle'] = None\n"
+        "from kaygraph.ext import distributed\n"
+        f"try:\n    distributed.{name}\n"
+        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MissingExtraError "), result.stdout
+    assert "needs the 'cloudpickle' package" in result.stdout
+    assert "pip install 'kaygraph[distributed]'" in result.stdout

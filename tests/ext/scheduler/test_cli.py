@@ -78,6 +78,8 @@ def test_errors_are_one_line_naming_the_culprit(project, graphs, capsys) -> None
     assert code == 1 and "every 30s" in err
     code, _, err = kaygraph(capsys, "schedules", "pause", "nope", "--store", store)
     assert code == 1 and "no schedule named 'nope'" in err
+    code, out, err = kaygraph(capsys, "schedules", "fires", "nope", "--store", store)
+    assert code == 1 and "no schedule named 'nope'" in err and "no fires" not in out
     code, _, err = kaygraph(capsys, "schedules", "list", "--store", "postgresql://kay:pw@127.0.0.1:1/db")
     assert code == 1 and "postgresql://kay:***@127.0.0.1:1/db" in err and "pw@" not in err
     assert len(err.splitlines()) == 1  # no traceback
@@ -94,6 +96,7 @@ def test_scheduler_run_for_a_duration(project, graphs, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "scheduler running on sqlite:///" in done.stdout
     assert done.stdout.count("succeeded in") >= 2 and "stopped" in done.stdout
+    assert "Starting execution" not in done.stdout  # the nodes' step records stay off the console
     assert len(graphs.executed()) >= 2
 
 
