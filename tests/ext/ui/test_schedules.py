@@ -17,7 +17,9 @@ def test_schedules_are_listed_paused_resumed_and_triggered(
 
     schedules = f"sqlite:///{tmp_path}/schedules-{uuid.uuid4().hex[:6]}.db"
     with Scheduler(schedules) as scheduler:
-        scheduler.add("nightly", "ui_graphs:pipeline", cron("30 1 * * *"), shared={"loops": 2})
+        scheduler.add(
+            "nightly", "ui_graphs:pipeline", cron("30 1 * * *", timezone="Europe/London"), shared={"loops": 2}
+        )
         scheduler.add("poll", "ui_graphs:pipeline", every(minutes=5))
     server = serve(sqlite_url, schedule_store=schedules)
     with httpx.Client(base_url=server.url) as client:
@@ -28,6 +30,9 @@ def test_schedules_are_listed_paused_resumed_and_triggered(
         nightly = listed["schedules"][0]
         assert nightly["graph_ref"] == "ui_graphs:pipeline" and nightly["paused"] is False
         assert nightly["next_fire_at"] is not None and "30 1 * * *" in str(nightly["trigger"])
+        # The page shows the trigger as `kaygraph schedules list` does: interval and time zone.
+        assert nightly["trigger_text"] == "cron '30 1 * * *' (Europe/London)"
+        assert listed["schedules"][1]["trigger_text"] == "every 5m"
 
         assert client.post("/api/schedules/nightly/pause").status_code == 200
         assert client.get("/api/schedules").json()["schedules"][0]["paused"] is True

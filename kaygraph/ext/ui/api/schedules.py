@@ -56,7 +56,23 @@ def _schedule_dict(schedule: Any) -> dict[str, Any]:
         "missed",
         "skipped",
     )
-    return {key: jsonable(row.get(key)) for key in keep}
+    answer = {key: jsonable(row.get(key)) for key in keep}
+    answer["trigger_text"] = _trigger_text(row.get("trigger"))
+    return answer
+
+
+def _trigger_text(trigger: Any) -> str | None:
+    """The trigger as ``kaygraph schedules list`` says it (``every 1s``, ``cron '30 1 * * *'
+    (Europe/London)``), so the page and the CLI never disagree."""
+    if not trigger:
+        return None
+    from kaygraph.ext.scheduler.triggers import trigger_from_dict
+
+    try:
+        text: str = trigger_from_dict(trigger).describe()
+    except Exception:  # a trigger this version cannot read: the page falls back to its type
+        return None
+    return text
 
 
 @router.get("/schedules")

@@ -765,14 +765,15 @@ async function schedulesPage() {
     try { await api(`api/schedules/${encodeURIComponent(name)}/${action}`, { method: "POST" }); toast(`${name}: ${action} done`); schedulesPage(); }
     catch (err) { toast(err.message, true); }
   };
-  const trig = (t) => {
+  const trig = (t, text) => {
+    if (text) return text;
     if (!t) return "—";
     if (t.expression) return `cron ${t.expression}` + (t.timezone && t.timezone !== "UTC" ? ` (${t.timezone})` : "");
     if (t.seconds) return `every ${fmtDuration(t.seconds)}`;
     return t.type || "—";
   };
   const rows = answer.schedules.map((s) => h("tr", { "data-schedule": s.name },
-    h("td", {}, h("strong", {}, s.name)), h("td", { class: "mono" }, s.graph_ref), h("td", { class: "mono" }, String(trig(s.trigger))),
+    h("td", {}, h("strong", {}, s.name)), h("td", { class: "mono" }, s.graph_ref), h("td", { class: "mono" }, String(trig(s.trigger, s.trigger_text))),
     h("td", { title: fmtTime(s.next_fire_at) }, s.paused ? h("span", { class: "pill cancelled" }, "paused") : fmtTime(s.next_fire_at)),
     h("td", {}, canWrite() ? h("div", { class: "actions" },
       s.paused ? h("button", { class: "btn small", onclick: () => act(s.name, "resume") }, "Resume") : h("button", { class: "btn small", onclick: () => act(s.name, "pause") }, "Pause"),
