@@ -169,15 +169,20 @@ def _resume(args: Any) -> int:
             run_id=args.run_id,
         )
     import kaygraph
+    from kaygraph.utils.observe import observe_from_config
 
     graph = kaygraph.load_graph(reference)
+    observing = observe_from_config()
+    if observing:
+        print(observing, flush=True)
     with durable(graph, args.store) as runner:
         if isinstance(runner.graph, AsyncGraph):
             result = asyncio.run(runner.resume_async(args.run_id))
         else:
             result = runner.resume(args.run_id)
     done = " (it had already finished)" if result.already_finished else ""
-    print(f"run {result.run_id!r} {result.status}{done}: {result.steps} steps, last action {result.action!r}")
+    action = "" if result.action is None else f", last action {result.action!r}"
+    print(f"run {result.run_id!r} {result.status}{done}: {result.steps} steps{action}")
     return 0
 
 

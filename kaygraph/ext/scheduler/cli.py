@@ -110,6 +110,11 @@ def _run(args: Any) -> int:
         options["max_workers"] = args.max_workers
     with _scheduler(args, **options) as scheduler:
         print(f"scheduler running on {scheduler.store.describe()} (Ctrl-C to stop)", flush=True)
+        from kaygraph.utils.observe import observe_from_config
+
+        observing = observe_from_config()
+        if observing:
+            print(observing, flush=True)
         if args.duration is not None:
             import threading
 

@@ -94,6 +94,11 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     store = app.state.kaygraph.source.describe()
     print(f"KayGraph dashboard: http://{shown}:{port}/  (store: {store}; Ctrl-C stops it)", flush=True)
+    from kaygraph.utils.observe import observe_from_config
+
+    observing = observe_from_config()
+    if observing:
+        print(observing, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     server.run(sockets=[sock])
     return 0
