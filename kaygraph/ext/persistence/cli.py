@@ -122,8 +122,23 @@ def _list(args: Any) -> int:
                 f"steps={info.steps:<6} created={_time(info.created_at)}"
             )
     if not runs and not args.json:
-        print("no runs")
+        print(f"no runs in {_store_name(args.store)} (pass --store URL to read another store)")
     return 0
+
+
+def _store_name(store: str | None) -> str:
+    """The store a command reads, as a URL to paste into ``--store`` (password hidden)."""
+    from pathlib import Path
+
+    from .base import redact_url
+    from .stores import SQLITE_FILE, setting
+
+    url = store or setting("url")
+    if url:
+        return redact_url(url)
+    if setting("backend") == "sqlite":
+        return f"sqlite:///{Path(setting('directory')) / SQLITE_FILE}"
+    return f"{setting('backend')}://"
 
 
 def _show(args: Any) -> int:
@@ -192,7 +207,9 @@ def _delete(args: Any) -> int:
     if delete_run(args.store, args.run_id, force=args.force):
         print(f"deleted run {args.run_id!r}")
         return 0
-    print(f"no run {args.run_id!r}")
+    import sys
+
+    print(f"kaygraph: error: no run {args.run_id!r} in {_store_name(args.store)}", file=sys.stderr)
     return 1
 
 

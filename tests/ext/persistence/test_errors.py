@@ -167,7 +167,9 @@ def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "kaygraph", "runs", "list"], capture_output=True, text=True, cwd=tmp_path
     )
-    assert run.returncode == 0 and run.stdout.strip() == "no runs"
+    assert run.returncode == 0
+    where = "sqlite:///.kaygraph/runs.db"
+    assert run.stdout.strip() == f"no runs in {where} (pass --store URL to read another store)"
     assert not (tmp_path / ".kaygraph").exists()
     show = subprocess.run(
         [sys.executable, "-m", "kaygraph", "runs", "show", "nope"],
