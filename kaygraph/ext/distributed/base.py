@@ -43,14 +43,20 @@ class EngineFuture(Future):  # type: ignore[type-arg]
     def __init__(self, cancel_engine: Callable[[], Any] | None = None) -> None:
         super().__init__()
         self._cancel_engine = cancel_engine
+        self._cancel_lock = threading.Lock()
 
     def cancel(self) -> bool:
-        cancelled = super().cancel()
-        if cancelled:
+        # Cancelled by the caller and again by the engine's own "task cancelled" callback (or by
+        # two threads): only the first cancel notifies waiters and cancels on the engine.
+        with self._cancel_lock:
+            already = self.cancelled()
+            cancelled = super().cancel()
+            if not cancelled or already:
+                return cancelled
             # What an executor does for a Future it cancels: without it, concurrent.futures.wait()
             # and as_completed() never see this one as done.
             self.set_running_or_notify_cancel()
-        if cancelled and self._cancel_engine is not None:
+        if self._cancel_engine is not None:
             try:
                 self._cancel_engine()
             except Exception as exc:  # the caller's Future is cancelled either way

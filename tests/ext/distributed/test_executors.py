@@ -171,3 +171,19 @@ def test_describe_names_the_engine_and_its_workers(executor: ClusterExecutor) ->
     assert executor.workers == 2
     assert executor.max_in_flight == 4
     assert executor.chunk_size(2000) == 250 and executor.chunk_size(3) == 1
+
+
+def test_an_engine_future_cancelled_twice_notifies_and_cancels_on_the_engine_once() -> None:
+    """The caller cancels, then the engine's own "task cancelled" callback cancels again: the
+    second cancel is a no-op (it raised 'Future in unexpected state' inside Ray's callback)."""
+    from concurrent.futures import wait
+
+    from kaygraph.ext.distributed.base import EngineFuture
+
+    calls: list[str] = []
+    future = EngineFuture(lambda: calls.append("engine"))
+    assert future.cancel() is True
+    assert future.cancel() is True
+    assert calls == ["engine"]
+    done, _ = wait([future], timeout=1)
+    assert done == {future} and future.cancelled()
