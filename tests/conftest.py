@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if value is not None and report.failed:
         report.sections.append(("seed", f"rerun with {SEED_VARIABLE}={value} to repeat these random choices"))
     return report
+
+
+@pytest.fixture
+def server_store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """``server_store_url(backend, kind)``: the URL of a fresh, empty store on ``sqlite`` (a file
+    in ``tmp_path``), ``redis`` (a key prefix) or ``postgres`` (a schema), erased after the test.
+    ``kind`` keeps the stores of one test apart (``"runs"``, ``"sched"``...)."""
+    import uuid
+
+    def make(backend: str, kind: str) -> str:
+        token = uuid.uuid4().hex[:10]
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path}/{kind}-{token}.db"
+        if backend == "redis":
+            base = request.getfixturevalue("redis_url")
+            prefix = f"kgtest:{kind}:{token}:"
+            request.addfinalizer(lambda: _drop_redis_keys(base, prefix))
+            return f"{base}?prefix={prefix}"
+        if backend == "postgres":
+            base = request.getfixturevalue("postgres_url")
+            schema = f"kgtest_{kind}_{token}"
+            request.addfinalizer(lambda: _drop_postgres_schema(base, schema))
+            return f"{base}?schema={schema}"
+        raise ValueError(f"no server store for backend {backend!r}: use sqlite, redis or postgres")
+
+    return make
+
+
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _drop_postgres_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -16,7 +16,7 @@ class CancelToken:
     """A thread-safe, one-way switch a run checks before each node, retry wait and batch item.
 
     Pass it to ``graph.run(shared, cancel=token)`` (or ``run_async``); ``token.cancel("why")``
-    from anywhere makes the run raise :class:`~kaygraph.core.exceptions.RunCancelled`. A sleeping
+    in any thread or task makes the run raise :class:`~kaygraph.core.exceptions.RunCancelled`. A sleeping
     retry wait wakes at once, an async run's awaited work is cancelled, thread-pool batch items
     that have not started never start. One token may serve several runs; it cannot be reset.
     """

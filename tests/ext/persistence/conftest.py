@@ -25,39 +25,14 @@ BACKENDS = [
 
 
 def make_store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, Any]:
-    """A URL for a fresh, empty store of ``backend`` and a function that erases it afterwards."""
-    token = uuid.uuid4().hex[:10]
+    """A URL for a fresh, empty store of ``backend`` and a function that erases it afterwards
+    (server stores are erased by the ``server_store_url`` fixture itself)."""
     if backend == "memory":
         from kaygraph.ext.persistence import memory
 
-        name = f"test-{token}"
+        name = f"test-{uuid.uuid4().hex[:10]}"
         return f"memory://{name}", lambda: memory._named_stores.pop(name, None)
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/runs-{token}.db", lambda: None
-    if backend == "redis":
-        base = request.getfixturevalue("redis_url")
-        prefix = f"kgtest:{token}:"
-
-        def drop_keys() -> None:
-            import redis
-
-            client = redis.Redis.from_url(base)
-            keys = list(client.scan_iter(f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
-
-        return f"{base}?prefix={prefix}", drop_keys
-    base = request.getfixturevalue("postgres_url")
-    schema = f"kgtest_{token}"
-
-    def drop_schema() -> None:
-        import psycopg
-
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-    return f"{base}?schema={schema}", drop_schema
+    return request.getfixturevalue("server_store_url")(backend, "runs"), lambda: None
 
 
 @pytest.fixture

@@ -97,36 +97,11 @@ def async_counting():
 def make_store_url(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> tuple[str, Any]:
-    """A URL for a fresh, empty store of ``backend`` and a function that erases it afterwards."""
-    token = uuid.uuid4().hex[:10]
+    """A URL for a fresh, empty store of ``backend`` and a function that erases it afterwards
+    (server stores are erased by the ``server_store_url`` fixture itself)."""
     if backend == "memory":
-        return f"memory://{kind}-{token}", lambda: None
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/{kind}-{token}.db", lambda: None
-    if backend == "redis":
-        base = request.getfixturevalue("redis_url")
-        prefix = f"kgtest:{kind}:{token}:"
-
-        def drop_keys() -> None:
-            import redis
-
-            client = redis.Redis.from_url(base)
-            keys = list(client.scan_iter(f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
-
-        return f"{base}?prefix={prefix}", drop_keys
-    base = request.getfixturevalue("postgres_url")
-    schema = f"kgtest_{kind}_{token}"
-
-    def drop_schema() -> None:
-        import psycopg
-
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-    return f"{base}?schema={schema}", drop_schema
+        return f"memory://{kind}-{uuid.uuid4().hex[:10]}", lambda: None
+    return request.getfixturevalue("server_store_url")(backend, kind), lambda: None
 
 
 @pytest.fixture

@@ -34,33 +34,8 @@ BACKENDS = [
 def _store_url(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> tuple[str, Callable[[], None]]:
-    token = uuid.uuid4().hex[:10]
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/ui-{token}.db", lambda: None
-    if backend == "redis":
-        base = request.getfixturevalue("redis_url")
-        prefix = f"kgui:{token}:"
-
-        def drop_keys() -> None:
-            import redis
-
-            client = redis.Redis.from_url(base)
-            keys = list(client.scan_iter(f"{prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
-
-        return f"{base}?prefix={prefix}", drop_keys
-    base = request.getfixturevalue("postgres_url")
-    schema = f"kgui_{token}"
-
-    def drop_schema() -> None:
-        import psycopg
-
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-    return f"{base}?schema={schema}", drop_schema
+    """A fresh store of ``backend``; the ``server_store_url`` fixture erases it after the test."""
+    return request.getfixturevalue("server_store_url")(backend, "ui"), lambda: None
 
 
 @pytest.fixture(params=BACKENDS)
