@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -27,7 +28,7 @@ from kaygraph.utils.imports import require_package
 
 from .. import pickling, remote
 from ..base import BaseExecutor, EngineFuture, probe_address, redact
-from ..errors import DistributedError, WorkerLostError
+from ..errors import DistributedError, ExecutorConnectionError, WorkerLostError
 
 _ray = require_package("ray", "distributed", "RayExecutor")
 
@@ -74,6 +75,24 @@ def _execute_after_setup(setup: bytes, digest: str, payload: bytes, *shared: Any
         remote.run_setup(setup)
         _done_setups.add(digest)
     return remote.execute(payload, *shared)
+
+
+def _refused(address: str, exc: BaseException) -> str:
+    """Why ``ray.init(address)`` failed although the port answered, and what to check.
+
+    Ray's own message for a client the cluster turns away is "ray client connection timeout"
+    (after about 30 s of retries); the usual cause is token authentication, which Ray enables on a
+    cluster whenever a token exists and which a client only joins when told to.
+    """
+    what = "Ray Client server" if address.startswith("ray://") else "Ray cluster (GCS)"
+    mode = os.environ.get("RAY_AUTH_MODE")
+    return (
+        f"cannot connect to the {what} at {redact(address)} ({type(exc).__name__}: {exc}); its port "
+        "answers, so the cluster runs but did not accept this process. If the cluster uses token "
+        "authentication, give this process its token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> "
+        f"(or the file ~/.ray/auth_token); RAY_AUTH_MODE is {'unset' if mode is None else repr(mode)} "
+        "here. The client must also run the cluster's Ray and Python versions."
+    )
 
 
 class RayExecutor(BaseExecutor):
@@ -148,8 +167,13 @@ class RayExecutor(BaseExecutor):
         # A cluster on this machine's loopback (one RayExecutor() started) is joined over loopback;
         # Ray would otherwise dial the machine's network address, where nothing listens.
         local = host in ("127.0.0.1", "localhost", "::1")
-        with _loopback() if local else nullcontext():
-            _ray.init(address=address, logging_level="WARNING", **self._init_options)
+        try:
+            with _loopback() if local else nullcontext(), warnings.catch_warnings():
+                # Ray's "check the ports" warning, when the port did answer: the error below says more.
+                warnings.filterwarnings("ignore", "Ray Client connection timed out", UserWarning)
+                _ray.init(address=address, logging_level="WARNING", **self._init_options)
+        except (OSError, TimeoutError, _ray.exceptions.RayError) as exc:
+            raise ExecutorConnectionError(_refused(address, exc), address=redact(address)) from exc
         self._owns_ray = True
 
     def _stop(self) -> None:
