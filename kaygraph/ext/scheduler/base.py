@@ -113,6 +113,9 @@ def check_changes(changes: Mapping[str, Any], allowed: Sequence[str], what: str)
     return {name: int(value) if name in _BOOL_FIELDS else value for name, value in changes.items()}
 
 
+#: When a schedule is due for lock_due (as wake_key(), lock aside): at once when poked, else at
+#: wake_at. Indexed as this very expression, so finding due schedules never scans them all.
+_DUE = "CASE WHEN poked = 1 THEN 0 ELSE wake_at END"
 _FIRE_COLUMNS = ", ".join(Fire.FIELDS)
 _SCHEDULE_COLUMNS = ", ".join(("name", "spec", *Schedule.STATE_FIELDS))
 
@@ -163,7 +166,9 @@ class SQLScheduleStore(ScheduleStore):
             "paused INTEGER NOT NULL DEFAULT 0, next_fire_at DOUBLE PRECISION, wake_at DOUBLE PRECISION, "
             "lock_owner TEXT, lock_until DOUBLE PRECISION, poked INTEGER NOT NULL DEFAULT 0, "
             "missed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0)",
-            f"CREATE INDEX IF NOT EXISTS {index}_wake ON {s} (wake_at)",
+            # lock_due() and next_wake() read these in order instead of scanning every schedule.
+            f"CREATE INDEX IF NOT EXISTS {index}_due ON {s} (({_DUE}))",
+            f"CREATE INDEX IF NOT EXISTS {index}_lock ON {s} (lock_until)",
             f"CREATE TABLE IF NOT EXISTS {f} (fire_id TEXT PRIMARY KEY, schedule TEXT NOT NULL, "
             "fire_time DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, "
             "status TEXT NOT NULL, owner TEXT, lease_until DOUBLE PRECISION, attempts INTEGER NOT NULL, "
@@ -255,9 +260,8 @@ class SQLScheduleStore(ScheduleStore):
         p, s = self.placeholder, self.schedules_table
         sql = (
             f"UPDATE {s} SET lock_owner = {p}, lock_until = {p}, poked = 0 WHERE name IN ("
-            f"SELECT name FROM {s} WHERE (wake_at <= {p} OR poked = 1) "
-            f"AND (lock_owner IS NULL OR lock_until < {p}) "
-            f"ORDER BY wake_at LIMIT {int(limit)}{self.skip_locked}"
+            f"SELECT name FROM {s} WHERE {_DUE} <= {p} AND (lock_owner IS NULL OR lock_until < {p}) "
+            f"ORDER BY {_DUE} LIMIT {int(limit)}{self.skip_locked}"
             f") RETURNING {_SCHEDULE_COLUMNS}"
         )
 
@@ -279,17 +283,21 @@ class SQLScheduleStore(ScheduleStore):
         self._run(self._set(self.schedules_table, "name", name, {"poked": 1}), single=True)
 
     def next_wake(self) -> float | None:
-        # The same key as wake_key(): a held lock defers the schedule until the lock expires.
+        # The same key as wake_key(): the earliest due unlocked schedule (first in the due index;
+        # the COALESCE keeps planners off the lock index, which would mean sorting every unlocked
+        # row), and the locked ones (a few: one batch per scheduler), due when their lock expires.
+        s = self.schedules_table
         sql = (
-            "SELECT MIN(CASE WHEN poked = 1 THEN COALESCE(lock_until, 0) "
-            "WHEN lock_until IS NOT NULL AND (wake_at IS NULL OR lock_until > wake_at) THEN lock_until "
-            f"ELSE wake_at END) FROM {self.schedules_table}"
+            f"SELECT (SELECT {_DUE} FROM {s} WHERE {_DUE} IS NOT NULL AND COALESCE(lock_until, -1) = -1 "
+            f"ORDER BY {_DUE} LIMIT 1), (SELECT MIN(CASE WHEN poked = 1 OR wake_at IS NULL "
+            f"OR lock_until > wake_at THEN lock_until ELSE wake_at END) "
+            f"FROM {s} WHERE lock_until IS NOT NULL)"
         )
 
         def work(cursor: Any) -> float | None:
             cursor.execute(sql)
-            row = cursor.fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+            found = [float(value) for value in cursor.fetchone() or () if value is not None]
+            return min(found) if found else None
 
         return self._run(work, write=False)
 

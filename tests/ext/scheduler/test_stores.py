@@ -105,6 +105,20 @@ def test_next_wake(store) -> None:
     assert store.next_wake() == 300.0
 
 
+def test_lock_due_takes_poked_schedules_first_and_never_ones_without_a_wake(store) -> None:
+    for index in range(6):
+        store.add_schedule(schedule(f"s{index}", wake_at=100.0 + index))
+    store.add_schedule(schedule("paused", wake_at=None, next_fire_at=None, paused=True))
+    store.poke("s5")
+    assert store.next_wake() == 0.0
+    assert {s.name for s in store.lock_due(200.0, "A", 300.0, 2)} == {"s5", "s0"}
+    # Locked ones count from their lock's end; the earliest unlocked one is s1.
+    assert store.next_wake() == 101.0
+    assert {s.name for s in store.lock_due(200.0, "A", 300.0, 10)} == {"s1", "s2", "s3", "s4"}
+    assert store.next_wake() == 300.0  # everything due is locked by A until 300
+    assert store.lock_due(10**6, "B", 10**6 + 30, 10) and store.get_schedule("paused").lock_owner is None
+
+
 def test_put_fires_is_idempotent_by_fire_id(store) -> None:
     assert store.put_fires([fire(at=160.0), fire(at=220.0)]) == 2
     assert store.put_fires([fire(at=160.0, status="skipped"), fire(at=280.0)]) == 1
