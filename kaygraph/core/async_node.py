@@ -10,7 +10,6 @@ from contextvars import ContextVar
 
 from .batch_node import BatchGraph, BatchNode, _check_workers
 from .engine import (
-    ItemScope,
     attempts,
     batch_items,
     batch_resume,
@@ -18,6 +17,7 @@ from .engine import (
     drive_nodes_async,
     graph_steps,
     lifecycle,
+    one_item,
     param_set,
     param_sets,
     run_steps,
@@ -71,7 +71,7 @@ class AsyncNode(Node):
         if self.remote and self._on_executor():
             from .executor import run_on_executor_async
 
-            return (await run_on_executor_async(self, [(0, prep_res)], batch=False))[0]
+            return (await run_on_executor_async(self, [prep_res], batch=False))[0]
         failed = None
         if self.max_retries == 1:  # the common case, without the engine's retry loop
             self.cur_retry = 0
@@ -110,15 +110,6 @@ class AsyncNode(Node):
         )
 
 
-async def _exec_on_executor_async(node: Any, items: list[Any]) -> list[Any]:
-    from .executor import run_on_executor_async
-
-    done = node._kg_done_items or {}
-    todo = [(index, item) for index, item in enumerate(items) if index not in done]
-    results = await run_on_executor_async(node, todo, batch=True) if todo else {}
-    return [done[index] if index in done else results[index] for index in range(len(items))]
-
-
 class AsyncBatchNode(AsyncNode, BatchNode):
     """Awaits ``exec_async`` once per item, one item after another."""
 
@@ -126,11 +117,13 @@ class AsyncBatchNode(AsyncNode, BatchNode):
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
         if self._on_executor():
-            return await _exec_on_executor_async(self, items)
-        return await drive_async(batch_items(self, items, self._exec_one_async))
+            from .executor import run_on_executor_async
 
-    async def _exec_one_async(self, item: Any) -> Any:
-        return await AsyncNode._exec(self, item)
+            return await run_on_executor_async(self, items, batch=True)
+        return await self._exec_items(items)
+
+    async def _exec_items(self, items: list[Any]) -> Any:
+        return await drive_async(batch_items(self, items, super()._exec))
 
 
 class AsyncParallelBatchNode(AsyncBatchNode):
@@ -154,24 +147,15 @@ class AsyncParallelBatchNode(AsyncBatchNode):
         _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
-    async def _exec(self, items: Any) -> Any:
-        items = list(items if items is not None else ())
-        self._kg_batch_size = len(items)
-        if self._on_executor():
-            return await _exec_on_executor_async(self, items)
+    async def _exec_items(self, items: list[Any]) -> Any:
         done = self._kg_done_items or {}
-        ctx = self._run_ctx
-        listening = ctx is not None and bool(ctx.listeners)
 
         async def run_item(index: int) -> Any:
             if index in done:
                 return done[index]
             self._check_cancel()
-            if not listening:
-                return await AsyncNode._exec(self, items[index])  # on self, as in PocketFlow
-            with ItemScope(self, index, items[index]) as scope:
-                scope.result = await AsyncNode._exec(self, items[index])
-            return scope.result
+            item = items[index]  # run on self, as in PocketFlow
+            return await drive_async(one_item(self, index, item, AsyncNode._exec, (self, item)))
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
 

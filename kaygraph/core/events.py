@@ -150,20 +150,10 @@ class RunListener:
         """A batch item finished (``error`` is None) or failed for good."""
 
 
-for _hook in vars(RunListener).values():
-    if callable(_hook):
-        _hook._kg_default_hook = True
-
-EVENTS = (
-    "on_run_start",
-    "on_run_end",
-    "on_node_start",
-    "on_node_end",
-    "on_node_error",
-    "on_retry",
-    "on_batch_item_start",
-    "on_batch_item_end",
-)
+#: The hooks a listener may have, in :class:`RunListener`'s order.
+EVENTS = tuple(name for name in vars(RunListener) if name.startswith("on_"))
+for _event in EVENTS:
+    getattr(RunListener, _event)._kg_default_hook = True
 
 _END_EVENTS = frozenset({"on_run_end", "on_node_end", "on_node_error", "on_batch_item_end"})
 
@@ -368,15 +358,13 @@ class RunContext:
         """Whether any listener of this run handles ``event``."""
         return bool(self._hooks.get(event))
 
-    def hooks(self, event: str) -> tuple[Callable[..., Any], ...]:
-        """The bound hooks for ``event``; the engine calls them directly on its hot paths."""
-        return self._hooks.get(event, ())
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """Call every listener's ``event`` hook with ``run=self`` and ``fields``.
+    def emit(self, event: str, /, **fields: Any) -> None:
+        """Call every listener's ``event`` hook with ``run=self``, ``run_id``, ``seq`` and ``fields``.
 
         Every hook is called even if one raises; the first error is raised afterwards, so one
-        failing listener cannot leave the others half-informed.
+        failing listener cannot leave the others half-informed. But an end event reporting an
+        ``error`` is sent while that error propagates, and a listener failing then must not
+        replace it: its failure becomes a note on the error instead.
         """
         hooks = self._hooks.get(event)
         if not hooks:
@@ -384,22 +372,14 @@ class RunContext:
         fields["run"] = self
         fields["run_id"] = self.run_id
         fields["seq"] = self.next_seq()
-        call_each(hooks, fields)
-
-    def emit_after_error(self, event: str, failure: BaseException, /, **fields: Any) -> None:
-        """Like :meth:`emit` while ``failure`` is propagating: a listener that fails here must not
-        replace the user's exception, so its failure becomes a note on ``failure`` instead."""
-        hooks = self._hooks.get(event, ())
-        if hooks:
-            fields["run_id"] = self.run_id
-            fields["seq"] = self.next_seq()
+        error = fields.get("error") if event in _END_EVENTS else None
+        if error is None:
+            call_each(hooks, fields)
+            return
         for hook in hooks:
             try:
-                hook(run=self, **fields)
+                hook(**fields)
             except Exception as exc:
                 owner = getattr(hook, "__self__", hook)
-                add_note(
-                    failure,
-                    f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
-                    f"{type(exc).__name__}: {exc}",
-                )
+                add_note(error, f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
+                         f"{type(exc).__name__}: {exc}")
