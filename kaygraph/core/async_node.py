@@ -9,10 +9,10 @@ import warnings
 from contextvars import ContextVar
 
 from .batch_node import BatchGraph, BatchNode, _check_workers
+from .cancel import cancelled_error
 from .engine import (
     attempts,
     batch_items,
-    batch_resume,
     drive_async,
     drive_nodes_async,
     graph_steps,
@@ -219,8 +219,6 @@ async def _cancellable(runner: Any, shared: Any) -> Any:
         return await task
     except asyncio.CancelledError:
         if token.cancelled and task.cancelled():  # stopped outside any node (e.g. in a graph's prep)
-            from .cancel import cancelled_error
-
             raise cancelled_error(token, None, ctx.run_id) from None
         raise
     finally:
@@ -240,11 +238,8 @@ class AsyncGraph(Graph, AsyncNode):
         cancel: CancelToken | None = None,
         executor: Executor | None = None,
     ) -> Any:
-        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``.
-
-        With ``cancel``, the run's body runs in a task of its own that the token cancels: the
-        awaited work (an LLM call, a gather of batch items) is cancelled, not just the next step.
-        """
+        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``
+        (a ``cancel`` token also cancels the awaited work, not just the next step)."""
         if self.successors:
             warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
@@ -300,7 +295,10 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
         param_list = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
         self._kg_batch_size = len(param_list)
         ctx = self._run_ctx or RunContext(self)
-        _, done, _ = batch_resume(self, ctx, parallel=True)
+        if ctx.resume is not None:
+            why = f"{type(self).__name__} runs its parameter sets concurrently, so it resumes only as a whole"
+            self._bad_resume(ctx, ctx.resume, why + ", with the finished set indices as completed_items")
+        done = self._kg_done_items or {}
 
         async def run_set(index: int) -> None:
             if index not in done:

@@ -219,11 +219,12 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
     curr, done_items, resumed_action = graph._entry(ctx)
     if curr is None:
         return resumed_action
-    merged = params or {**graph.params}
+    params = params or {**graph.params}
     listening = bool(ctx.listeners)
     logging_steps = ctx.log_steps
     observed = listening or logging_steps  # one test per step on the plain path
-    prefix = path_prefix(graph) if listening else ()
+    scoped = batch_prefix.get()  # in a batch graph's parameter set, paths pass through its index
+    prefix = scoped[1] if scoped is not None and scoped[0] is graph else graph._kg_path
     ids = graph._ids
     limit = graph.max_steps or _UNLIMITED
     cancel = ctx.cancel
@@ -237,7 +238,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         if cancel is not None and cancel.cancelled:
             raise cancelled_error(cancel, ids.get(id(curr)) or curr.node_id, ctx.run_id)
         node = curr._fresh_copy()
-        node.set_params(merged)
+        node.set_params(params)
         node._run_ctx = ctx
         if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
             node._node_id = ids.get(id(curr))
@@ -245,14 +246,18 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             node._kg_done_items, done_items = done_items, None
         if config is not None and not node.config:
             node.config = config
-        if observed:
-            node_id = ids.get(id(curr)) or curr.node_id
-            started = time.perf_counter()
-            if logging_steps:
-                _log.step_started(graph, node, node_id)
-            if listening:
-                path = step_started(graph, node, node_id, shared, merged, prefix, started)
         try:
+            if observed:
+                node_id = ids.get(id(curr)) or curr.node_id
+                started = time.perf_counter()
+                if listening:
+                    node._kg_path = path = (*prefix, node_id)
+                    node._node_id = node_id
+                if logging_steps:
+                    _log.step_started(graph, node, node_id)
+                if listening:  # a listener failing fails the step, once every listener heard it
+                    ctx.emit("on_node_start", node=node, node_id=node_id, path=path, shared=shared,
+                             params=params)
             action = yield node
             nxt = graph.get_next_node(node, action)
         except BaseException as caught:  # cancellation and Ctrl-C too: listeners must close the step
@@ -271,32 +276,13 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             if logging_steps:
                 _log.step_finished(node, node_id, started, action)
             if listening:
-                step_finished(graph, node, path, shared, merged, action, nxt, started)
+                next_id = None if nxt is None else (ids.get(id(nxt)) or nxt.node_id)
+                ctx.emit("on_node_end", node=node, node_id=node_id, path=path, shared=shared, params=params,
+                         action=action, duration=time.perf_counter() - started, next_node_id=next_id)
         curr = nxt
     if logging_steps:
         _log.level_finished(graph, action)
     return action
-
-
-def path_prefix(graph: Any) -> Path:
-    """Where a graph's nodes sit: its own path, plus the parameter-set index in a batch graph."""
-    scoped = batch_prefix.get()
-    return scoped[1] if scoped is not None and scoped[0] is graph else graph._kg_path
-
-
-def step_started(
-    graph: Any, node: Any, node_id: str, shared: Any, params: dict[str, Any], prefix: Path, started: float
-) -> Path:
-    """Send ``on_node_start``; if a listener fails, the step fails (after all heard it)."""
-    node._kg_path = path = (*prefix, node_id)
-    node._node_id = node_id
-    try:
-        node._run_ctx.emit("on_node_start", node=node, node_id=node_id, path=path, shared=shared,
-                           params=params)
-    except Exception as exc:
-        step_failed(graph, node, node_id, path, exc, started)
-        raise
-    return path
 
 
 def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseException, started: float) -> None:
@@ -305,22 +291,6 @@ def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseExcept
     note_failure(graph, exc, node, node_id, ctx)
     ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
              attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
-
-
-def step_finished(
-    graph: Any,
-    node: Any,
-    path: Path,
-    shared: Any,
-    params: dict[str, Any],
-    action: Any,
-    nxt: Any,
-    started: float,
-) -> None:
-    """Send ``on_node_end`` (every listener hears it even if one fails; the first error wins)."""
-    next_id = None if nxt is None else (graph._ids.get(id(nxt)) or nxt.node_id)
-    node._run_ctx.emit("on_node_end", node=node, node_id=path[-1], path=path, shared=shared, params=params,
-                       action=action, duration=time.perf_counter() - started, next_node_id=next_id)
 
 
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
@@ -437,20 +407,13 @@ def param_set(graph: Any, shared: Any, index: int, batch_params: dict[str, Any],
     yield from one_item(graph, index, batch_params, run_level, (shared, params), prefix=True)
 
 
-def batch_resume(graph: Any, ctx: RunContext, *, parallel: bool = False) -> tuple[int, dict[int, Any], bool]:
+def batch_resume(graph: Any, ctx: RunContext) -> tuple[int, dict[int, Any], bool]:
     """For a batch graph being resumed: the first parameter set to run, the ones already done, and
     whether the resume path named a set (which must then exist)."""
     done = graph._kg_done_items or {}
     resume = ctx.resume
     if resume is None:
         return 0, done, False
-    if parallel:
-        graph._bad_resume(
-            ctx,
-            resume,
-            f"{type(graph).__name__} runs its parameter sets concurrently, so it resumes only as a "
-            "whole, with the finished set indices as completed_items",
-        )
     index, is_last = resume.take()
     if not isinstance(index, int) or isinstance(index, bool):
         graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")

@@ -18,7 +18,7 @@ import os
 import time
 from itertools import count
 
-from .exceptions import ListenerError, add_note, call_each
+from .exceptions import ListenerError, add_note
 from .log import info_possible
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
@@ -369,17 +369,19 @@ class RunContext:
         hooks = self._hooks.get(event)
         if not hooks:
             return
-        fields["run"] = self
-        fields["run_id"] = self.run_id
-        fields["seq"] = self.next_seq()
+        run_id = self._run_id or self.run_id
+        seq = self.next_seq()
         error = fields.get("error") if event in _END_EVENTS else None
-        if error is None:
-            call_each(hooks, fields)
-            return
-        for hook in hooks:
+        first: BaseException | None = None
+        for hook in hooks:  # keywords, not one more dict: this runs for every step of a listened run
             try:
-                hook(**fields)
-            except Exception as exc:
-                owner = getattr(hook, "__self__", hook)
-                add_note(error, f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
-                         f"{type(exc).__name__}: {exc}")
+                hook(run=self, run_id=run_id, seq=seq, **fields)
+            except BaseException as exc:
+                if error is not None and isinstance(exc, Exception):
+                    owner = getattr(hook, "__self__", hook)
+                    add_note(error, f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
+                             f"{type(exc).__name__}: {exc}")
+                elif first is None:
+                    first = exc
+        if first is not None:
+            raise first

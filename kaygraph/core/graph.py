@@ -196,14 +196,11 @@ class Graph(BaseNode):
                 "durable runs, tracing and the dashboard need unique ids; give one another node_id",
                 stacklevel=3,
             )
-        attached = _events.get_listeners()
-        if listeners:
-            seen = {id(listener) for listener in attached}
-            for listener in listeners:
-                _events.validate_listener(listener)
-                if id(listener) not in seen:  # attached globally and per run: called once
-                    seen.add(id(listener))
-                    attached = (*attached, listener)
+        listeners = tuple(listeners or ())
+        for listener in listeners:
+            _events.validate_listener(listener)
+        # A listener attached globally and for this run is called once, where it was first attached.
+        attached = {id(listener): listener for listener in (*_events.get_listeners(), *listeners)}
         runner = self._fresh_copy()
         if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
             raise TypeError(f"cancel= must be a kaygraph.CancelToken, got {cancel!r}")
@@ -211,13 +208,9 @@ class Graph(BaseNode):
             raise TypeError(
                 f"executor= must have a submit(fn, *args) method returning a Future, got {executor!r}"
             )
+        resume_at = None if resume is None else resume.restarted()
         runner._run_ctx = RunContext(
-            self,
-            attached,
-            run_id=run_id,
-            resume=None if resume is None else resume.restarted(),
-            cancel=cancel,
-            executor=executor,
+            self, attached.values(), run_id=run_id, resume=resume_at, cancel=cancel, executor=executor
         )
         runner._kg_path = ()
         if resume is not None and resume.params is not None:
