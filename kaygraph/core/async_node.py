@@ -8,20 +8,10 @@ from __future__ import annotations
 import warnings
 from contextvars import ContextVar
 
+from . import engine
 from .batch_node import BatchGraph, BatchNode, _check_workers
 from .cancel import cancelled_error
-from .engine import (
-    attempts,
-    batch_items,
-    drive_async,
-    drive_nodes_async,
-    graph_steps,
-    lifecycle,
-    one_item,
-    param_set,
-    param_sets,
-    run_steps,
-)
+from .engine import drive_async, lifecycle
 from .events import RunContext
 from .exceptions import NodeExecutionError
 from .graph import Graph
@@ -79,7 +69,7 @@ class AsyncNode(Node):
                 return await self.exec_async(prep_res)
             except Exception as exc:
                 failed = exc
-        steps = attempts(self, prep_res, self.exec_async, self.exec_fallback_async, _sleep, failed)
+        steps = engine.attempts(self, prep_res, self.exec_async, self.exec_fallback_async, _sleep, failed)
         return await drive_async(steps)
 
     async def run_async(self, shared: Any) -> Any:
@@ -123,7 +113,7 @@ class AsyncBatchNode(AsyncNode, BatchNode):
         return await self._exec_items(items)
 
     async def _exec_items(self, items: list[Any]) -> Any:
-        return await drive_async(batch_items(self, items, super()._exec))
+        return await drive_async(engine.batch_items(self, items, super()._exec))
 
 
 class AsyncParallelBatchNode(AsyncBatchNode):
@@ -155,7 +145,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
                 return done[index]
             self._check_cancel()
             item = items[index]  # run on self, as in PocketFlow
-            return await drive_async(one_item(self, index, item, AsyncNode._exec, (self, item)))
+            return await drive_async(engine.one_item(self, index, item, AsyncNode._exec, (self, item)))
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
 
@@ -246,7 +236,7 @@ class AsyncGraph(Graph, AsyncNode):
         body, args = (runner._run_async, (shared,)) if cancel is None else (_cancellable, (runner, shared))
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return await body(*args)
-        return await drive_async(run_steps(self, runner, shared, body, args))
+        return await drive_async(engine.run_steps(self, runner, shared, body, args))
 
     def _run(self, shared: Any) -> Any:
         return AsyncNode._run(self, shared)
@@ -266,7 +256,7 @@ class AsyncGraph(Graph, AsyncNode):
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
-        return await drive_nodes_async(graph_steps(self, shared, params), shared)
+        return await engine.drive_nodes_async(engine.graph_steps(self, shared, params), shared)
 
 
 class AsyncBatchGraph(AsyncGraph, BatchGraph):
@@ -276,7 +266,7 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
         return await self.prep_async(shared) or []
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
-        await drive_async(param_sets(self, shared, prep_res, self._orch_async))
+        await drive_async(engine.param_sets(self, shared, prep_res, self._orch_async))
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):
@@ -303,6 +293,6 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
         async def run_set(index: int) -> None:
             if index not in done:
                 self._check_cancel()
-                await drive_async(param_set(self, shared, index, param_list[index], self._orch_async))
+                await drive_async(engine.param_set(self, shared, index, param_list[index], self._orch_async))
 
         await _gather_limited(run_set, range(len(param_list)), self.max_concurrency)

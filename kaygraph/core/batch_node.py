@@ -64,35 +64,21 @@ class ParallelBatchNode(BatchNode):
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         def run_item(index: int) -> Any:
-            self._check_cancel()  # an item that starts after a cancel never runs
+            self._check_cancel()  # an item that starts after a cancel never runs its exec
             clone = self._fresh_copy()
             return drive(one_item(clone, index, items[index], super(BatchNode, clone)._exec, (items[index],)))
 
-        ctx = self._run_ctx
-        cancel = None if ctx is None else ctx.cancel
         pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="kaygraph")
-        futures: dict[Any, int] = {}
-
-        def stop_pending(_token: object) -> None:
-            for future in list(futures):
-                future.cancel()
-
-        if cancel is not None:
-            cancel.add_callback(stop_pending)
         try:
-            for index in todo:
-                futures[pool.submit(contextvars.copy_context().run, run_item, index)] = index
+            futures = {pool.submit(contextvars.copy_context().run, run_item, index): index for index in todo}
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             self._check_cancel()
             for future in finished:
-                if future.exception() is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
+                if future.exception() is not None:  # the pool is shut down before it propagates
                     raise future.exception()  # type: ignore[misc]
             for future, index in futures.items():
                 results[index] = future.result()
         finally:
-            if cancel is not None:
-                cancel.remove_callback(stop_pending)
             pool.shutdown(wait=True, cancel_futures=True)
         return results
 

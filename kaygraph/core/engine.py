@@ -93,10 +93,7 @@ async def drive_nodes_async(steps: Generator[Any, Any, Any], shared: Any) -> Any
         node = next(steps)
         while True:
             try:
-                if node._kg_async_hooks:
-                    action = await node._run_async(shared)
-                else:
-                    action = node._run(shared)
+                action = await node._run_async(shared) if node._kg_async_hooks else node._run(shared)
             except BaseException as exc:
                 node = steps.throw(exc)
             else:
@@ -191,11 +188,8 @@ def retrying(node: Any, attempt: int, error: BaseException) -> None:
 
 def mark_attempts(exc: BaseException, count: int, ctx: object) -> None:
     """Remember how many attempts failed (for this run), for the note the graph adds."""
-    try:
-        exc.kaygraph_attempts = count  # type: ignore[attr-defined]
-        exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        pass
+    exc.kaygraph_attempts = count  # type: ignore[attr-defined]
+    exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
 
 
 def attempts_of(exc: BaseException, ctx: RunContext | None) -> int | None:
@@ -300,11 +294,8 @@ def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: R
         return
     if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
         return
-    try:
-        exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
-        exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        return
+    exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
+    exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
     _log.failed(node, exc, node_id)
     count = attempts_of(exc, ctx)
     detail = f" after {count} attempt(s)" if count else ""

@@ -199,9 +199,8 @@ def validate_listener(listener: Any) -> None:
         params = inspect.signature(hook).parameters.values()
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             raise ListenerError(
-                f"listener hook {type(listener).__name__}.{name} must accept **kwargs so that "
-                "new event fields do not break it: def "
-                f"{name}(self, *, run, ..., **kwargs)"
+                f"listener hook {type(listener).__name__}.{name} must accept **kwargs so that new event "
+                f"fields do not break it: def {name}(self, *, run, ..., **kwargs)"
             )
     if not instance_hooks:
         _validated_types.add(type(listener))
@@ -229,9 +228,7 @@ def get_listeners() -> tuple[Any, ...]:
 def _overrides(listener: Any, event: str) -> bool:
     """Whether ``listener`` really handles ``event`` (not RunListener's empty default)."""
     hook = getattr(listener, event, None)
-    if hook is None:
-        return False
-    return not getattr(getattr(hook, "__func__", hook), "_kg_default_hook", False)
+    return hook is not None and not getattr(getattr(hook, "__func__", hook), "_kg_default_hook", False)
 
 
 class ResumePoint:
