@@ -151,11 +151,8 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
 
 async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
-    """Results of ``run(i)`` for every index, in order, at most ``limit`` awaiting at once.
-
-    Unlike a bare ``gather``, the first failure cancels every item still waiting or running, so
-    no LLM call starts after the run has already failed.
-    """
+    """Results of ``run(i)`` for every index, in order, at most ``limit`` awaiting at once. Unlike a
+    bare ``gather``, the first failure cancels every item still waiting or running."""
     import asyncio
 
     semaphore = asyncio.Semaphore(limit) if limit is not None else None
@@ -238,15 +235,11 @@ class AsyncGraph(Graph, AsyncNode):
             return await body(*args)
         return await drive_async(engine.run_steps(self, runner, shared, body, args))
 
-    def _run(self, shared: Any) -> Any:
-        return AsyncNode._run(self, shared)
+    _run = AsyncNode._run
 
     async def _run_async(self, shared: Any) -> Any:
-        if self._has_hooks:
-            steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
-            return await drive_async(steps)
-        prep_res = await self._hooked_prep_async(shared)
-        return await self.post_async(shared, prep_res, await self._hooked_exec_async(shared, prep_res))
+        steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
+        return await drive_async(steps)
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
         return await self._orch_async(shared)

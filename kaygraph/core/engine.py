@@ -127,11 +127,8 @@ def run_steps(graph: Any, runner: Any, shared: Any, body: Any, args: tuple[Any, 
 
 
 def lifecycle(node: Any, shared: Any, prep: Any, work: Any, post: Any) -> Steps:
-    """``before_prep`` -> prep -> work -> ``after_exec`` -> post, with ``on_error``: the hook
-    runner of every node class, sync or async (the caller passes that flavour's methods).
-
-    ``on_error`` returning True suppresses the error: the step then returns None (0.3's rule).
-    """
+    """``before_prep`` -> prep -> work -> ``after_exec`` -> post, with ``on_error`` (returning True
+    suppresses the error: the step returns None, 0.3's rule); the caller passes sync or async methods."""
     enabled = node._hooks_enabled
     try:
         if "before_prep" in enabled:
@@ -154,7 +151,6 @@ def lifecycle(node: Any, shared: Any, prep: Any, work: Any, post: Any) -> Steps:
 def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, failed: Any = None) -> Steps:
     """Up to ``max_retries`` attempts of ``run(prep_res)``, ``wait`` seconds apart, then
     ``fallback(prep_res, last_error)``. ``failed``: the first attempt already raised it."""
-    last = node.max_retries - 1
     for attempt in range(node.max_retries):
         node.cur_retry = attempt
         try:
@@ -164,7 +160,7 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
             return (yield run, (prep_res,))
         except Exception as exc:
             _log.attempt_failed(node, attempt, exc)
-            if attempt == last:
+            if attempt == node.max_retries - 1:
                 try:
                     return (yield fallback, (prep_res, exc))
                 except BaseException as final:
@@ -203,12 +199,8 @@ def attempts_of(exc: BaseException, ctx: RunContext | None) -> int | None:
 
 
 def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Generator[Any, Any, Any]:
-    """Run the nodes of one graph level from its start (or resume) node, following actions.
-
-    Yields each step's node copy, to be run by :func:`drive_nodes` (or its async twin), and
-    receives its action. Owns the step limit, cancellation, per-step copies, config
-    propagation, listener events, failure notes and step logs.
-    """
+    """Run the nodes of one graph level from its start (or resume) node, following actions: yields
+    each step's node copy (for :func:`drive_nodes` or its async twin) and receives its action."""
     ctx = graph._run_ctx or RunContext(graph)
     curr, done_items, resumed_action = graph._entry(ctx)
     if curr is None:

@@ -164,11 +164,8 @@ _validated_types: set[type] = set()
 
 
 def validate_listener(listener: Any) -> None:
-    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments.
-
-    The result is cached per class (unless hooks live on the instance), so passing listeners to
-    every ``run()`` stays cheap.
-    """
+    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments (cached per
+    class unless hooks live on the instance, so passing listeners to every ``run()`` stays cheap)."""
     instance_hooks = any(name.startswith("on_") for name in getattr(listener, "__dict__", ()))
     if not instance_hooks and type(listener) in _validated_types:
         return
@@ -276,9 +273,6 @@ class ResumePoint:
         self._depth += 1
         return element, self._depth == len(self.path)
 
-    def peek(self) -> str | int | None:
-        return self.path[self._depth]
-
     def __repr__(self) -> str:
         return f"ResumePoint(path={self.path!r}, last_action={self.last_action!r})"
 
@@ -328,8 +322,7 @@ class RunContext:
         self.plain = not self.listeners and cancel is None and executor is None
         #: The next event's sequence number: ``ctx.next_seq()``, atomic across threads.
         self.next_seq = count(1).__next__
-        #: Whether steps write their INFO log records (some logger could emit them): checked
-        #: once per run, so a run with logging at its default level formats nothing.
+        #: Whether steps write INFO log records: checked once per run, so by default none is formatted.
         self.log_steps = info_possible()
         self.started_at = time.time()
         #: Free space for listeners to keep per-run state (keyed by their own name).
