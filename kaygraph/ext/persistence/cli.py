@@ -207,10 +207,9 @@ def _delete(args: Any) -> int:
     if delete_run(args.store, args.run_id, force=args.force):
         print(f"deleted run {args.run_id!r}")
         return 0
-    import sys
+    from kaygraph.cli import fail
 
-    print(f"kaygraph: error: no run {args.run_id!r} in {_store_name(args.store)}", file=sys.stderr)
-    return 1
+    return fail(f"no run {args.run_id!r} in {_store_name(args.store)}")
 
 
 __all__ = ["redact", "redact_text", "register"]
