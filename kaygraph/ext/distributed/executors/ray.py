@@ -121,6 +121,7 @@ class RayExecutor(BaseExecutor):
         self._setup: tuple[Any, str] | None = None
         self._info: tuple[float, list[dict[str, Any]]] | None = None
         self._cancel_pool: Any = None
+        self._tasks: dict[frozenset[tuple[str, float]] | None, Any] = {}
 
     def _start(self) -> None:
         if self.address is not None:
@@ -146,6 +147,7 @@ class RayExecutor(BaseExecutor):
         else:
             self._connect(self.address)
         self._remote = _ray.remote(_execute_after_setup if self.worker_setup else remote.execute)
+        self._tasks.clear()
         if self.worker_setup is not None:
             setup = pickling.dumps(self.worker_setup)
             self._setup = (_ray.put(setup), hashlib.sha256(setup).hexdigest())
@@ -258,10 +260,13 @@ class RayExecutor(BaseExecutor):
         return _ray.put(obj)
 
     def _submit(self, payload: bytes, refs: list[Any], resources: Mapping[str, float] | None) -> EngineFuture:
-        options = {"num_cpus": 1, "max_retries": self.max_retries, "retry_exceptions": False}
-        if resources:
-            options.update(self._options(resources))
-        task = self._remote.options(**options)
+        key = frozenset(resources.items()) if resources else None
+        task = self._tasks.get(key)
+        if task is None:  # .options() builds a new wrapper (a class): once per resource set, not per task
+            options = {"num_cpus": 1, "max_retries": self.max_retries, "retry_exceptions": False}
+            if resources:
+                options.update(self._options(resources))
+            task = self._tasks[key] = self._remote.options(**options)
         if self._setup is not None:
             ref = task.remote(self._setup[0], self._setup[1], payload, *refs)
         else:
