@@ -132,19 +132,21 @@ class ExecPlan:
     drivers: what to submit next, what came back, what to retry and when, what needs a fallback.
     """
 
-    def __init__(self, node: Any, executor: Any, items: list[tuple[int, Any]], *, batch: bool) -> None:
+    def __init__(self, node: Any, executor: Any, items: list[Any], *, batch: bool) -> None:
         self.node = node
         self.executor = executor
         self.batch = batch
-        self.results: dict[int, Any] = {}
-        self.ready: deque[_Item] = deque(_Item(index, value) for index, value in items)
+        done = (node._kg_done_items or {}) if batch else {}  # a resumed batch: those items are done
+        self.results: dict[int, Any] = dict(done)
+        self.count = len(items)
+        self.ready = deque(_Item(index, value) for index, value in enumerate(items) if index not in done)
         self.retry_at: list[tuple[float, int, _Item]] = []  # heap of (monotonic time, index, item)
         self.in_flight: dict[Any, list[_Item]] = {}
-        self.remaining = len(items)
+        self.remaining = len(self.ready)
         size = getattr(node, "chunk_size", None)
         if size is None:
             chooser = getattr(executor, "chunk_size", None)
-            size = chooser(len(items)) if callable(chooser) else 1
+            size = chooser(self.remaining) if callable(chooser) and self.remaining else 1
         self.chunk_size = max(1, int(size or 1))
         limit = getattr(executor, "max_in_flight", None)
         if limit is None:
@@ -191,7 +193,7 @@ class ExecPlan:
             for item in chunk:
                 if item.attempt == 0 and self.batch and self.listening:
                     item.context = contextvars.copy_context()
-                    item.scope = item.context.run(ItemScope(self.node, item.index, item.value).__enter__)
+                    item.scope = item.context.run(ItemScope, self.node, item.index, item.value)
             clone = self.node._fresh_copy()
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
@@ -288,7 +290,7 @@ class ExecPlan:
         except BaseException as exc:
             self.abandon(exc)
             raise
-        return self.results
+        return [self.results[index] for index in range(self.count)]
 
 
 class _ThreadWaiter:
@@ -350,8 +352,9 @@ class _TaskWaiter:
             waiter.cancel()
 
 
-def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
-    """Sync driver of :class:`ExecPlan`: results by index, fallbacks and retries applied."""
+def run_on_executor(node: Any, items: list[Any], *, batch: bool) -> list[Any]:
+    """Sync driver of :class:`ExecPlan`: the items' results in order, fallbacks and retries applied
+    (a resumed batch node's finished items are not run again)."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
     waiter = _ThreadWaiter(plan.cancel)
     try:
@@ -360,7 +363,7 @@ def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> 
         waiter.close()
 
 
-async def run_on_executor_async(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
+async def run_on_executor_async(node: Any, items: list[Any], *, batch: bool) -> list[Any]:
     """Async driver of :class:`ExecPlan` (the task's cancellation cancels the futures)."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
     waiter = _TaskWaiter()
