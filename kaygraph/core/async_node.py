@@ -9,7 +9,8 @@ import warnings
 from contextvars import ContextVar
 
 from . import engine
-from .batch_node import BatchGraph, BatchNode, _check_workers
+from .base_node import check_count
+from .batch_node import BatchGraph, BatchNode
 from .cancel import cancelled_error
 from .engine import drive_async, lifecycle
 from .events import RunContext
@@ -134,7 +135,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _exec_items(self, items: list[Any]) -> Any:
@@ -271,7 +272,7 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _hooked_exec_async(self, shared: Any, prepared: Any) -> Any:
