@@ -251,10 +251,11 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             exc = caught
             if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
                 exc = cancelled_error(cancel, node_id, ctx.run_id)  # the token cancelled the awaited work
-            if listening:
-                step_failed(graph, node, node_id, path, exc, started)
-            elif isinstance(exc, Exception):
+            if listening or isinstance(exc, Exception):
                 note_failure(graph, exc, node, node_id, ctx)
+            if listening:  # a listener failing here cannot replace the error (it becomes a note)
+                ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
+                         attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
             if exc is caught:
                 raise
             raise exc from caught
@@ -269,14 +270,6 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
     if logging_steps:
         _log.level_finished(graph, action)
     return action
-
-
-def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseException, started: float) -> None:
-    """Note the failure on the exception and send ``on_node_error`` (which cannot replace it)."""
-    ctx = node._run_ctx
-    note_failure(graph, exc, node, node_id, ctx)
-    ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
-             attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
 
 
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
