@@ -161,8 +161,6 @@ class Graph(BaseNode):
         :class:`~kaygraph.core.cancel.CancelToken` that stops the run with ``RunCancelled``;
         ``executor`` runs batch items and ``remote = True`` nodes (see :mod:`kaygraph.core.executor`).
         """
-        if self.successors:
-            warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return runner._run(shared)
@@ -176,6 +174,9 @@ class Graph(BaseNode):
         cancel: CancelToken | None = None,
         executor: Executor | None = None,
     ) -> _Graph:
+        if self.successors:
+            kind = "AsyncGraph" if self._kg_async_hooks else "Graph"
+            warnings.warn(f"Node won't run successors. Use {kind}.", stacklevel=3)
         self._ensure_ids()
         if self._duplicate_ids:
             graph_name, node_id = self._duplicate_ids[0]
@@ -372,9 +373,7 @@ def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str, names: d
             lines.append(f"{indent}end")
         else:
             lines.append(f"{indent}{names[path]}[{_mermaid_label(node_id, node)}]")
-    for node_id, node in graph._index.items():
-        for action, target in node.successors.items():
-            target_id = graph._ids[id(target)]
-            arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
-            source_path, target_path = (*prefix, node_id), (*prefix, target_id)
-            lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")
+    for source_id, action, target_id in graph.edges():
+        arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
+        source_path, target_path = (*prefix, source_id), (*prefix, target_id)
+        lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")
