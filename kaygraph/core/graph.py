@@ -96,11 +96,8 @@ class Graph(BaseNode):
             self._ids_version = version
 
     def require_unique_ids(self) -> None:
-        """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``.
-
-        A plain run only warns (KayGraph 0.3 accepted it); what tells nodes apart by id calls
-        this first: durable runs (a checkpoint names the next node), tracing, the dashboard.
-        """
+        """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``: durable
+        runs, tracing and the dashboard tell nodes apart by id (a plain run only warns, as 0.3 did)."""
         self._ensure_ids()
         if self._duplicate_ids:
             graph_name, node_id = self._duplicate_ids[0]
@@ -196,14 +193,11 @@ class Graph(BaseNode):
                 "durable runs, tracing and the dashboard need unique ids; give one another node_id",
                 stacklevel=3,
             )
-        attached = _events.get_listeners()
-        if listeners:
-            seen = {id(listener) for listener in attached}
-            for listener in listeners:
-                _events.validate_listener(listener)
-                if id(listener) not in seen:  # attached globally and per run: called once
-                    seen.add(id(listener))
-                    attached = (*attached, listener)
+        listeners = tuple(listeners or ())
+        for listener in listeners:
+            _events.validate_listener(listener)
+        # A listener attached globally and for this run is called once, where it was first attached.
+        attached = {id(listener): listener for listener in (*_events.get_listeners(), *listeners)}
         runner = self._fresh_copy()
         if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
             raise TypeError(f"cancel= must be a kaygraph.CancelToken, got {cancel!r}")
@@ -211,24 +205,17 @@ class Graph(BaseNode):
             raise TypeError(
                 f"executor= must have a submit(fn, *args) method returning a Future, got {executor!r}"
             )
+        resume_at = None if resume is None else resume.restarted()
         runner._run_ctx = RunContext(
-            self,
-            attached,
-            run_id=run_id,
-            resume=None if resume is None else resume.restarted(),
-            cancel=cancel,
-            executor=executor,
+            self, attached.values(), run_id=run_id, resume=resume_at, cancel=cancel, executor=executor
         )
         runner._kg_path = ()
         if resume is not None and resume.params is not None:
             runner.params = dict(resume.params)
         return runner
 
-    def _run(self, shared: Any) -> Any:
-        if self._has_hooks:
-            return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
-        prep_res = self._hooked_prep(shared)
-        return self.post(shared, prep_res, self._hooked_exec(shared, prep_res))
+    def _run(self, shared: Any) -> Any:  # once per run of this graph, not per step: no fast path needed
+        return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
 
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         return self._orch(shared)
@@ -351,13 +338,11 @@ def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, st
         node_id = node._explicit_id
         if node_id is None:
             base = type(node).__name__
-            count = counters.get(base, 0)
-            while True:
+            count = counters.get(base, 0) + 1
+            while (derived := base if count == 1 else f"{base}_{count}") in taken:
                 count += 1
-                node_id = base if count == 1 else f"{base}_{count}"
-                if node_id not in taken:
-                    break
             counters[base] = count
+            node_id = derived
             taken.add(node_id)
             if node._kg_in_graph and node._node_id not in (None, node_id):
                 node._kg_ambiguous_id = True  # another graph calls it otherwise
