@@ -14,6 +14,7 @@ thread pool, or as asyncio tasks).
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import time
 from collections import deque
@@ -107,13 +108,23 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 class _Item:
-    __slots__ = ("attempt", "index", "scope", "value")
+    __slots__ = ("attempt", "context", "index", "scope", "value")
 
     def __init__(self, index: int, value: Any) -> None:
         self.index = index
         self.value = value
         self.attempt = 0
         self.scope: ItemScope | None = None  # reports the item to listeners (batch nodes only)
+        #: Where the item's listeners run. Items start at submit and end as they come back, in any
+        #: order, so what a listener makes current for one (a tracing span) lives in a context of
+        #: its own instead of staying current for the rest of the node.
+        self.context: contextvars.Context | None = None
+
+    def end(self, **outcome: Any) -> None:
+        """Report the item's end (``result=`` or ``error=``) to the listeners that heard it start."""
+        if self.scope is not None:
+            assert self.context is not None
+            self.context.run(self.scope.end, **outcome)
 
 
 class ExecPlan:
@@ -182,14 +193,20 @@ class ExecPlan:
                 chunk.append(self.ready.popleft())
             for item in chunk:
                 if item.attempt == 0 and self.batch and self.listening:
-                    item.scope = ItemScope(self.node, item.index, item.value)
+                    item.context = contextvars.copy_context()
+                    item.scope = item.context.run(ItemScope, self.node, item.index, item.value)
             clone = self.node._fresh_copy()
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
             clone._kg_attempt = chunk[0].attempt  # run_exec_chunk sets cur_retry from it
-            future = self.executor.submit(
-                run_exec_chunk, clone, [(item.index, item.value) for item in chunk], **self.submit_kwargs
-            )
+            call: tuple[Any, ...] = (run_exec_chunk, clone, [(item.index, item.value) for item in chunk])
+            # A one-item chunk is submitted in its item's context (a remote span nests under the
+            # item's); a chunk of several belongs to no single item: the node's context.
+            context = chunk[0].context if len(chunk) == 1 else None
+            if context is None:
+                future = self.executor.submit(*call, **self.submit_kwargs)
+            else:
+                future = context.run(self.executor.submit, *call, **self.submit_kwargs)
             self.in_flight[future] = chunk
             submitted.append(future)
         return submitted
@@ -223,7 +240,10 @@ class ExecPlan:
                 continue
             _log.attempt_failed(self.node, item.attempt, value)
             if item.attempt + 1 < self.max_retries:
-                retrying(self.node, item.attempt, value)
+                if item.context is None:
+                    retrying(self.node, item.attempt, value)
+                else:  # the retry event belongs on the item's span
+                    item.context.run(retrying, self.node, item.attempt, value)
                 item.attempt += 1
                 heapq.heappush(self.retry_at, (time.monotonic() + self.wait, item.index, item))
             else:
@@ -232,14 +252,12 @@ class ExecPlan:
     def resolved(self, item: _Item, value: Any) -> None:
         self.results[item.index] = value
         self.remaining -= 1
-        if item.scope is not None:
-            item.scope.end(result=value)
+        item.end(result=value)
 
     def failed(self, item: _Item, error: BaseException) -> None:
         """The item's fallback raised ``error``: it fails the node."""
         mark_attempts(error, item.attempt + 1, self.ctx)
-        if item.scope is not None:
-            item.scope.end(error=error)
+        item.end(error=error)
 
     def abandon(self, error: BaseException) -> None:
         """The node failed or was cancelled: cancel what is still in flight. Items whose result
@@ -260,8 +278,7 @@ class ExecPlan:
         self.retry_at.clear()
         self.exhausted.clear()
         for item in unfinished:
-            if item.scope is not None:
-                item.scope.end(error=error)
+            item.end(error=error)
 
     def steps(self, wait_any: Callable[[ExecPlan], Any], fallback: str) -> Steps:
         """The plan as an engine generator: yields ``wait_any(plan)`` to learn which futures

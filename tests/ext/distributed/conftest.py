@@ -131,6 +131,9 @@ def ray_head() -> Iterator[RayHead]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray replaces --node-ip-address=127.0.0.1 by the machine's routable address unless
+        # multi-node clusters are off (what Ray does on macOS and Windows): then it stays loopback.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     command = [
         sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",

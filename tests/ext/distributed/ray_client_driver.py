@@ -14,9 +14,26 @@ import sys
 
 import cloudpickle
 
-from kaygraph.ext.distributed import RayExecutor
+from kaygraph.ext.distributed import ExecutorConnectionError, RayExecutor
 
 NUMBERS = list(range(12))
+
+
+def connect(address: str, attempts: int = 3) -> RayExecutor:
+    """``RayExecutor(address).start()``, again when the head failed to start this client's server.
+
+    The head's proxy gives each client a server of its own on a port from a fixed range (23000 and
+    up); its check that a port is free misses one that another Ray Client on this machine holds (a
+    concurrent test run), and then that client fails. The proxy's next attempt takes the next port.
+    """
+    for attempt in range(attempts):
+        try:
+            return RayExecutor(address, connect_timeout=30).start()
+        except ExecutorConnectionError as exc:
+            if "Starting Ray client server failed" not in str(exc) or attempt == attempts - 1:
+                raise
+            print(f"retrying: {exc}", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def main() -> None:
@@ -24,7 +41,7 @@ def main() -> None:
 
     cloudpickle.register_pickle_by_value(test_conformance)  # the cluster cannot import test modules
     outcome: dict[str, object] = {}
-    with RayExecutor(sys.argv[1], connect_timeout=30) as executor:
+    with connect(sys.argv[1]) as executor:
         for parallel in (False, True):
             shared = {"numbers": NUMBERS}
             test_conformance.build_pipeline(parallel).run(shared, executor=executor)
