@@ -105,7 +105,7 @@ class CheckpointStore(abc.ABC):
 
     #: Short name used in URLs and ``kaygraph info`` (``sqlite``, ``redis``, ...).
     backend: ClassVar[str] = ""
-    #: When (``time.monotonic()``) creating a run next purges expired runs; see ``purge_quietly``.
+    #: When (``time.time()``) creating a run next purges expired runs; see ``purge_quietly``.
     next_purge_at: float = 0.0
 
     @abc.abstractmethod

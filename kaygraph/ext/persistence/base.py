@@ -82,8 +82,8 @@ def purge_quietly(store: CheckpointStore) -> None:
     """Cleanup on write (before a new run is stored): delete expired runs, at most once per
     :data:`PURGE_INTERVAL` per store, but never make the write that triggered it fail; a failure
     is logged as a warning instead."""
-    now = time.monotonic()
-    if now < store.next_purge_at:
+    now = time.time()  # the clock expiry is judged by
+    if store.next_purge_at - PURGE_INTERVAL <= now < store.next_purge_at:  # (a clock set back: purge)
         return
     store.next_purge_at = now + PURGE_INTERVAL
     try:
