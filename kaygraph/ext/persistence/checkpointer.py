@@ -348,7 +348,7 @@ class Checkpointer(RunListener):
             seq_text = kwargs.get("seq")
             if seq_text is not None:
                 head += f',"q":{int(seq_text)}'
-            delta_text = self._delta_text(delta) if delta else ""
+            delta_text = self._delta_text(delta)  # "" when nothing changed
             if snapshot:
                 self.write(frame(self._snapshot_text("step", head, delta_text)), snapshot=True)
                 return

@@ -368,6 +368,8 @@ class StateTracker:
         self.caller: dict[Any, Any] | None = None
         self._in_flight = 0
         self._lock = threading.Lock()
+        #: The keys holding lists that the last diff examined (to reset or adopt).
+        self._lists: list[str] = []
 
     # -- nodes in flight -----------------------------------------------------------------------
 
@@ -396,7 +398,8 @@ class StateTracker:
         if everything or tracked is None or tracked.reached_all():
             candidates: Any = list(dict.keys(shared))
         else:
-            reached = tracked.touched.copy()  # nodes in flight may add to it
+            # (A copy while nodes are in flight: they may add to it.)
+            reached = tracked.touched if self._in_flight == 0 else tracked.touched.copy()
             candidates = [key for key in reached if dict.__contains__(shared, key)]
             if len(dict.keys(shared)) != len(entries) or len(reached) != len(candidates):
                 # New or deleted keys: also look at keys the entries do not know.
@@ -404,8 +407,11 @@ class StateTracker:
             # Aliases: an unreached key holding the same object as a reached one. Only mutable
             # values matter (an immutable one cannot change in place), so a step that reached
             # only strings and numbers skips the scan.
-            values = [dict.__getitem__(shared, key) for key in candidates]
-            ids = {id(value) for value in values if type(value) not in _IMMUTABLE}
+            ids = {
+                id(value)
+                for value in [dict.__getitem__(shared, key) for key in candidates]
+                if type(value) not in _IMMUTABLE
+            }
             if ids and entries:
                 candidates += [
                     key
@@ -415,7 +421,6 @@ class StateTracker:
                     and id(entry.obj) in ids
                     and dict.__contains__(shared, key)
                 ]
-            del values
             if whole_lists:
                 candidates += [
                     key
@@ -424,6 +429,7 @@ class StateTracker:
                     and key not in reached
                     and dict.__contains__(shared, key)
                 ]
+        lists = self._lists = []
         for key in candidates:
             self._examine(key, dict.__getitem__(shared, key), delta, whole_lists or everything)
         if len(entries) > len(dict.keys(shared)):
@@ -432,7 +438,7 @@ class StateTracker:
                 del entries[key]
         if tracked is not None and self._in_flight == 0:
             tracked.reset()
-            for key in candidates:
+            for key in lists:
                 kind = type(dict.get(tracked, key))  # no reference kept here: _adopt counts them
                 if kind is TrackedList:
                     dict.__getitem__(tracked, key).reset()
@@ -467,12 +473,17 @@ class StateTracker:
                 key_path=f"shared[{key!r}]",
             )
         entry = self.entries.get(key)
+        kind = type(value)
         if entry is None:
             entry = self.entries[key] = _Entry()
-        elif type(value) in _IMMUTABLE and entry.obj is value:
+        elif kind in _IMMUTABLE and entry.obj is value:
+            return
+        if kind in _SCALAR_TYPES:
+            self._scalar(key, entry, value, delta)
             return
         path = f"shared[{key!r}]"
-        kind = type(value)
+        if kind is list or kind is TrackedList:
+            self._lists.append(key)
         if (
             kind is TrackedList
             and entry.obj is value
@@ -541,6 +552,18 @@ class StateTracker:
             entry.since = list(texts)
         elif entry.since != "set":
             entry.since.extend(texts)
+
+    def _scalar(self, key: str, entry: _Entry, value: Any, delta: Delta) -> None:
+        """A string, number, bool or None: the hot path of small states, kept short."""
+        try:
+            text = self.serializer.encode(value, "")
+        except Exception:
+            text = self._encode(value, f"shared[{key!r}]")  # again, to name the key if it fails
+        if entry.obj is _MISSING or entry.full_text() != text:
+            delta.changed[key] = text
+            entry.since = "set"
+        entry.items = entry.shadow = None
+        entry.text, entry.obj = text, value
 
     def _replace(self, key: str, entry: _Entry, value: Any, delta: Delta, path: str) -> None:
         if (type(value) is list or type(value) is TrackedList) and self.serializer.itemwise:
