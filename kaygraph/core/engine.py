@@ -275,10 +275,8 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
     """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678
     note, and log the failure at ERROR as 0.3 did."""
-    if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
-        return
-    if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
-        return
+    if isinstance(exc, RunCancelled) or (ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx):
+        return  # a cancellation names its node already; an outer graph leaves the inner one's note
     exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
     exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
     _log.failed(node, exc, node_id)
