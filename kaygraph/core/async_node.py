@@ -9,7 +9,8 @@ import warnings
 from contextvars import ContextVar
 
 from . import engine
-from .batch_node import BatchGraph, BatchNode, _check_workers
+from .base_node import check_count
+from .batch_node import BatchGraph, BatchNode
 from .cancel import cancelled_error
 from .engine import drive_async, lifecycle
 from .events import RunContext
@@ -134,7 +135,7 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _exec_items(self, items: list[Any]) -> Any:
@@ -155,13 +156,11 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
     bare ``gather``, the first failure cancels every item still waiting or running."""
     import asyncio
 
-    semaphore = asyncio.Semaphore(limit) if limit is not None else None
+    semaphore = asyncio.Semaphore(limit or 1)  # used only with a limit
     failed = False
 
     async def bounded(index: int) -> Any:
         nonlocal failed
-        if semaphore is None:
-            return await run(index)
         async with semaphore:
             if failed:  # woken by the failing item's release: do not start an LLM call now
                 raise asyncio.CancelledError
@@ -171,7 +170,7 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
                 failed = True
                 raise
 
-    tasks = [asyncio.ensure_future(bounded(index)) for index in indices]
+    tasks = [asyncio.ensure_future(run(index) if limit is None else bounded(index)) for index in indices]
     if not tasks:
         return []
     try:
@@ -180,8 +179,7 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
         pending = [task for task in tasks if not task.done()]
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
@@ -227,8 +225,6 @@ class AsyncGraph(Graph, AsyncNode):
     ) -> Any:
         """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``
         (a ``cancel`` token also cancels the awaited work, not just the next step)."""
-        if self.successors:
-            warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         body, args = (runner._run_async, (shared,)) if cancel is None else (_cancellable, (runner, shared))
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
@@ -271,7 +267,7 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _hooked_exec_async(self, shared: Any, prepared: Any) -> Any:

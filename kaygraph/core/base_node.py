@@ -262,6 +262,12 @@ def _unexpected_keywords(node: BaseNode, kwargs: dict[str, Any]) -> None:
     raise TypeError(f"{type(node).__name__}() got an unexpected keyword argument {name!r}.{hint}")
 
 
+def check_count(owner: str, name: str, value: Any) -> None:
+    """Reject a ``max_steps`` / ``max_workers`` / ``max_concurrency`` that is not an int >= 1 or None."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise GraphDefinitionError(f"{owner}: {name} must be an int >= 1 or None, got {value!r}")
+
+
 def _check_node_id(node_id: Any, node: BaseNode) -> None:
     if not isinstance(node_id, str) or not node_id:
         raise GraphDefinitionError(

@@ -3,8 +3,8 @@ once per parameter set."""
 
 from __future__ import annotations
 
+from .base_node import check_count
 from .engine import batch_items, drive, one_item, param_sets
-from .exceptions import GraphDefinitionError
 from .graph import Graph
 from .node import Node
 
@@ -12,11 +12,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps im
 
 if TYPE_CHECKING:
     from typing import Any
-
-
-def _check_workers(owner: str, name: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise GraphDefinitionError(f"{owner}: {name} must be an int >= 1 or None, got {value!r}")
 
 
 class BatchNode(Node):
@@ -51,7 +46,7 @@ class ParallelBatchNode(BatchNode):
 
     def __init__(self, max_workers: int | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_workers", max_workers)
+        check_count(type(self).__name__, "max_workers", max_workers)
         self.max_workers = max_workers
 
     def _exec_items(self, items: list[Any]) -> Any:

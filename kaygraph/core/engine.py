@@ -251,10 +251,11 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             exc = caught
             if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
                 exc = cancelled_error(cancel, node_id, ctx.run_id)  # the token cancelled the awaited work
-            if listening:
-                step_failed(graph, node, node_id, path, exc, started)
-            elif isinstance(exc, Exception):
+            if listening or isinstance(exc, Exception):
                 note_failure(graph, exc, node, node_id, ctx)
+            if listening:  # a listener failing here cannot replace the error (it becomes a note)
+                ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
+                         attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
             if exc is caught:
                 raise
             raise exc from caught
@@ -269,14 +270,6 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
     if logging_steps:
         _log.level_finished(graph, action)
     return action
-
-
-def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseException, started: float) -> None:
-    """Note the failure on the exception and send ``on_node_error`` (which cannot replace it)."""
-    ctx = node._run_ctx
-    note_failure(graph, exc, node, node_id, ctx)
-    ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
-             attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
 
 
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
@@ -300,16 +293,13 @@ def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: R
 
 class ItemScope:
     """Reports one batch item (or parameter set) to listeners: its start when made, its end on
-    :meth:`end` or at the end of a ``with`` block (with ``result``, set inside the block). With
-    ``graph_prefix``, the nodes run meanwhile get paths through the item's index.
-    """
+    :meth:`end`. With ``graph_prefix``, the nodes run meanwhile get paths through its index."""
 
-    __slots__ = ("index", "node", "prefix_token", "result", "started")
+    __slots__ = ("index", "node", "prefix_token", "started")
 
     def __init__(self, node: Any, index: int, item: Any, *, graph_prefix: bool = False) -> None:
         self.node = node
         self.index = index
-        self.result: Any = None
         self.prefix_token = batch_prefix.set((node, (*node._kg_path, index))) if graph_prefix else None
         self.started = time.perf_counter()
         try:
@@ -318,12 +308,6 @@ class ItemScope:
         except BaseException as exc:
             self.end(error=exc)
             raise
-
-    def __enter__(self) -> ItemScope:
-        return self
-
-    def __exit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> None:
-        self.end(result=self.result, error=error)
 
     def end(self, *, result: Any = None, error: BaseException | None = None) -> None:
         if self.prefix_token is not None:
@@ -343,9 +327,14 @@ def one_item(
     ctx = node._run_ctx
     if ctx is None or not ctx.listeners:
         return (yield call, args)
-    with ItemScope(node, index, item, graph_prefix=prefix) as scope:
-        scope.result = yield call, args
-    return scope.result
+    scope = ItemScope(node, index, item, graph_prefix=prefix)
+    try:
+        result = yield call, args
+    except BaseException as exc:
+        scope.end(error=exc)
+        raise
+    scope.end(result=result)
+    return result
 
 
 def batch_items(node: Any, items: list[Any], run_item: Any) -> Steps:
@@ -367,7 +356,16 @@ def param_sets(graph: Any, shared: Any, prepared: Any, run_level: Any) -> Steps:
     and run by ``run_level(shared, params)``; resumes at the checkpointed set."""
     graph._kg_batch_size = len(prepared) if hasattr(prepared, "__len__") else None
     ctx = graph._run_ctx or RunContext(graph)
-    skip_below, done, resuming = batch_resume(graph, ctx)
+    done = graph._kg_done_items or {}
+    resume, skip_below = ctx.resume, 0
+    if resume is not None:  # resuming: start at the checkpointed set
+        index, is_last = resume.take()
+        if not isinstance(index, int) or isinstance(index, bool):
+            graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")
+        assert isinstance(index, int)
+        skip_below = index
+        if is_last:
+            ctx.resume = None
     count = 0
     for index, batch_params in enumerate(prepared):
         count = index + 1
@@ -375,7 +373,7 @@ def param_sets(graph: Any, shared: Any, prepared: Any, run_level: Any) -> Steps:
             continue
         graph._check_cancel()
         yield from param_set(graph, shared, index, batch_params, run_level)
-    if resuming and skip_below >= count:
+    if resume is not None and skip_below >= count:
         raise GraphExecutionError(
             f"cannot resume run {ctx.run_id!r} at parameter set {skip_below} of batch graph "
             f"{graph.name!r}: its prep returned {count} set(s) this time. prep must return the same "
@@ -388,19 +386,3 @@ def param_set(graph: Any, shared: Any, index: int, batch_params: dict[str, Any],
     """One parameter set of a batch graph, merged over its params, reported as a batch item."""
     params = {**graph.params, **batch_params}
     yield from one_item(graph, index, batch_params, run_level, (shared, params), prefix=True)
-
-
-def batch_resume(graph: Any, ctx: RunContext) -> tuple[int, dict[int, Any], bool]:
-    """For a batch graph being resumed: the first parameter set to run, the ones already done, and
-    whether the resume path named a set (which must then exist)."""
-    done = graph._kg_done_items or {}
-    resume = ctx.resume
-    if resume is None:
-        return 0, done, False
-    index, is_last = resume.take()
-    if not isinstance(index, int) or isinstance(index, bool):
-        graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")
-    if is_last:
-        ctx.resume = None
-    assert isinstance(index, int)
-    return index, done, True

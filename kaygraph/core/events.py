@@ -152,8 +152,6 @@ class RunListener:
 
 #: The hooks a listener may have, in :class:`RunListener`'s order.
 EVENTS = tuple(name for name in vars(RunListener) if name.startswith("on_"))
-for _event in EVENTS:
-    getattr(RunListener, _event)._kg_default_hook = True
 
 _END_EVENTS = frozenset({"on_run_end", "on_node_end", "on_node_error", "on_batch_item_end"})
 
@@ -225,7 +223,7 @@ def get_listeners() -> tuple[Any, ...]:
 def _overrides(listener: Any, event: str) -> bool:
     """Whether ``listener`` really handles ``event`` (not RunListener's empty default)."""
     hook = getattr(listener, event, None)
-    return hook is not None and not getattr(getattr(hook, "__func__", hook), "_kg_default_hook", False)
+    return hook is not None and getattr(hook, "__func__", hook) is not vars(RunListener)[event]
 
 
 class ResumePoint:

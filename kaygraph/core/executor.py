@@ -142,6 +142,7 @@ class ExecPlan:
         self.ready = deque(_Item(index, value) for index, value in enumerate(items) if index not in done)
         self.retry_at: list[tuple[float, int, _Item]] = []  # heap of (monotonic time, index, item)
         self.in_flight: dict[Any, list[_Item]] = {}
+        self.exhausted: deque[tuple[_Item, Exception]] = deque()  # last attempt failed: fallback next
         self.remaining = len(self.ready)
         size = getattr(node, "chunk_size", None)
         if size is None:
@@ -198,7 +199,7 @@ class ExecPlan:
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
             clone._kg_attempt = chunk[0].attempt  # run_exec_chunk sets cur_retry from it
-            call = (run_exec_chunk, clone, [(item.index, item.value) for item in chunk])
+            call: tuple[Any, ...] = (run_exec_chunk, clone, [(item.index, item.value) for item in chunk])
             # A one-item chunk is submitted in its item's context (a remote span nests under the
             # item's); a chunk of several belongs to no single item: the node's context.
             context = chunk[0].context if len(chunk) == 1 else None
@@ -216,21 +217,24 @@ class ExecPlan:
             return None
         return max(0.0, self.retry_at[0][0] - time.monotonic())
 
-    def completed(self, future: Any) -> list[tuple[_Item, Exception]]:
-        """Record a finished future; returns the items whose last attempt failed (they need the
-        node's fallback, then :meth:`resolved`)."""
-        chunk = self.in_flight.pop(future)
+    def outcomes(self, future: Any, size: int) -> list[Outcome]:
+        """What a finished future's chunk of ``size`` items came to, one outcome per item."""
         try:
             outcomes = future.result()
-            if not isinstance(outcomes, list) or len(outcomes) != len(chunk):
+            if not isinstance(outcomes, list) or len(outcomes) != size:
                 raise TypeError(
-                    f"executor {self.executor!r} returned {outcomes!r} for a chunk of {len(chunk)} "
+                    f"executor {self.executor!r} returned {outcomes!r} for a chunk of {size} "
                     "item(s); run_exec_chunk returns one (status, value) pair per item"
                 )
         except Exception as exc:  # the executor failed the whole chunk: one failed attempt each
-            outcomes = [("error", exc)] * len(chunk)
-        exhausted = []
-        for item, (status, value) in zip(chunk, outcomes, strict=True):
+            return [("error", exc)] * size
+        return outcomes
+
+    def completed(self, future: Any) -> None:
+        """Record a finished future: deliver its items that succeeded, schedule a retry for those
+        that failed, or queue them in :attr:`exhausted` for the fallback after their last attempt."""
+        chunk = self.in_flight.pop(future)
+        for item, (status, value) in zip(chunk, self.outcomes(future, len(chunk)), strict=True):
             if status == "ok":
                 self.resolved(item, value)
                 continue
@@ -243,8 +247,7 @@ class ExecPlan:
                 item.attempt += 1
                 heapq.heappush(self.retry_at, (time.monotonic() + self.wait, item.index, item))
             else:
-                exhausted.append((item, value))
-        return exhausted
+                self.exhausted.append((item, value))
 
     def resolved(self, item: _Item, value: Any) -> None:
         self.results[item.index] = value
@@ -256,18 +259,26 @@ class ExecPlan:
         mark_attempts(error, item.attempt + 1, self.ctx)
         item.end(error=error)
 
-    def abandon(self, error: BaseException | None) -> None:
-        """Cancel what is still in flight (the node failed or was cancelled); listeners hear the
-        end of every item they heard start."""
-        for future in self.in_flight:
-            future.cancel()
-        unfinished = [item for chunk in self.in_flight.values() for item in chunk]
-        unfinished += [item for _, _, item in self.retry_at]
+    def abandon(self, error: BaseException) -> None:
+        """The node failed or was cancelled: cancel what is still in flight. Items whose result
+        came back meanwhile are delivered (a checkpointer keeps them, so a resume does not run them
+        again); every other item listeners heard start ends with ``error``."""
+        unfinished = [item for item, _ in self.exhausted] + [item for _, _, item in self.retry_at]
+        for future, chunk in self.in_flight.items():
+            if not future.done() or future.cancelled():
+                future.cancel()
+                unfinished += chunk
+                continue
+            for item, (status, value) in zip(chunk, self.outcomes(future, len(chunk)), strict=True):
+                if status == "ok":
+                    self.resolved(item, value)
+                else:
+                    unfinished.append(item)
         self.in_flight.clear()
         self.retry_at.clear()
+        self.exhausted.clear()
         for item in unfinished:
-            if error is not None:
-                item.end(error=error)
+            item.end(error=error)
 
     def steps(self, wait_any: Callable[[ExecPlan], Any], fallback: str) -> Steps:
         """The plan as an engine generator: yields ``wait_any(plan)`` to learn which futures
@@ -277,16 +288,18 @@ class ExecPlan:
                 self.submit_ready()
                 done = yield wait_any, (self,)
                 self.check_cancel()
-                for future in done:
-                    for item, error in self.completed(future):
-                        clone = self.node._fresh_copy()
-                        clone.cur_retry = item.attempt
-                        try:
-                            value = yield getattr(clone, fallback), (item.value, error)
-                        except BaseException as final:
-                            self.failed(item, final)
-                            raise
-                        self.resolved(item, value)
+                for future in done:  # every item that came back is delivered before a fallback runs
+                    self.completed(future)
+                while self.exhausted:
+                    item, error = self.exhausted.popleft()
+                    clone = self.node._fresh_copy()
+                    clone.cur_retry = item.attempt
+                    try:
+                        value = yield getattr(clone, fallback), (item.value, error)
+                    except BaseException as final:
+                        self.failed(item, final)
+                        raise
+                    self.resolved(item, value)
         except BaseException as exc:
             self.abandon(exc)
             raise

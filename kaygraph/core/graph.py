@@ -54,12 +54,7 @@ class Graph(BaseNode):
         max_steps: int | None = None,
     ) -> None:
         super().__init__(node_id=node_id, config=config)
-        if max_steps is not None and (
-            not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
-        ):
-            raise GraphDefinitionError(
-                f"{type(self).__name__}: max_steps must be an int >= 1 or None, got {max_steps!r}"
-            )
+        _base.check_count(type(self).__name__, "max_steps", max_steps)
         self._start_node = start  # a new graph has no cached ids yet: no need to invalidate others
         declared = getattr(type(self), "name", None)
         if name is not None or not (isinstance(declared, str) or hasattr(declared, "__get__")):
@@ -89,11 +84,7 @@ class Graph(BaseNode):
 
     def _ensure_ids(self) -> None:
         if self._ids_version != _base._topology_version:
-            version = _base._topology_version
-            duplicates: list[tuple[str, str]] = []
-            _assign_ids(self, set(), duplicates)
-            self._duplicate_ids = tuple(duplicates)
-            self._ids_version = version
+            _assign_ids(self, set())
 
     def require_unique_ids(self) -> None:
         """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``: durable
@@ -170,8 +161,6 @@ class Graph(BaseNode):
         :class:`~kaygraph.core.cancel.CancelToken` that stops the run with ``RunCancelled``;
         ``executor`` runs batch items and ``remote = True`` nodes (see :mod:`kaygraph.core.executor`).
         """
-        if self.successors:
-            warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return runner._run(shared)
@@ -185,6 +174,9 @@ class Graph(BaseNode):
         cancel: CancelToken | None = None,
         executor: Executor | None = None,
     ) -> _Graph:
+        if self.successors:
+            kind = "AsyncGraph" if self._kg_async_hooks else "Graph"
+            warnings.warn(f"Node won't run successors. Use {kind}.", stacklevel=3)
         self._ensure_ids()
         if self._duplicate_ids:
             graph_name, node_id = self._duplicate_ids[0]
@@ -302,28 +294,24 @@ def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None
 
 def _reachable(graph: Graph) -> list[BaseNode]:
     """Nodes reachable from the start node, breadth-first, edges in the order they were added."""
-    start = graph.start_node
-    if start is None:
-        return []
-    order: list[BaseNode] = [start]
-    seen = {id(start)}
-    position = 0
-    while position < len(order):
-        for successor in order[position].successors.values():
+    order: list[BaseNode] = [] if graph.start_node is None else [graph.start_node]
+    seen = {id(node) for node in order}
+    for node in order:  # the loop also visits the nodes it appends
+        for successor in node.successors.values():
             if id(successor) not in seen:
                 seen.add(id(successor))
                 order.append(successor)
-        position += 1
     return order
 
 
-def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, str]]) -> None:
+def _assign_ids(graph: Graph, visiting: set[int]) -> None:
     """Give every node without an explicit id its class name, de-duplicated in graph order; a
-    repeated explicit id is recorded in ``duplicates`` (the first node keeps the id in the index)."""
+    repeated explicit id, here or below, goes to ``_duplicate_ids`` (the first node keeps the id)."""
     if id(graph) in visiting:
         raise GraphDefinitionError(f"graph {graph.name!r} contains itself")
     visiting.add(id(graph))
     nodes = _reachable(graph)
+    duplicates: list[tuple[str, str]] = []
     taken: set[str] = set()
     for node in nodes:
         explicit = node._explicit_id
@@ -351,13 +339,12 @@ def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, st
         index.setdefault(node_id, node)
         ids[id(node)] = node_id
         if isinstance(node, Graph):
-            inner: list[tuple[str, str]] = []
-            _assign_ids(node, visiting, inner)
-            node._duplicate_ids = tuple(inner)
-            node._ids_version = _base._topology_version
-            duplicates.extend(inner)
+            _assign_ids(node, visiting)
+            duplicates.extend(node._duplicate_ids)
     graph._index = index
     graph._ids = ids
+    graph._duplicate_ids = tuple(duplicates)
+    graph._ids_version = _base._topology_version
     visiting.discard(id(graph))
 
 
@@ -386,9 +373,7 @@ def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str, names: d
             lines.append(f"{indent}end")
         else:
             lines.append(f"{indent}{names[path]}[{_mermaid_label(node_id, node)}]")
-    for node_id, node in graph._index.items():
-        for action, target in node.successors.items():
-            target_id = graph._ids[id(target)]
-            arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
-            source_path, target_path = (*prefix, node_id), (*prefix, target_id)
-            lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")
+    for source_id, action, target_id in graph.edges():
+        arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
+        source_path, target_path = (*prefix, source_id), (*prefix, target_id)
+        lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")
