@@ -170,7 +170,6 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
             if node.wait > 0:
                 yield sleep, (node.wait,)
             node._check_cancel()
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def retrying(node: Any, attempt: int, error: BaseException) -> None:
