@@ -207,6 +207,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         return resumed_action
     params = params or {**graph.params}
     listening = bool(ctx.listeners)
+    starting, ending = ctx.wants("on_node_start"), ctx.wants("on_node_end")  # once, not per step
     logging_steps = ctx.log_steps
     observed = listening or logging_steps  # one test per step on the plain path
     scoped = batch_prefix.get()  # in a batch graph's parameter set, paths pass through its index
@@ -241,7 +242,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
                     node._node_id = node_id
                 if logging_steps:
                     _log.step_started(graph, node, node_id)
-                if listening:  # a listener failing fails the step, once every listener heard it
+                if starting:  # a listener failing fails the step, once every listener heard it
                     ctx.emit("on_node_start", node=node, node_id=node_id, path=path, shared=shared,
                              params=params)
             action = yield node
@@ -262,7 +263,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         if observed:
             if logging_steps:
                 _log.step_finished(node, node_id, started, action)
-            if listening:
+            if ending:
                 next_id = None if nxt is None else (ids.get(id(nxt)) or nxt.node_id)
                 ctx.emit("on_node_end", node=node, node_id=node_id, path=path, shared=shared, params=params,
                          action=action, duration=time.perf_counter() - started, next_node_id=next_id)
@@ -275,10 +276,8 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
     """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678
     note, and log the failure at ERROR as 0.3 did."""
-    if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
-        return
-    if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
-        return
+    if isinstance(exc, RunCancelled) or (ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx):
+        return  # a cancellation names its node already; an outer graph leaves the inner one's note
     exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
     exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
     _log.failed(node, exc, node_id)

@@ -259,10 +259,7 @@ class ResumePoint:
     def restarted(self) -> ResumePoint:
         """A copy positioned at the start of its path, so one ResumePoint can serve several runs."""
         return ResumePoint(
-            self.path,
-            last_action=self.last_action,
-            completed_items=self.completed_items,
-            params=self.params,
+            self.path, last_action=self.last_action, completed_items=self.completed_items, params=self.params
         )
 
     def take(self) -> tuple[str | int | None, bool]:
