@@ -565,7 +565,7 @@ class StateTracker:
             and not value._all
             and self._only_grew(entry, value)
         ):
-            count = len(entry.shadow)  # type: ignore[arg-type]
+            count = len(entry.shadow)
             if len(value) > count:
                 self._append(key, entry, value, count, delta, path)
             return
