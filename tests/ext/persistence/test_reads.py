@@ -358,3 +358,77 @@ def test_another_process_can_request_a_cancel_and_the_run_ends_cancelled(store: 
     slow_again - "done" >> Node(node_id="end")
     finished = durable(Graph(slow_again, name="remote"), store).resume("remote")
     assert finished.status == "succeeded" and get_run(store, "remote").cancel_requested is None
+
+
+def test_a_pickle_run_forks_through_its_runner_at_a_record_keeping_the_step_count(store: Any) -> None:
+    runner = durable(counter(5), store, serializer="pickle")
+    runner.run({}, run_id="pickled")
+    recorded = [entry for entry in steps(store, "pickled", serializer="pickle") if entry.kind == "step"]
+    middle = recorded[2]
+
+    forked = runner.fork("pickled", seq=middle.seq, new_run_id="pickled-fork")
+
+    assert (forked.parent_seq, forked.steps, forked.serializer) == (middle.seq, 3, "pickle")
+    stored = get_run(store, "pickled-fork")
+    assert (stored.steps, stored.status) == (3, "pending")
+    assert state_at(store, "pickled-fork", serializer="pickle").state == {"n": 3, "log": [1, 2, 3]}
+    assert [entry.kind for entry in steps(store, "pickled-fork", serializer="pickle")] == ["start"]
+    finished = runner.resume("pickled-fork")
+    assert finished.shared["log"] == [1, 2, 3, 4, 5]
+    assert get_run(store, "pickled-fork").steps == 6  # the three before the fork, three after
+
+
+def test_records_are_read_a_page_at_a_time_each_once(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    history_module = importlib.import_module("kaygraph.ext.persistence.history")
+    durable(counter(6), store).run({}, run_id="paged")
+    whole = [entry.seq for entry in steps(store, "paged")]
+    monkeypatch.setattr(history_module, "PAGE", 2)
+    assert [entry.seq for entry in steps(store, "paged")] == whole
+    assert len(whole) == len(set(whole)) > 4
+
+
+def test_an_empty_cancel_reason_is_recorded_as_cancel_requested(store: Any) -> None:
+    from kaygraph.ext.persistence import request_cancel
+
+    seen: list[Any] = []
+
+    def ask(shared: Any) -> None:
+        if not seen:
+            assert request_cancel(store, "quiet", "")
+            seen.append(get_run(store, "quiet").cancel_requested)
+
+    try:  # whether the writer notices before its 3 steps end depends on its refresh clock
+        durable(counter(3, probe=ask), store).run({}, run_id="quiet")
+    except RunCancelled as cancelled:
+        assert "cancel requested" in str(cancelled)
+    assert seen == ["cancel requested"]
+
+
+def test_reading_a_store_that_does_not_exist_yet_finds_nothing(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/never.db"
+    page = runs_page(url)
+    assert (page.runs, page.next_cursor) == ([], None)
+    with pytest.raises(RunNotFoundError) as caught:
+        events(url, "r1")
+    assert str(caught.value) == (
+        "no run 'r1' in the store (it does not exist yet): it never started there, was deleted, or "
+        "expired (persistence.ttl)"
+    )
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_where_a_process_start_cannot_be_read_a_live_pid_keeps_its_lease(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import os
+    import socket
+
+    leases = importlib.import_module("kaygraph.ext.persistence.leases")
+    durable(counter(1), store).run({}, run_id="held")
+    info = get_run(store, "held")
+    info.lease_owner = f"{socket.gethostname()}:{os.getppid()}:12345:token"  # the parent is alive
+    monkeypatch.setattr(leases, "_process_start", lambda pid: "")  # as without /proc
+    assert leases.lease_is_live(info)

@@ -131,3 +131,28 @@ def test_a_module_getattr_is_never_called_for_checkpoint_data(
         assert not marker.exists()
     finally:
         sys.modules.pop("kg_lazy_module", None)
+
+
+def test_what_cannot_be_checkpointed_or_restored_is_named_in_full() -> None:
+    import collections
+
+    serializer = JSONSerializer()
+    with pytest.raises(SerializationError) as unknown_type:
+        serializer.encode(collections.OrderedDict(a=1), "shared['x']")
+    assert str(unknown_type.value).startswith(
+        "cannot checkpoint shared['x'] of type collections.OrderedDict: the JSON serializer handles dict, "
+    )
+    with pytest.raises(SerializationError) as malformed:
+        serializer.decode({"k": {"__kg__": "datetime", "v": "garbage"}})
+    assert str(malformed.value).startswith(
+        "malformed 'datetime' value (ValueError: Invalid isoformat string: 'garbage')"
+    )
+    assert malformed.value.key_path == "['k']"
+    encoded = json.loads(serializer.encode(Kept(1), "shared['x']"))
+    encoded["v"]["gone"] = 2
+    with pytest.raises(SerializationError) as changed:
+        serializer.decode(encoded)
+    assert str(changed.value) == (
+        f"dataclass '{__name__}:Kept' has no field(s) ['gone'] any more; the class changed since the run "
+        "was checkpointed"
+    )

@@ -54,3 +54,34 @@ def test_the_lease_is_released_even_if_the_final_fields_cannot_be_computed(new_s
         runner.run({}, run_id="leak")
     info = runner.get_run("leak")
     assert info.lease_owner is None and info.status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"ttl": -1},
+            "durable(ttl=...) must be a number of seconds >= 0 (0 or None: never), got -1 (int); fix the "
+            "value before running the graph",
+        ),
+        (
+            {"lease_seconds": 0},
+            "durable(lease_seconds=...) must be a number of seconds > 0, got 0 (int); fix the value before "
+            "running the graph",
+        ),
+        (
+            {"keep_snapshots": 0},
+            "durable(keep_snapshots=...) must be an int >= 1 or None (no limit), got 0 (int); fix the value "
+            "before running the graph",
+        ),
+        (
+            {"snapshot_every": 0},
+            "durable(snapshot_every=...) must be an int >= 1, got 0 (int); fix the value before running the graph",
+        ),
+    ],
+    ids=["ttl", "lease", "keep", "every"],
+)
+def test_a_bad_setting_says_exactly_what_is_allowed(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        durable(graph(), "memory://settings", **options)
+    assert str(caught.value) == message
