@@ -225,3 +225,24 @@ def test_runs_list_since_limit_and_delete_force(
     assert "argument --limit: invalid int value: 'many'" in capsys.readouterr().err
     assert main("runs", "--store", url, "delete", "old", "--force") == 0
     assert capsys.readouterr().out == "deleted run 'old'\n"
+
+
+def test_the_runs_help_describes_every_subcommand_and_the_pickle_risk(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapped help lines, whatever the terminal
+    with pytest.raises(SystemExit):
+        main("runs", "--help")
+    overview = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    for line in (
+        "list runs, newest first",
+        "show a run's metadata and its steps",
+        "resume continue a run (crashed, failed, cancelled or forked)",
+        "delete erase every trace of a run",
+    ):
+        assert line in overview
+    with pytest.raises(SystemExit):
+        main("runs", "show", "--help")
+    assert "loading a pickle runs code, so use it only for a store you trust" in " ".join(
+        capsys.readouterr().out.split()
+    )

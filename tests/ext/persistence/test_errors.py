@@ -259,3 +259,45 @@ def test_a_shared_store_that_cannot_be_checkpointed_is_named_with_its_key_path(n
     with pytest.raises(SerializationError) as appended:
         durable(Graph(Appends(node_id="appends"), name="appends"), store).run({"items": [1, 2]}, run_id="appends")
     assert appended.value.key_path == "shared['items'][2]"
+
+
+def test_a_writer_without_the_lease_is_refused_naming_the_run_and_the_record(store: Any) -> None:
+    from kaygraph.core.exceptions import RunLockedError
+
+    durable(one_node(), store).run({}, run_id="taken")
+    with pytest.raises(RunLockedError) as caught:
+        store.append("taken", 99, b"{}", owner="another-host:1:1:token")
+    assert str(caught.value) == (
+        "cannot write checkpoint 99 of run 'taken': this process no longer holds the run's lease (another "
+        "process took the run over). This writer stops so the history is not interleaved."
+    )
+    assert caught.value.run_id == "taken"
+
+
+def test_a_postgres_schema_that_is_not_an_identifier_is_named(postgres_url: str) -> None:
+    from kaygraph.ext.persistence.postgres import PostgresStore
+
+    with pytest.raises(PersistenceError) as caught:
+        PostgresStore(postgres_url, schema="bad schema")
+    assert str(caught.value) == "PostgresStore schema must be a plain SQL identifier, got 'bad schema'"
+
+
+def test_a_shared_store_that_is_not_a_dict_is_named(new_store_url: Any) -> None:
+    from kaygraph.core.exceptions import SerializationError
+
+    with pytest.raises(SerializationError) as caught:
+        durable(one_node(), new_store_url("memory")).run([1, 2], run_id="listy")  # type: ignore[arg-type]
+    assert caught.value.key_path == "shared"
+    assert "cannot checkpoint a shared store of type list" in str(caught.value)
+
+
+def test_the_persistence_extension_describes_the_configured_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kaygraph.ext.persistence  # noqa: F401  (registers the extension)
+    from kaygraph.config import get_config
+    from kaygraph.ext.base import get_extension
+
+    extension = get_extension("persistence")
+    assert extension is not None
+    get_config().configure(persistence={"url": "redis://:hunter2@cache.example:6379/2", "ttl": 600})
+    described = extension.describe()
+    assert (described["store"], described["ttl"]) == ("redis://cache.example/2", "600 s")
