@@ -301,3 +301,12 @@ def test_the_persistence_extension_describes_the_configured_store(monkeypatch: p
     get_config().configure(persistence={"url": "redis://:hunter2@cache.example:6379/2", "ttl": 600})
     described = extension.describe()
     assert (described["store"], described["ttl"]) == ("redis://cache.example/2", "600 s")
+
+
+def test_a_record_of_an_unknown_kind_is_named_with_its_run_and_seq() -> None:
+    from kaygraph.ext.persistence.records import unframe
+
+    with pytest.raises(CheckpointCorruptError) as caught:
+        unframe(b"X\x00\x00\x00\x00{}", "r1", 7)
+    assert "unknown record kind b'X'" in str(caught.value)
+    assert "'r1'" in str(caught.value) and "7" in str(caught.value)

@@ -432,3 +432,23 @@ def test_where_a_process_start_cannot_be_read_a_live_pid_keeps_its_lease(
     info.lease_owner = f"{socket.gethostname()}:{os.getppid()}:12345:token"  # the parent is alive
     monkeypatch.setattr(leases, "_process_start", lambda pid: "")  # as without /proc
     assert leases.lease_is_live(info)
+
+
+def test_step_entries_are_running_until_the_end_entry_and_a_fork_by_step_counts_steps(store: Any) -> None:
+    runner = durable(counter(4), store)
+    runner.run({}, run_id="stepped")
+    entries = steps(store, "stepped")
+    assert {entry.status for entry in entries if entry.kind != "end"} == {"running"}
+    assert entries[-1].status == "succeeded"
+    forked = runner.fork("stepped", step=2, new_run_id="stepped-fork")
+    assert forked.steps == 2
+    assert state_at(store, "stepped-fork").state == {"n": 2, "log": [1, 2]}
+
+
+def test_changes_without_a_limit_returns_every_changed_run(store: Any) -> None:
+    from kaygraph.ext.persistence import changes
+
+    for index in range(3):
+        durable(counter(1), store).run({}, run_id=f"changed-{index}")
+    found = changes(store, 0.0, limit=None)
+    assert sorted(info.run_id for info in found.runs) == ["changed-0", "changed-1", "changed-2"]
