@@ -1,6 +1,7 @@
 """Scheduler speed: 10,000 schedules in one process next to APScheduler 3.11, and next-fire cost vs croniter.
 
     .venv/bin/python bench/scheduler_speed.py [--schedules 10000] [--window 25] [--idle 15] [--no-peer]
+        [--store memory|sqlite]
 
 In one run, each contender in its own fresh process (APScheduler in bench/.venvs/apscheduler,
 made from PyPI on first use):
@@ -8,7 +9,8 @@ made from PyPI on first use):
 * **fire lag**: 10,000 schedules, half cron (``"<s> * * * * *"``, 6 fields with seconds) and half
   interval (every 60 s, offsets spread over the minute), all firing once a minute inside a
   ``--window``-second part of it; each fire runs a one-node in-memory graph (KayGraph: a durable
-  run on the memory store, the real path) or an equivalent job function (APScheduler
+  run, the real path, with schedules and runs on ``--store``: ``memory`` (default) or ``sqlite``,
+  a temporary file each, laid out as by default) or an equivalent job function (APScheduler
   ``BackgroundScheduler``, ``MemoryJobStore``, default thread pool). Lag is the scheduled instant
   to the first line of the node/job (p50, p99; goal p99 <= 50 ms).
 * **idle CPU**: the same process between fires (the ``--idle`` seconds before the window), as a
@@ -62,7 +64,7 @@ def _lag(offset_of: float) -> float:
 # -- KayGraph worker -------------------------------------------------------------------------------
 
 
-def kaygraph_worker(count: int, window: float, idle: float) -> dict[str, float]:
+def kaygraph_worker(count: int, window: float, idle: float, store: str = "memory") -> dict[str, float]:
     import resource
     import threading
     import tracemalloc
@@ -83,10 +85,11 @@ def kaygraph_worker(count: int, window: float, idle: float) -> dict[str, float]:
 
     import tempfile
 
-    runs = f"sqlite:///{tempfile.mkdtemp()}/runs.db"  # the default kind of runs store
+    # Runs go where the schedules are (runs.db next to schedules.db for SQLite), as by default.
+    url = "memory://bench" if store == "memory" else f"sqlite:///{tempfile.mkdtemp()}/schedules.db"
     # The scheduler runs while the schedules are added (which can take a minute on a busy
     # machine), so each schedule's first fire is ahead of it and nothing piles up.
-    scheduler = Scheduler("memory://bench", runs=runs, max_workers=32, grace=60)
+    scheduler = Scheduler(url, max_workers=32, grace=60)
     thread = threading.Thread(target=scheduler.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     tracemalloc.start()
@@ -124,7 +127,7 @@ def kaygraph_worker(count: int, window: float, idle: float) -> dict[str, float]:
 # -- APScheduler worker (runs in the peer venv: no kaygraph import) --------------------------------
 
 
-def apscheduler_worker(count: int, window: float, idle: float) -> dict[str, float]:
+def apscheduler_worker(count: int, window: float, idle: float, store: str = "memory") -> dict[str, float]:
     import datetime as dt
     import resource
     import tracemalloc
@@ -207,7 +210,7 @@ def next_fire_rates(fires: int = 5_000, rounds: int = 3) -> dict[str, dict[str, 
 
 def _run_worker(python: str, name: str, args: argparse.Namespace) -> dict[str, float]:
     command = [python, str(Path(__file__).resolve()), "--worker", name, "--schedules", str(args.schedules),
-               "--window", str(args.window), "--idle", str(args.idle)]  # fmt: skip
+               "--window", str(args.window), "--idle", str(args.idle), "--store", args.store]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the {name} worker failed:\n{done.stderr[-3000:]}")
@@ -222,11 +225,14 @@ def main() -> None:
     )
     parser.add_argument("--idle", type=float, default=15.0, help="seconds of idle CPU measurement")
     parser.add_argument("--no-peer", action="store_true", help="skip APScheduler")
+    parser.add_argument(
+        "--store", choices=("memory", "sqlite"), default="memory", help="KayGraph's schedule and run store"
+    )
     parser.add_argument("--worker", choices=("kaygraph", "apscheduler"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker = kaygraph_worker if args.worker == "kaygraph" else apscheduler_worker
-        print(json.dumps(worker(args.schedules, args.window, args.idle)))
+        print(json.dumps(worker(args.schedules, args.window, args.idle, args.store)))
         return
 
     sys.path.insert(0, str(HERE))
@@ -239,23 +245,24 @@ def main() -> None:
         print(f"  {expression:<18} kaygraph {rate['kaygraph']:>9,.0f}/s   "
               f"croniter {rate['croniter']:>9,.0f}/s   ratio {ratio:.2f}x")  # fmt: skip
 
-    contenders = {"kaygraph": _run_worker(sys.executable, "kaygraph", args)}
+    ours_name = f"kaygraph ({args.store})"
+    contenders = {ours_name: _run_worker(sys.executable, "kaygraph", args)}
     if not args.no_peer:
         contenders["apscheduler 3.11"] = _run_worker(
             peer_python("apscheduler", APSCHEDULER), "apscheduler", args
         )
     print(f"\n{args.schedules:,} schedules in one process, each firing once a minute within a "
-          f"{args.window:g} s window:")  # fmt: skip
+          f"{args.window:g} s window ({args.schedules:,} fires expected):")  # fmt: skip
     print(f"  {'':<18}{'fires':>7}{'lag p50':>11}{'lag p99':>11}{'idle CPU':>11}{'bytes/schedule':>16}")
     for name, result in contenders.items():
         lags = f"{result['lag_p50_ms']:>9.1f}ms{result['lag_p99_ms']:>9.1f}ms"
         print(f"  {name:<18}{result['fires']:>7.0f}{lags}"
               f"{result['idle_cpu_percent']:>10.2f}%{result['bytes_per_schedule']:>16,.0f}")  # fmt: skip
     if len(contenders) == 2:
-        ours, peer = contenders["kaygraph"], contenders["apscheduler 3.11"]
+        ours, peer = contenders[ours_name], contenders["apscheduler 3.11"]
         print(f"  ratio kaygraph/apscheduler: lag p99 {ours['lag_p99_ms'] / peer['lag_p99_ms']:.2f}x, "
               f"memory {ours['bytes_per_schedule'] / peer['bytes_per_schedule']:.2f}x")  # fmt: skip
-    goal = contenders["kaygraph"]
+    goal = contenders[ours_name]
     print(
         f"  goals: lag p99 <= 50 ms: {'met' if goal['lag_p99_ms'] <= 50 else 'NOT met'}; "
         f"idle CPU <= 2 %: {'met' if goal['idle_cpu_percent'] <= 2 else 'NOT met'}"

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from kaygraph.config import Config
 
 
+def fail(message: str, status: int = 1) -> int:
+    """Print ``kaygraph: error: MESSAGE`` to stderr and return ``status``, for ``return fail(...)``.
+
+    The one form every command's errors take, the extensions' included, so a script or a reader
+    finds them the same way.
+    """
+    print(f"kaygraph: error: {message}", file=sys.stderr)
+    return status
+
+
 def _config_origin(config: Config) -> list[str]:
     import os
 
@@ -261,12 +271,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         result = func(args)
     except ConfigurationError as exc:
-        print(f"kaygraph: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2)
     except KayGraphError as exc:
-        print(f"kaygraph: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     return int(result or 0)
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "fail", "main"]

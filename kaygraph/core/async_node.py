@@ -8,20 +8,11 @@ from __future__ import annotations
 import warnings
 from contextvars import ContextVar
 
-from .batch_node import BatchGraph, BatchNode, _check_workers
-from .engine import (
-    ItemScope,
-    attempts,
-    batch_items,
-    batch_resume,
-    drive_async,
-    drive_nodes_async,
-    graph_steps,
-    lifecycle,
-    param_set,
-    param_sets,
-    run_steps,
-)
+from . import engine
+from .base_node import check_count
+from .batch_node import BatchGraph, BatchNode
+from .cancel import cancelled_error
+from .engine import drive_async, lifecycle
 from .events import RunContext
 from .exceptions import NodeExecutionError
 from .graph import Graph
@@ -71,7 +62,7 @@ class AsyncNode(Node):
         if self.remote and self._on_executor():
             from .executor import run_on_executor_async
 
-            return (await run_on_executor_async(self, [(0, prep_res)], batch=False))[0]
+            return (await run_on_executor_async(self, [prep_res], batch=False))[0]
         failed = None
         if self.max_retries == 1:  # the common case, without the engine's retry loop
             self.cur_retry = 0
@@ -79,7 +70,7 @@ class AsyncNode(Node):
                 return await self.exec_async(prep_res)
             except Exception as exc:
                 failed = exc
-        steps = attempts(self, prep_res, self.exec_async, self.exec_fallback_async, _sleep, failed)
+        steps = engine.attempts(self, prep_res, self.exec_async, self.exec_fallback_async, _sleep, failed)
         return await drive_async(steps)
 
     async def run_async(self, shared: Any) -> Any:
@@ -110,15 +101,6 @@ class AsyncNode(Node):
         )
 
 
-async def _exec_on_executor_async(node: Any, items: list[Any]) -> list[Any]:
-    from .executor import run_on_executor_async
-
-    done = node._kg_done_items or {}
-    todo = [(index, item) for index, item in enumerate(items) if index not in done]
-    results = await run_on_executor_async(node, todo, batch=True) if todo else {}
-    return [done[index] if index in done else results[index] for index in range(len(items))]
-
-
 class AsyncBatchNode(AsyncNode, BatchNode):
     """Awaits ``exec_async`` once per item, one item after another."""
 
@@ -126,11 +108,13 @@ class AsyncBatchNode(AsyncNode, BatchNode):
         items = list(items if items is not None else ())
         self._kg_batch_size = len(items)
         if self._on_executor():
-            return await _exec_on_executor_async(self, items)
-        return await drive_async(batch_items(self, items, self._exec_one_async))
+            from .executor import run_on_executor_async
 
-    async def _exec_one_async(self, item: Any) -> Any:
-        return await AsyncNode._exec(self, item)
+            return await run_on_executor_async(self, items, batch=True)
+        return await self._exec_items(items)
+
+    async def _exec_items(self, items: list[Any]) -> Any:
+        return await drive_async(engine.batch_items(self, items, super()._exec))
 
 
 class AsyncParallelBatchNode(AsyncBatchNode):
@@ -151,46 +135,32 @@ class AsyncParallelBatchNode(AsyncBatchNode):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
-    async def _exec(self, items: Any) -> Any:
-        items = list(items if items is not None else ())
-        self._kg_batch_size = len(items)
-        if self._on_executor():
-            return await _exec_on_executor_async(self, items)
+    async def _exec_items(self, items: list[Any]) -> Any:
         done = self._kg_done_items or {}
-        ctx = self._run_ctx
-        listening = ctx is not None and bool(ctx.listeners)
 
         async def run_item(index: int) -> Any:
             if index in done:
                 return done[index]
             self._check_cancel()
-            if not listening:
-                return await AsyncNode._exec(self, items[index])  # on self, as in PocketFlow
-            with ItemScope(self, index, items[index]) as scope:
-                scope.result = await AsyncNode._exec(self, items[index])
-            return scope.result
+            item = items[index]  # run on self, as in PocketFlow
+            return await drive_async(engine.one_item(self, index, item, AsyncNode._exec, (self, item)))
 
         return await _gather_limited(run_item, range(len(items)), self.max_concurrency)
 
 
 async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -> list[Any]:
-    """Results of ``run(i)`` for every index, in order, at most ``limit`` awaiting at once.
-
-    Unlike a bare ``gather``, the first failure cancels every item still waiting or running, so
-    no LLM call starts after the run has already failed.
-    """
+    """Results of ``run(i)`` for every index, in order, at most ``limit`` awaiting at once. Unlike a
+    bare ``gather``, the first failure cancels every item still waiting or running."""
     import asyncio
 
-    semaphore = asyncio.Semaphore(limit) if limit is not None else None
+    semaphore = asyncio.Semaphore(limit or 1)  # used only with a limit
     failed = False
 
     async def bounded(index: int) -> Any:
         nonlocal failed
-        if semaphore is None:
-            return await run(index)
         async with semaphore:
             if failed:  # woken by the failing item's release: do not start an LLM call now
                 raise asyncio.CancelledError
@@ -200,7 +170,7 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
                 failed = True
                 raise
 
-    tasks = [asyncio.ensure_future(bounded(index)) for index in indices]
+    tasks = [asyncio.ensure_future(run(index) if limit is None else bounded(index)) for index in indices]
     if not tasks:
         return []
     try:
@@ -209,8 +179,7 @@ async def _gather_limited(run: Any, indices: Iterable[int], limit: int | None) -
         pending = [task for task in tasks if not task.done()]
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
@@ -235,8 +204,6 @@ async def _cancellable(runner: Any, shared: Any) -> Any:
         return await task
     except asyncio.CancelledError:
         if token.cancelled and task.cancelled():  # stopped outside any node (e.g. in a graph's prep)
-            from .cancel import cancelled_error
-
             raise cancelled_error(token, None, ctx.run_id) from None
         raise
     finally:
@@ -256,28 +223,19 @@ class AsyncGraph(Graph, AsyncNode):
         cancel: CancelToken | None = None,
         executor: Executor | None = None,
     ) -> Any:
-        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``.
-
-        With ``cancel``, the run's body runs in a task of its own that the token cancels: the
-        awaited work (an LLM call, a gather of batch items) is cancelled, not just the next step.
-        """
-        if self.successors:
-            warnings.warn("Node won't run successors. Use AsyncGraph.", stacklevel=2)
+        """Run the graph on ``shared`` and return the last action; arguments as in ``Graph.run``
+        (a ``cancel`` token also cancels the awaited work, not just the next step)."""
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         body, args = (runner._run_async, (shared,)) if cancel is None else (_cancellable, (runner, shared))
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return await body(*args)
-        return await drive_async(run_steps(self, runner, shared, body, args))
+        return await drive_async(engine.run_steps(self, runner, shared, body, args))
 
-    def _run(self, shared: Any) -> Any:
-        return AsyncNode._run(self, shared)
+    _run = AsyncNode._run
 
     async def _run_async(self, shared: Any) -> Any:
-        if self._has_hooks:
-            steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
-            return await drive_async(steps)
-        prep_res = await self._hooked_prep_async(shared)
-        return await self.post_async(shared, prep_res, await self._hooked_exec_async(shared, prep_res))
+        steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
+        return await drive_async(steps)
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
         return await self._orch_async(shared)
@@ -287,7 +245,7 @@ class AsyncGraph(Graph, AsyncNode):
 
     async def _orch_async(self, shared: Any, params: dict[str, Any] | None = None) -> Any:
         """Run this graph's nodes (see :func:`kaygraph.core.engine.graph_steps`)."""
-        return await drive_nodes_async(graph_steps(self, shared, params), shared)
+        return await engine.drive_nodes_async(engine.graph_steps(self, shared, params), shared)
 
 
 class AsyncBatchGraph(AsyncGraph, BatchGraph):
@@ -297,7 +255,7 @@ class AsyncBatchGraph(AsyncGraph, BatchGraph):
         return await self.prep_async(shared) or []
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
-        await drive_async(param_sets(self, shared, prep_res, self._orch_async))
+        await drive_async(engine.param_sets(self, shared, prep_res, self._orch_async))
 
 
 class AsyncParallelBatchGraph(AsyncBatchGraph):
@@ -309,18 +267,21 @@ class AsyncParallelBatchGraph(AsyncBatchGraph):
 
     def __init__(self, *args: Any, max_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_concurrency", max_concurrency)
+        check_count(type(self).__name__, "max_concurrency", max_concurrency)
         self.max_concurrency = max_concurrency
 
     async def _hooked_exec_async(self, shared: Any, prepared: Any) -> Any:
         param_list = list(prepared)  # PocketFlow accepts any iterable; post still gets `prepared`
         self._kg_batch_size = len(param_list)
         ctx = self._run_ctx or RunContext(self)
-        _, done, _ = batch_resume(self, ctx, parallel=True)
+        if ctx.resume is not None:
+            why = f"{type(self).__name__} runs its parameter sets concurrently, so it resumes only as a whole"
+            self._bad_resume(ctx, ctx.resume, why + ", with the finished set indices as completed_items")
+        done = self._kg_done_items or {}
 
         async def run_set(index: int) -> None:
             if index not in done:
                 self._check_cancel()
-                await drive_async(param_set(self, shared, index, param_list[index], self._orch_async))
+                await drive_async(engine.param_set(self, shared, index, param_list[index], self._orch_async))
 
         await _gather_limited(run_set, range(len(param_list)), self.max_concurrency)

@@ -3,8 +3,8 @@ once per parameter set."""
 
 from __future__ import annotations
 
-from .engine import ItemScope, batch_items, drive, param_sets
-from .exceptions import GraphDefinitionError
+from .base_node import check_count
+from .engine import batch_items, drive, one_item, param_sets
 from .graph import Graph
 from .node import Node
 
@@ -14,37 +14,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def _check_workers(owner: str, name: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise GraphDefinitionError(f"{owner}: {name} must be an int >= 1 or None, got {value!r}")
-
-
-def _exec_on_executor(node: Any, items: list[Any]) -> list[Any]:
-    """The items still to do go to the run's executor (see :mod:`kaygraph.core.executor`)."""
-    from .executor import run_on_executor
-
-    done = node._kg_done_items or {}
-    todo = [(index, item) for index, item in enumerate(items) if index not in done]
-    results = run_on_executor(node, todo, batch=True) if todo else {}
-    return [done[index] if index in done else results[index] for index in range(len(items))]
-
-
 class BatchNode(Node):
     """``prep`` returns an iterable; ``exec`` runs once per item (with retries per item) and
     ``post`` receives the list of results in item order."""
 
     def _exec(self, items: Any) -> Any:
-        ctx = self._run_ctx
-        if self._kg_done_items is None and (ctx is None or ctx.plain):  # the fastest path
-            return [super(BatchNode, self)._exec(item) for item in (items or [])]
         items = list(items or [])
         self._kg_batch_size = len(items)
         if self._on_executor():
-            return _exec_on_executor(self, items)
-        return drive(batch_items(self, items, self._exec_one))
+            from .executor import run_on_executor
 
-    def _exec_one(self, item: Any) -> Any:
-        return super()._exec(item)
+            return run_on_executor(self, items, batch=True)
+        return self._exec_items(items)
+
+    def _exec_items(self, items: list[Any]) -> Any:
+        """Each item's ``exec`` with its retries, in order, here (not on an executor)."""
+        run, ctx = super()._exec, self._run_ctx
+        if self._kg_done_items is None and (ctx is None or ctx.plain):  # the fastest path
+            return [run(item) for item in items]
+        return drive(batch_items(self, items, run))
 
 
 class ParallelBatchNode(BatchNode):
@@ -58,58 +46,34 @@ class ParallelBatchNode(BatchNode):
 
     def __init__(self, max_workers: int | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_workers(type(self).__name__, "max_workers", max_workers)
+        check_count(type(self).__name__, "max_workers", max_workers)
         self.max_workers = max_workers
 
-    def _exec(self, items: Any) -> Any:
-        items = list(items or [])
-        self._kg_batch_size = len(items)
+    def _exec_items(self, items: list[Any]) -> Any:
         done = self._kg_done_items or {}
         todo = [index for index in range(len(items)) if index not in done]
         results: list[Any] = [done.get(index) for index in range(len(items))]
         if not todo:
             return results
-        if self._on_executor():
-            return _exec_on_executor(self, items)
         import contextvars
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-        ctx = self._run_ctx
-        listening = ctx is not None and bool(ctx.listeners)
-
         def run_item(index: int) -> Any:
-            self._check_cancel()  # an item that starts after a cancel never runs
+            self._check_cancel()  # an item that starts after a cancel never runs its exec
             clone = self._fresh_copy()
-            if not listening:
-                return super(BatchNode, clone)._exec(items[index])
-            with ItemScope(clone, index, items[index]) as scope:
-                scope.result = super(BatchNode, clone)._exec(items[index])
-            return scope.result
+            return drive(one_item(clone, index, items[index], super(BatchNode, clone)._exec, (items[index],)))
 
-        cancel = None if ctx is None else ctx.cancel
         pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="kaygraph")
-        futures: dict[Any, int] = {}
-
-        def stop_pending(_token: object) -> None:
-            for future in list(futures):
-                future.cancel()
-
-        if cancel is not None:
-            cancel.add_callback(stop_pending)
         try:
-            for index in todo:
-                futures[pool.submit(contextvars.copy_context().run, run_item, index)] = index
+            futures = {pool.submit(contextvars.copy_context().run, run_item, index): index for index in todo}
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             self._check_cancel()
             for future in finished:
-                if future.exception() is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
+                if future.exception() is not None:  # the pool is shut down before it propagates
                     raise future.exception()  # type: ignore[misc]
             for future, index in futures.items():
                 results[index] = future.result()
         finally:
-            if cancel is not None:
-                cancel.remove_callback(stop_pending)
             pool.shutdown(wait=True, cancel_futures=True)
         return results
 

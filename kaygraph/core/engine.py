@@ -1,16 +1,11 @@
 """The step engine: every rule of running nodes and graphs, written once and free of I/O.
 
-Each behaviour is a generator that yields the next call to make, as ``(function, args)``, and
-receives its result (or has its exception thrown in), as sans-I/O protocol libraries do (h11).
-:func:`drive` calls each function; :func:`drive_async` also awaits what it returns. The graph
-step, the hot path, yields node copies instead, run by :func:`drive_nodes` / its async twin. So
-a sync and an async graph share the stepping (start or resume point, ``max_steps``, per-step
-copies, listener events, failure notes, cancellation, step logs), the node lifecycle with its
-hooks, retries and fallbacks, and the parameter sets of batch graphs; each class's ``_run`` /
-``_run_async`` is a driver call.
-
-Plain nodes without hooks skip the generators (``prep`` -> ``exec`` -> ``post`` directly): the
-engine's bookkeeping is paid per step, a node's own fast path is not.
+Each behaviour is a generator that yields the next call, ``(function, args)``, and receives its
+result (or has its exception thrown in), as sans-I/O protocol libraries do (h11): :func:`drive`
+calls it, :func:`drive_async` also awaits it. Graph stepping, the hot path, yields node copies to
+:func:`drive_nodes` / its async twin. So sync and async share the stepping, the node lifecycle,
+retries, batch items and parameter sets; a class's ``_run`` / ``_run_async`` is a driver call.
+Plain nodes without hooks skip the generators: a node's own fast path pays no bookkeeping.
 """
 
 from __future__ import annotations
@@ -19,8 +14,9 @@ import time
 from contextvars import ContextVar
 
 from . import log as _log
+from .cancel import cancelled_error
 from .events import RunContext
-from .exceptions import GraphExecutionError, RunCancelled, add_note, call_each
+from .exceptions import GraphExecutionError, RunCancelled, add_note
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
 
@@ -77,11 +73,7 @@ async def drive_async(steps: Steps) -> Any:
 
 
 def drive_nodes(steps: Generator[Any, Any, Any], shared: Any) -> Any:
-    """The graph-level :func:`drive`: :func:`graph_steps` yields node copies, this runs each.
-
-    Specialised because it is the hot path: yielding the node itself (not a call tuple) keeps a
-    step within a few per cent of an inline loop.
-    """
+    """:func:`drive` for :func:`graph_steps`, which yields node copies (not call tuples: the hot path)."""
     try:
         node = next(steps)
         while True:
@@ -101,10 +93,7 @@ async def drive_nodes_async(steps: Generator[Any, Any, Any], shared: Any) -> Any
         node = next(steps)
         while True:
             try:
-                if node._kg_async_hooks:
-                    action = await node._run_async(shared)
-                else:
-                    action = node._run(shared)
+                action = await node._run_async(shared) if node._kg_async_hooks else node._run(shared)
             except BaseException as exc:
                 node = steps.throw(exc)
             else:
@@ -121,28 +110,16 @@ def run_steps(graph: Any, runner: Any, shared: Any, body: Any, args: tuple[Any, 
     which a failing listener cannot replace)."""
     ctx = runner._run_ctx
     started = time.perf_counter()
+    action = error = None
     try:
         ctx.emit("on_run_start", graph=graph, shared=shared)
         action = yield body, args
     except BaseException as exc:
-        ctx.emit_after_error(
-            "on_run_end",
-            exc,
-            graph=graph,
-            shared=shared,
-            action=None,
-            error=exc,
-            duration=time.perf_counter() - started,
-        )
+        error = exc
         raise
-    ctx.emit(
-        "on_run_end",
-        graph=graph,
-        shared=shared,
-        action=action,
-        error=None,
-        duration=time.perf_counter() - started,
-    )
+    finally:
+        duration = time.perf_counter() - started
+        ctx.emit("on_run_end", graph=graph, shared=shared, action=action, error=error, duration=duration)
     return action
 
 
@@ -150,11 +127,8 @@ def run_steps(graph: Any, runner: Any, shared: Any, body: Any, args: tuple[Any, 
 
 
 def lifecycle(node: Any, shared: Any, prep: Any, work: Any, post: Any) -> Steps:
-    """``before_prep`` -> prep -> work -> ``after_exec`` -> post, with ``on_error``: the hook
-    runner of every node class, sync or async (the caller passes that flavour's methods).
-
-    ``on_error`` returning True suppresses the error: the step then returns None (0.3's rule).
-    """
+    """``before_prep`` -> prep -> work -> ``after_exec`` -> post, with ``on_error`` (returning True
+    suppresses the error: the step returns None, 0.3's rule); the caller passes sync or async methods."""
     enabled = node._hooks_enabled
     try:
         if "before_prep" in enabled:
@@ -177,7 +151,6 @@ def lifecycle(node: Any, shared: Any, prep: Any, work: Any, post: Any) -> Steps:
 def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, failed: Any = None) -> Steps:
     """Up to ``max_retries`` attempts of ``run(prep_res)``, ``wait`` seconds apart, then
     ``fallback(prep_res, last_error)``. ``failed``: the first attempt already raised it."""
-    last = node.max_retries - 1
     for attempt in range(node.max_retries):
         node.cur_retry = attempt
         try:
@@ -187,7 +160,7 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
             return (yield run, (prep_res,))
         except Exception as exc:
             _log.attempt_failed(node, attempt, exc)
-            if attempt == last:
+            if attempt == node.max_retries - 1:
                 try:
                     return (yield fallback, (prep_res, exc))
                 except BaseException as final:
@@ -201,28 +174,18 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
 
 
 def retrying(node: Any, attempt: int, error: BaseException) -> None:
-    """Tell the listeners (and the log) that attempt ``attempt`` (0-based) failed and will be retried."""
+    """Tell the log and the listeners that attempt ``attempt`` (0-based) failed and will be retried."""
     _log.retrying(node, attempt)
     ctx = node._run_ctx
-    if ctx is not None and ctx.listeners:
-        ctx.emit(
-            "on_retry",
-            node=node,
-            node_id=node.node_id,
-            path=node._kg_path,
-            attempt=attempt + 1,
-            error=error,
-            wait=node.wait,
-        )
+    if ctx is not None:
+        ctx.emit("on_retry", node=node, node_id=node.node_id, path=node._kg_path, attempt=attempt + 1,
+                 error=error, wait=node.wait)
 
 
 def mark_attempts(exc: BaseException, count: int, ctx: object) -> None:
     """Remember how many attempts failed (for this run), for the note the graph adds."""
-    try:
-        exc.kaygraph_attempts = count  # type: ignore[attr-defined]
-        exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        pass
+    exc.kaygraph_attempts = count  # type: ignore[attr-defined]
+    exc._kaygraph_attempts_by = ctx  # type: ignore[attr-defined]
 
 
 def attempts_of(exc: BaseException, ctx: RunContext | None) -> int | None:
@@ -236,27 +199,22 @@ def attempts_of(exc: BaseException, ctx: RunContext | None) -> int | None:
 
 
 def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Generator[Any, Any, Any]:
-    """Run the nodes of one graph level from its start (or resume) node, following actions.
-
-    Yields each step's node copy, to be run by :func:`drive_nodes` (or its async twin), and
-    receives its action. Owns the step limit, cancellation, per-step copies, config
-    propagation, listener events, failure notes and step logs.
-    """
+    """Run the nodes of one graph level from its start (or resume) node, following actions: yields
+    each step's node copy (for :func:`drive_nodes` or its async twin) and receives its action."""
     ctx = graph._run_ctx or RunContext(graph)
     curr, done_items, resumed_action = graph._entry(ctx)
     if curr is None:
         return resumed_action
-    merged = params or {**graph.params}
+    params = params or {**graph.params}
     listening = bool(ctx.listeners)
     logging_steps = ctx.log_steps
     observed = listening or logging_steps  # one test per step on the plain path
-    prefix = path_prefix(graph) if listening else ()
+    scoped = batch_prefix.get()  # in a batch graph's parameter set, paths pass through its index
+    prefix = scoped[1] if scoped is not None and scoped[0] is graph else graph._kg_path
     ids = graph._ids
     limit = graph.max_steps or _UNLIMITED
     cancel = ctx.cancel
-    config = graph.__dict__.get("config")  # given to the graph, or handed down to it
-    if config is not None and not config:
-        config = None
+    config = graph.__dict__.get("config") or None  # given to the graph, or handed down to it
     steps = 0
     action = None
     while curr is not None:
@@ -264,9 +222,9 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         if steps > limit:
             graph._too_many_steps(curr)
         if cancel is not None and cancel.cancelled:
-            raise _cancelled(ctx, ids.get(id(curr)) or curr.node_id)
+            raise cancelled_error(cancel, ids.get(id(curr)) or curr.node_id, ctx.run_id)
         node = curr._fresh_copy()
-        node.set_params(merged)
+        node.set_params(params)
         node._run_ctx = ctx
         if curr._kg_ambiguous_id:  # a node shared by graphs: tell it its id in this one
             node._node_id = ids.get(id(curr))
@@ -274,25 +232,30 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             node._kg_done_items, done_items = done_items, None
         if config is not None and not node.config:
             node.config = config
-        if observed:
-            node_id = ids.get(id(curr)) or curr.node_id
-            started = time.perf_counter()
-            if logging_steps:
-                _log.step_started(graph, node, node_id)
-            if listening:
-                path = step_started(graph, node, node_id, shared, merged, prefix, started)
         try:
+            if observed:
+                node_id = ids.get(id(curr)) or curr.node_id
+                started = time.perf_counter()
+                if listening:
+                    node._kg_path = path = (*prefix, node_id)
+                    node._node_id = node_id
+                if logging_steps:
+                    _log.step_started(graph, node, node_id)
+                if listening:  # a listener failing fails the step, once every listener heard it
+                    ctx.emit("on_node_start", node=node, node_id=node_id, path=path, shared=shared,
+                             params=params)
             action = yield node
             nxt = graph.get_next_node(node, action)
         except BaseException as caught:  # cancellation and Ctrl-C too: listeners must close the step
             node_id = ids.get(id(curr)) or curr.node_id
             exc = caught
             if cancel is not None and cancel.cancelled and not isinstance(caught, Exception):
-                exc = _cancelled(ctx, node_id)  # the token cancelled the awaited work
-            if listening:
-                step_failed(graph, node, node_id, path, exc, started)
-            elif isinstance(exc, Exception):
+                exc = cancelled_error(cancel, node_id, ctx.run_id)  # the token cancelled the awaited work
+            if listening or isinstance(exc, Exception):
                 note_failure(graph, exc, node, node_id, ctx)
+            if listening:  # a listener failing here cannot replace the error (it becomes a note)
+                ctx.emit("on_node_error", node=node, node_id=node_id, path=path, error=exc,
+                         attempts=attempts_of(exc, ctx), duration=time.perf_counter() - started)
             if exc is caught:
                 raise
             raise exc from caught
@@ -300,100 +263,13 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
             if logging_steps:
                 _log.step_finished(node, node_id, started, action)
             if listening:
-                step_finished(graph, node, path, shared, merged, action, nxt, started)
+                next_id = None if nxt is None else (ids.get(id(nxt)) or nxt.node_id)
+                ctx.emit("on_node_end", node=node, node_id=node_id, path=path, shared=shared, params=params,
+                         action=action, duration=time.perf_counter() - started, next_node_id=next_id)
         curr = nxt
     if logging_steps:
         _log.level_finished(graph, action)
     return action
-
-
-def path_prefix(graph: Any) -> Path:
-    """Where a graph's nodes sit: its own path, plus the parameter-set index in a batch graph."""
-    scoped = batch_prefix.get()
-    return scoped[1] if scoped is not None and scoped[0] is graph else graph._kg_path
-
-
-def _cancelled(ctx: RunContext, node_id: str | None) -> RunCancelled:
-    from .cancel import cancelled_error
-
-    assert ctx.cancel is not None
-    return cancelled_error(ctx.cancel, node_id, ctx.run_id)
-
-
-def step_started(
-    graph: Any, node: Any, node_id: str, shared: Any, params: dict[str, Any], prefix: Path, started: float
-) -> Path:
-    """Send ``on_node_start``; if a listener fails, the step fails (after all heard it)."""
-    path = (*prefix, node_id)
-    node._kg_path = path
-    node._node_id = node_id
-    ctx = node._run_ctx
-    hooks = ctx.hooks("on_node_start")
-    if hooks:
-        fields = {
-            "run": ctx,
-            "node": node,
-            "node_id": node_id,
-            "path": path,
-            "shared": shared,
-            "params": params,
-            "run_id": ctx.run_id,
-            "seq": ctx.next_seq(),
-        }
-        try:
-            call_each(hooks, fields)
-        except Exception as exc:
-            step_failed(graph, node, node_id, path, exc, started)
-            raise
-    return path
-
-
-def step_failed(graph: Any, node: Any, node_id: str, path: Path, exc: BaseException, started: float) -> None:
-    """Note the failure on the exception and send ``on_node_error`` (which cannot replace it)."""
-    ctx = node._run_ctx
-    note_failure(graph, exc, node, node_id, ctx)
-    ctx.emit_after_error(
-        "on_node_error",
-        exc,
-        node=node,
-        node_id=node_id,
-        path=path,
-        error=exc,
-        attempts=attempts_of(exc, ctx),
-        duration=time.perf_counter() - started,
-    )
-
-
-def step_finished(
-    graph: Any,
-    node: Any,
-    path: Path,
-    shared: Any,
-    params: dict[str, Any],
-    action: Any,
-    nxt: Any,
-    started: float,
-) -> None:
-    """Send ``on_node_end`` (every listener hears it even if one fails; the first error wins)."""
-    ctx = node._run_ctx
-    hooks = ctx.hooks("on_node_end")
-    if hooks:
-        call_each(
-            hooks,
-            {
-                "run": ctx,
-                "node": node,
-                "node_id": path[-1],
-                "path": path,
-                "shared": shared,
-                "params": params,
-                "action": action,
-                "duration": time.perf_counter() - started,
-                "next_node_id": None if nxt is None else (graph._ids.get(id(nxt)) or nxt.node_id),
-                "run_id": ctx.run_id,
-                "seq": ctx.next_seq(),
-            },
-        )
 
 
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
@@ -403,11 +279,8 @@ def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: R
         return
     if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
         return
-    try:
-        exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
-        exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - exceptions with __slots__
-        return
+    exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
+    exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
     _log.failed(node, exc, node_id)
     count = attempts_of(exc, ctx)
     detail = f" after {count} attempt(s)" if count else ""
@@ -419,82 +292,62 @@ def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: R
 
 
 class ItemScope:
-    """Reports one batch item (or parameter set) to listeners: start on entry, end on exit.
+    """Reports one batch item (or parameter set) to listeners: its start when made, its end on
+    :meth:`end`. With ``graph_prefix``, the nodes run meanwhile get paths through its index."""
 
-    While an error propagates, a listener that fails cannot replace it. With ``graph_prefix``,
-    the nodes run inside get paths through the item's index.
-    """
-
-    __slots__ = ("index", "item", "node", "prefix_token", "result", "scoped", "started")
+    __slots__ = ("index", "node", "prefix_token", "started")
 
     def __init__(self, node: Any, index: int, item: Any, *, graph_prefix: bool = False) -> None:
         self.node = node
         self.index = index
-        self.item = item
-        self.scoped = graph_prefix
-        self.started = 0.0
-        self.result: Any = None  # set inside the ``with`` block: reported on a clean exit
-
-    def __enter__(self) -> ItemScope:
-        node = self.node
+        self.prefix_token = batch_prefix.set((node, (*node._kg_path, index))) if graph_prefix else None
         self.started = time.perf_counter()
-        if self.scoped:
-            self.prefix_token = batch_prefix.set((node, (*node._kg_path, self.index)))
         try:
-            node._run_ctx.emit(
-                "on_batch_item_start",
-                node=node,
-                node_id=node.node_id,
-                path=node._kg_path,
-                index=self.index,
-                item=self.item,
-                size=node._kg_batch_size,
-            )
+            node._run_ctx.emit("on_batch_item_start", node=node, node_id=node.node_id, path=node._kg_path,
+                               index=index, item=item, size=node._kg_batch_size)
         except BaseException as exc:
-            self.__exit__(type(exc), exc, None)
+            self.end(error=exc)
             raise
-        return self
-
-    def __exit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> None:
-        self.end(result=self.result, error=error)
 
     def end(self, *, result: Any = None, error: BaseException | None = None) -> None:
-        if self.scoped:
+        if self.prefix_token is not None:
             batch_prefix.reset(self.prefix_token)
-            self.scoped = False
+            self.prefix_token = None
         node = self.node
-        fields = {
-            "node": node,
-            "node_id": node.node_id,
-            "path": node._kg_path,
-            "index": self.index,
-            "result": result,
-            "error": error,
-            "duration": time.perf_counter() - self.started,
-        }
-        if error is None:
-            node._run_ctx.emit("on_batch_item_end", **fields)
-        else:
-            node._run_ctx.emit_after_error("on_batch_item_end", error, **fields)
+        node._run_ctx.emit("on_batch_item_end", node=node, node_id=node.node_id, path=node._kg_path,
+                           index=self.index, result=result, error=error,
+                           duration=time.perf_counter() - self.started)
+
+
+def one_item(
+    node: Any, index: int, item: Any, call: Any, args: tuple[Any, ...], *, prefix: bool = False
+) -> Steps:
+    """``call(*args)`` for one batch item (or, with ``prefix``, a batch graph's parameter set),
+    reported to the run's listeners as an :class:`ItemScope`."""
+    ctx = node._run_ctx
+    if ctx is None or not ctx.listeners:
+        return (yield call, args)
+    scope = ItemScope(node, index, item, graph_prefix=prefix)
+    try:
+        result = yield call, args
+    except BaseException as exc:
+        scope.end(error=exc)
+        raise
+    scope.end(result=result)
+    return result
 
 
 def batch_items(node: Any, items: list[Any], run_item: Any) -> Steps:
     """The items of a sequential batch node, in order: skip the finished ones (resume), stop
     before the next one when cancelled, report each to listeners."""
     done = node._kg_done_items or {}
-    listening = node._run_ctx is not None and bool(node._run_ctx.listeners)
     results = []
     for index, item in enumerate(items):
         if index in done:
             results.append(done[index])
             continue
         node._check_cancel()
-        if not listening:
-            results.append((yield run_item, (item,)))
-            continue
-        with ItemScope(node, index, item) as scope:
-            scope.result = yield run_item, (item,)
-        results.append(scope.result)
+        results.append((yield from one_item(node, index, item, run_item, (item,))))
     return results
 
 
@@ -503,7 +356,16 @@ def param_sets(graph: Any, shared: Any, prepared: Any, run_level: Any) -> Steps:
     and run by ``run_level(shared, params)``; resumes at the checkpointed set."""
     graph._kg_batch_size = len(prepared) if hasattr(prepared, "__len__") else None
     ctx = graph._run_ctx or RunContext(graph)
-    skip_below, done, resuming = batch_resume(graph, ctx)
+    done = graph._kg_done_items or {}
+    resume, skip_below = ctx.resume, 0
+    if resume is not None:  # resuming: start at the checkpointed set
+        index, is_last = resume.take()
+        if not isinstance(index, int) or isinstance(index, bool):
+            graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")
+        assert isinstance(index, int)
+        skip_below = index
+        if is_last:
+            ctx.resume = None
     count = 0
     for index, batch_params in enumerate(prepared):
         count = index + 1
@@ -511,7 +373,7 @@ def param_sets(graph: Any, shared: Any, prepared: Any, run_level: Any) -> Steps:
             continue
         graph._check_cancel()
         yield from param_set(graph, shared, index, batch_params, run_level)
-    if resuming and skip_below >= count:
+    if resume is not None and skip_below >= count:
         raise GraphExecutionError(
             f"cannot resume run {ctx.run_id!r} at parameter set {skip_below} of batch graph "
             f"{graph.name!r}: its prep returned {count} set(s) this time. prep must return the same "
@@ -521,34 +383,6 @@ def param_sets(graph: Any, shared: Any, prepared: Any, run_level: Any) -> Steps:
 
 
 def param_set(graph: Any, shared: Any, index: int, batch_params: dict[str, Any], run_level: Any) -> Steps:
-    """One parameter set of a batch graph, reported to listeners as a batch item."""
+    """One parameter set of a batch graph, merged over its params, reported as a batch item."""
     params = {**graph.params, **batch_params}
-    ctx = graph._run_ctx
-    if ctx is None or not ctx.listeners:
-        yield run_level, (shared, params)
-        return
-    with ItemScope(graph, index, batch_params, graph_prefix=True):
-        yield run_level, (shared, params)
-
-
-def batch_resume(graph: Any, ctx: RunContext, *, parallel: bool = False) -> tuple[int, dict[int, Any], bool]:
-    """For a batch graph being resumed: the first parameter set to run, the ones already done, and
-    whether the resume path named a set (which must then exist)."""
-    done = graph._kg_done_items or {}
-    resume = ctx.resume
-    if resume is None:
-        return 0, done, False
-    if parallel:
-        graph._bad_resume(
-            ctx,
-            resume,
-            f"{type(graph).__name__} runs its parameter sets concurrently, so it resumes only as a "
-            "whole, with the finished set indices as completed_items",
-        )
-    index, is_last = resume.take()
-    if not isinstance(index, int) or isinstance(index, bool):
-        graph._bad_resume(ctx, resume, f"expected a parameter-set index for batch graph, got {index!r}")
-    if is_last:
-        ctx.resume = None
-    assert isinstance(index, int)
-    return index, done, True
+    yield from one_item(graph, index, batch_params, run_level, (shared, params), prefix=True)

@@ -18,7 +18,7 @@ import os
 import time
 from itertools import count
 
-from .exceptions import ListenerError, add_note, call_each
+from .exceptions import ListenerError, add_note
 from .log import info_possible
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (keeps import fast)
@@ -150,20 +150,8 @@ class RunListener:
         """A batch item finished (``error`` is None) or failed for good."""
 
 
-for _hook in vars(RunListener).values():
-    if callable(_hook):
-        _hook._kg_default_hook = True
-
-EVENTS = (
-    "on_run_start",
-    "on_run_end",
-    "on_node_start",
-    "on_node_end",
-    "on_node_error",
-    "on_retry",
-    "on_batch_item_start",
-    "on_batch_item_end",
-)
+#: The hooks a listener may have, in :class:`RunListener`'s order.
+EVENTS = tuple(name for name in vars(RunListener) if name.startswith("on_"))
 
 _END_EVENTS = frozenset({"on_run_end", "on_node_end", "on_node_error", "on_batch_item_end"})
 
@@ -174,11 +162,8 @@ _validated_types: set[type] = set()
 
 
 def validate_listener(listener: Any) -> None:
-    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments.
-
-    The result is cached per class (unless hooks live on the instance), so passing listeners to
-    every ``run()`` stays cheap.
-    """
+    """Reject a listener whose hooks are misspelled or cannot take new keyword arguments (cached per
+    class unless hooks live on the instance, so passing listeners to every ``run()`` stays cheap)."""
     instance_hooks = any(name.startswith("on_") for name in getattr(listener, "__dict__", ()))
     if not instance_hooks and type(listener) in _validated_types:
         return
@@ -209,9 +194,8 @@ def validate_listener(listener: Any) -> None:
         params = inspect.signature(hook).parameters.values()
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             raise ListenerError(
-                f"listener hook {type(listener).__name__}.{name} must accept **kwargs so that "
-                "new event fields do not break it: def "
-                f"{name}(self, *, run, ..., **kwargs)"
+                f"listener hook {type(listener).__name__}.{name} must accept **kwargs so that new event "
+                f"fields do not break it: def {name}(self, *, run, ..., **kwargs)"
             )
     if not instance_hooks:
         _validated_types.add(type(listener))
@@ -239,9 +223,7 @@ def get_listeners() -> tuple[Any, ...]:
 def _overrides(listener: Any, event: str) -> bool:
     """Whether ``listener`` really handles ``event`` (not RunListener's empty default)."""
     hook = getattr(listener, event, None)
-    if hook is None:
-        return False
-    return not getattr(getattr(hook, "__func__", hook), "_kg_default_hook", False)
+    return hook is not None and getattr(hook, "__func__", hook) is not vars(RunListener)[event]
 
 
 class ResumePoint:
@@ -288,9 +270,6 @@ class ResumePoint:
         element = self.path[self._depth]
         self._depth += 1
         return element, self._depth == len(self.path)
-
-    def peek(self) -> str | int | None:
-        return self.path[self._depth]
 
     def __repr__(self) -> str:
         return f"ResumePoint(path={self.path!r}, last_action={self.last_action!r})"
@@ -341,8 +320,7 @@ class RunContext:
         self.plain = not self.listeners and cancel is None and executor is None
         #: The next event's sequence number: ``ctx.next_seq()``, atomic across threads.
         self.next_seq = count(1).__next__
-        #: Whether steps write their INFO log records (some logger could emit them): checked
-        #: once per run, so a run with logging at its default level formats nothing.
+        #: Whether steps write INFO log records: checked once per run, so by default none is formatted.
         self.log_steps = info_possible()
         self.started_at = time.time()
         #: Free space for listeners to keep per-run state (keyed by their own name).
@@ -368,38 +346,30 @@ class RunContext:
         """Whether any listener of this run handles ``event``."""
         return bool(self._hooks.get(event))
 
-    def hooks(self, event: str) -> tuple[Callable[..., Any], ...]:
-        """The bound hooks for ``event``; the engine calls them directly on its hot paths."""
-        return self._hooks.get(event, ())
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """Call every listener's ``event`` hook with ``run=self`` and ``fields``.
+    def emit(self, event: str, /, **fields: Any) -> None:
+        """Call every listener's ``event`` hook with ``run=self``, ``run_id``, ``seq`` and ``fields``.
 
         Every hook is called even if one raises; the first error is raised afterwards, so one
-        failing listener cannot leave the others half-informed.
+        failing listener cannot leave the others half-informed. But an end event reporting an
+        ``error`` is sent while that error propagates, and a listener failing then must not
+        replace it: its failure becomes a note on the error instead.
         """
         hooks = self._hooks.get(event)
         if not hooks:
             return
-        fields["run"] = self
-        fields["run_id"] = self.run_id
-        fields["seq"] = self.next_seq()
-        call_each(hooks, fields)
-
-    def emit_after_error(self, event: str, failure: BaseException, /, **fields: Any) -> None:
-        """Like :meth:`emit` while ``failure`` is propagating: a listener that fails here must not
-        replace the user's exception, so its failure becomes a note on ``failure`` instead."""
-        hooks = self._hooks.get(event, ())
-        if hooks:
-            fields["run_id"] = self.run_id
-            fields["seq"] = self.next_seq()
-        for hook in hooks:
+        run_id = self._run_id or self.run_id
+        seq = self.next_seq()
+        error = fields.get("error") if event in _END_EVENTS else None
+        first: BaseException | None = None
+        for hook in hooks:  # keywords, not one more dict: this runs for every step of a listened run
             try:
-                hook(run=self, **fields)
-            except Exception as exc:
-                owner = getattr(hook, "__self__", hook)
-                add_note(
-                    failure,
-                    f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
-                    f"{type(exc).__name__}: {exc}",
-                )
+                hook(run=self, run_id=run_id, seq=seq, **fields)
+            except BaseException as exc:
+                if error is not None and isinstance(exc, Exception):
+                    owner = getattr(hook, "__self__", hook)
+                    add_note(error, f"KayGraph: listener {type(owner).__name__}.{event} also failed: "
+                             f"{type(exc).__name__}: {exc}")
+                elif first is None:
+                    first = exc
+        if first is not None:
+            raise first

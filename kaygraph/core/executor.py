@@ -14,6 +14,7 @@ thread pool, or as asyncio tasks).
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import time
 from collections import deque
@@ -107,13 +108,23 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 class _Item:
-    __slots__ = ("attempt", "index", "scope", "value")
+    __slots__ = ("attempt", "context", "index", "scope", "value")
 
     def __init__(self, index: int, value: Any) -> None:
         self.index = index
         self.value = value
         self.attempt = 0
         self.scope: ItemScope | None = None  # reports the item to listeners (batch nodes only)
+        #: Where the item's listeners run. Items start at submit and end as they come back, in any
+        #: order, so what a listener makes current for one (a tracing span) lives in a context of
+        #: its own instead of staying current for the rest of the node.
+        self.context: contextvars.Context | None = None
+
+    def end(self, **outcome: Any) -> None:
+        """Report the item's end (``result=`` or ``error=``) to the listeners that heard it start."""
+        if self.scope is not None:
+            assert self.context is not None
+            self.context.run(self.scope.end, **outcome)
 
 
 class ExecPlan:
@@ -121,19 +132,22 @@ class ExecPlan:
     drivers: what to submit next, what came back, what to retry and when, what needs a fallback.
     """
 
-    def __init__(self, node: Any, executor: Any, items: list[tuple[int, Any]], *, batch: bool) -> None:
+    def __init__(self, node: Any, executor: Any, items: list[Any], *, batch: bool) -> None:
         self.node = node
         self.executor = executor
         self.batch = batch
-        self.results: dict[int, Any] = {}
-        self.ready: deque[_Item] = deque(_Item(index, value) for index, value in items)
+        done = (node._kg_done_items or {}) if batch else {}  # a resumed batch: those items are done
+        self.results: dict[int, Any] = dict(done)
+        self.count = len(items)
+        self.ready = deque(_Item(index, value) for index, value in enumerate(items) if index not in done)
         self.retry_at: list[tuple[float, int, _Item]] = []  # heap of (monotonic time, index, item)
         self.in_flight: dict[Any, list[_Item]] = {}
-        self.remaining = len(items)
+        self.exhausted: deque[tuple[_Item, Exception]] = deque()  # last attempt failed: fallback next
+        self.remaining = len(self.ready)
         size = getattr(node, "chunk_size", None)
         if size is None:
             chooser = getattr(executor, "chunk_size", None)
-            size = chooser(len(items)) if callable(chooser) else 1
+            size = chooser(self.remaining) if callable(chooser) and self.remaining else 1
         self.chunk_size = max(1, int(size or 1))
         limit = getattr(executor, "max_in_flight", None)
         if limit is None:
@@ -179,14 +193,20 @@ class ExecPlan:
                 chunk.append(self.ready.popleft())
             for item in chunk:
                 if item.attempt == 0 and self.batch and self.listening:
-                    item.scope = ItemScope(self.node, item.index, item.value).__enter__()
+                    item.context = contextvars.copy_context()
+                    item.scope = item.context.run(ItemScope, self.node, item.index, item.value)
             clone = self.node._fresh_copy()
             clone._run_ctx = None  # the run's context stays here (listeners, locks, the token)
             clone.successors = {}  # an executor may pickle the node: do not ship the whole graph
             clone._kg_attempt = chunk[0].attempt  # run_exec_chunk sets cur_retry from it
-            future = self.executor.submit(
-                run_exec_chunk, clone, [(item.index, item.value) for item in chunk], **self.submit_kwargs
-            )
+            call: tuple[Any, ...] = (run_exec_chunk, clone, [(item.index, item.value) for item in chunk])
+            # A one-item chunk is submitted in its item's context (a remote span nests under the
+            # item's); a chunk of several belongs to no single item: the node's context.
+            context = chunk[0].context if len(chunk) == 1 else None
+            if context is None:
+                future = self.executor.submit(*call, **self.submit_kwargs)
+            else:
+                future = context.run(self.executor.submit, *call, **self.submit_kwargs)
             self.in_flight[future] = chunk
             submitted.append(future)
         return submitted
@@ -197,57 +217,68 @@ class ExecPlan:
             return None
         return max(0.0, self.retry_at[0][0] - time.monotonic())
 
-    def completed(self, future: Any) -> list[tuple[_Item, Exception]]:
-        """Record a finished future; returns the items whose last attempt failed (they need the
-        node's fallback, then :meth:`resolved`)."""
-        chunk = self.in_flight.pop(future)
+    def outcomes(self, future: Any, size: int) -> list[Outcome]:
+        """What a finished future's chunk of ``size`` items came to, one outcome per item."""
         try:
             outcomes = future.result()
-            if not isinstance(outcomes, list) or len(outcomes) != len(chunk):
+            if not isinstance(outcomes, list) or len(outcomes) != size:
                 raise TypeError(
-                    f"executor {self.executor!r} returned {outcomes!r} for a chunk of {len(chunk)} "
+                    f"executor {self.executor!r} returned {outcomes!r} for a chunk of {size} "
                     "item(s); run_exec_chunk returns one (status, value) pair per item"
                 )
         except Exception as exc:  # the executor failed the whole chunk: one failed attempt each
-            outcomes = [("error", exc)] * len(chunk)
-        exhausted = []
-        for item, (status, value) in zip(chunk, outcomes, strict=True):
+            return [("error", exc)] * size
+        return outcomes
+
+    def completed(self, future: Any) -> None:
+        """Record a finished future: deliver its items that succeeded, schedule a retry for those
+        that failed, or queue them in :attr:`exhausted` for the fallback after their last attempt."""
+        chunk = self.in_flight.pop(future)
+        for item, (status, value) in zip(chunk, self.outcomes(future, len(chunk)), strict=True):
             if status == "ok":
                 self.resolved(item, value)
                 continue
             _log.attempt_failed(self.node, item.attempt, value)
             if item.attempt + 1 < self.max_retries:
-                retrying(self.node, item.attempt, value)
+                if item.context is None:
+                    retrying(self.node, item.attempt, value)
+                else:  # the retry event belongs on the item's span
+                    item.context.run(retrying, self.node, item.attempt, value)
                 item.attempt += 1
                 heapq.heappush(self.retry_at, (time.monotonic() + self.wait, item.index, item))
             else:
-                exhausted.append((item, value))
-        return exhausted
+                self.exhausted.append((item, value))
 
     def resolved(self, item: _Item, value: Any) -> None:
         self.results[item.index] = value
         self.remaining -= 1
-        if item.scope is not None:
-            item.scope.end(result=value)
+        item.end(result=value)
 
     def failed(self, item: _Item, error: BaseException) -> None:
         """The item's fallback raised ``error``: it fails the node."""
         mark_attempts(error, item.attempt + 1, self.ctx)
-        if item.scope is not None:
-            item.scope.end(error=error)
+        item.end(error=error)
 
-    def abandon(self, error: BaseException | None) -> None:
-        """Cancel what is still in flight (the node failed or was cancelled); listeners hear the
-        end of every item they heard start."""
-        for future in self.in_flight:
-            future.cancel()
-        unfinished = [item for chunk in self.in_flight.values() for item in chunk]
-        unfinished += [item for _, _, item in self.retry_at]
+    def abandon(self, error: BaseException) -> None:
+        """The node failed or was cancelled: cancel what is still in flight. Items whose result
+        came back meanwhile are delivered (a checkpointer keeps them, so a resume does not run them
+        again); every other item listeners heard start ends with ``error``."""
+        unfinished = [item for item, _ in self.exhausted] + [item for _, _, item in self.retry_at]
+        for future, chunk in self.in_flight.items():
+            if not future.done() or future.cancelled():
+                future.cancel()
+                unfinished += chunk
+                continue
+            for item, (status, value) in zip(chunk, self.outcomes(future, len(chunk)), strict=True):
+                if status == "ok":
+                    self.resolved(item, value)
+                else:
+                    unfinished.append(item)
         self.in_flight.clear()
         self.retry_at.clear()
+        self.exhausted.clear()
         for item in unfinished:
-            if item.scope is not None and error is not None:
-                item.scope.end(error=error)
+            item.end(error=error)
 
     def steps(self, wait_any: Callable[[ExecPlan], Any], fallback: str) -> Steps:
         """The plan as an engine generator: yields ``wait_any(plan)`` to learn which futures
@@ -257,20 +288,22 @@ class ExecPlan:
                 self.submit_ready()
                 done = yield wait_any, (self,)
                 self.check_cancel()
-                for future in done:
-                    for item, error in self.completed(future):
-                        clone = self.node._fresh_copy()
-                        clone.cur_retry = item.attempt
-                        try:
-                            value = yield getattr(clone, fallback), (item.value, error)
-                        except BaseException as final:
-                            self.failed(item, final)
-                            raise
-                        self.resolved(item, value)
+                for future in done:  # every item that came back is delivered before a fallback runs
+                    self.completed(future)
+                while self.exhausted:
+                    item, error = self.exhausted.popleft()
+                    clone = self.node._fresh_copy()
+                    clone.cur_retry = item.attempt
+                    try:
+                        value = yield getattr(clone, fallback), (item.value, error)
+                    except BaseException as final:
+                        self.failed(item, final)
+                        raise
+                    self.resolved(item, value)
         except BaseException as exc:
             self.abandon(exc)
             raise
-        return self.results
+        return [self.results[index] for index in range(self.count)]
 
 
 class _ThreadWaiter:
@@ -332,8 +365,9 @@ class _TaskWaiter:
             waiter.cancel()
 
 
-def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
-    """Sync driver of :class:`ExecPlan`: results by index, fallbacks and retries applied."""
+def run_on_executor(node: Any, items: list[Any], *, batch: bool) -> list[Any]:
+    """Sync driver of :class:`ExecPlan`: the items' results in order, fallbacks and retries applied
+    (a resumed batch node's finished items are not run again)."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
     waiter = _ThreadWaiter(plan.cancel)
     try:
@@ -342,7 +376,7 @@ def run_on_executor(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> 
         waiter.close()
 
 
-async def run_on_executor_async(node: Any, items: list[tuple[int, Any]], *, batch: bool) -> dict[int, Any]:
+async def run_on_executor_async(node: Any, items: list[Any], *, batch: bool) -> list[Any]:
     """Async driver of :class:`ExecPlan` (the task's cancellation cancels the futures)."""
     plan = ExecPlan(node, node._run_ctx.executor, items, batch=batch)
     waiter = _TaskWaiter()

@@ -54,12 +54,7 @@ class Graph(BaseNode):
         max_steps: int | None = None,
     ) -> None:
         super().__init__(node_id=node_id, config=config)
-        if max_steps is not None and (
-            not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
-        ):
-            raise GraphDefinitionError(
-                f"{type(self).__name__}: max_steps must be an int >= 1 or None, got {max_steps!r}"
-            )
+        _base.check_count(type(self).__name__, "max_steps", max_steps)
         self._start_node = start  # a new graph has no cached ids yet: no need to invalidate others
         declared = getattr(type(self), "name", None)
         if name is not None or not (isinstance(declared, str) or hasattr(declared, "__get__")):
@@ -89,18 +84,11 @@ class Graph(BaseNode):
 
     def _ensure_ids(self) -> None:
         if self._ids_version != _base._topology_version:
-            version = _base._topology_version
-            duplicates: list[tuple[str, str]] = []
-            _assign_ids(self, set(), duplicates)
-            self._duplicate_ids = tuple(duplicates)
-            self._ids_version = version
+            _assign_ids(self, set())
 
     def require_unique_ids(self) -> None:
-        """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``.
-
-        A plain run only warns (KayGraph 0.3 accepted it); what tells nodes apart by id calls
-        this first: durable runs (a checkpoint names the next node), tracing, the dashboard.
-        """
+        """Raise GraphDefinitionError if two nodes of one level share an explicit ``node_id``: durable
+        runs, tracing and the dashboard tell nodes apart by id (a plain run only warns, as 0.3 did)."""
         self._ensure_ids()
         if self._duplicate_ids:
             graph_name, node_id = self._duplicate_ids[0]
@@ -173,8 +161,6 @@ class Graph(BaseNode):
         :class:`~kaygraph.core.cancel.CancelToken` that stops the run with ``RunCancelled``;
         ``executor`` runs batch items and ``remote = True`` nodes (see :mod:`kaygraph.core.executor`).
         """
-        if self.successors:
-            warnings.warn("Node won't run successors. Use Graph.", stacklevel=2)
         runner = self._begin_run(listeners, run_id, resume, cancel, executor)
         if not runner._run_ctx.listeners:  # type: ignore[union-attr]
             return runner._run(shared)
@@ -188,6 +174,9 @@ class Graph(BaseNode):
         cancel: CancelToken | None = None,
         executor: Executor | None = None,
     ) -> _Graph:
+        if self.successors:
+            kind = "AsyncGraph" if self._kg_async_hooks else "Graph"
+            warnings.warn(f"Node won't run successors. Use {kind}.", stacklevel=3)
         self._ensure_ids()
         if self._duplicate_ids:
             graph_name, node_id = self._duplicate_ids[0]
@@ -196,14 +185,11 @@ class Graph(BaseNode):
                 "durable runs, tracing and the dashboard need unique ids; give one another node_id",
                 stacklevel=3,
             )
-        attached = _events.get_listeners()
-        if listeners:
-            seen = {id(listener) for listener in attached}
-            for listener in listeners:
-                _events.validate_listener(listener)
-                if id(listener) not in seen:  # attached globally and per run: called once
-                    seen.add(id(listener))
-                    attached = (*attached, listener)
+        listeners = tuple(listeners or ())
+        for listener in listeners:
+            _events.validate_listener(listener)
+        # A listener attached globally and for this run is called once, where it was first attached.
+        attached = {id(listener): listener for listener in (*_events.get_listeners(), *listeners)}
         runner = self._fresh_copy()
         if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
             raise TypeError(f"cancel= must be a kaygraph.CancelToken, got {cancel!r}")
@@ -211,24 +197,17 @@ class Graph(BaseNode):
             raise TypeError(
                 f"executor= must have a submit(fn, *args) method returning a Future, got {executor!r}"
             )
+        resume_at = None if resume is None else resume.restarted()
         runner._run_ctx = RunContext(
-            self,
-            attached,
-            run_id=run_id,
-            resume=None if resume is None else resume.restarted(),
-            cancel=cancel,
-            executor=executor,
+            self, attached.values(), run_id=run_id, resume=resume_at, cancel=cancel, executor=executor
         )
         runner._kg_path = ()
         if resume is not None and resume.params is not None:
             runner.params = dict(resume.params)
         return runner
 
-    def _run(self, shared: Any) -> Any:
-        if self._has_hooks:
-            return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
-        prep_res = self._hooked_prep(shared)
-        return self.post(shared, prep_res, self._hooked_exec(shared, prep_res))
+    def _run(self, shared: Any) -> Any:  # once per run of this graph, not per step: no fast path needed
+        return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
 
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         return self._orch(shared)
@@ -315,28 +294,24 @@ def _graph_ends(graph: Graph, node: BaseNode, node_id: str, action: Any) -> None
 
 def _reachable(graph: Graph) -> list[BaseNode]:
     """Nodes reachable from the start node, breadth-first, edges in the order they were added."""
-    start = graph.start_node
-    if start is None:
-        return []
-    order: list[BaseNode] = [start]
-    seen = {id(start)}
-    position = 0
-    while position < len(order):
-        for successor in order[position].successors.values():
+    order: list[BaseNode] = [] if graph.start_node is None else [graph.start_node]
+    seen = {id(node) for node in order}
+    for node in order:  # the loop also visits the nodes it appends
+        for successor in node.successors.values():
             if id(successor) not in seen:
                 seen.add(id(successor))
                 order.append(successor)
-        position += 1
     return order
 
 
-def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, str]]) -> None:
+def _assign_ids(graph: Graph, visiting: set[int]) -> None:
     """Give every node without an explicit id its class name, de-duplicated in graph order; a
-    repeated explicit id is recorded in ``duplicates`` (the first node keeps the id in the index)."""
+    repeated explicit id, here or below, goes to ``_duplicate_ids`` (the first node keeps the id)."""
     if id(graph) in visiting:
         raise GraphDefinitionError(f"graph {graph.name!r} contains itself")
     visiting.add(id(graph))
     nodes = _reachable(graph)
+    duplicates: list[tuple[str, str]] = []
     taken: set[str] = set()
     for node in nodes:
         explicit = node._explicit_id
@@ -351,13 +326,11 @@ def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, st
         node_id = node._explicit_id
         if node_id is None:
             base = type(node).__name__
-            count = counters.get(base, 0)
-            while True:
+            count = counters.get(base, 0) + 1
+            while (derived := base if count == 1 else f"{base}_{count}") in taken:
                 count += 1
-                node_id = base if count == 1 else f"{base}_{count}"
-                if node_id not in taken:
-                    break
             counters[base] = count
+            node_id = derived
             taken.add(node_id)
             if node._kg_in_graph and node._node_id not in (None, node_id):
                 node._kg_ambiguous_id = True  # another graph calls it otherwise
@@ -366,13 +339,12 @@ def _assign_ids(graph: Graph, visiting: set[int], duplicates: list[tuple[str, st
         index.setdefault(node_id, node)
         ids[id(node)] = node_id
         if isinstance(node, Graph):
-            inner: list[tuple[str, str]] = []
-            _assign_ids(node, visiting, inner)
-            node._duplicate_ids = tuple(inner)
-            node._ids_version = _base._topology_version
-            duplicates.extend(inner)
+            _assign_ids(node, visiting)
+            duplicates.extend(node._duplicate_ids)
     graph._index = index
     graph._ids = ids
+    graph._duplicate_ids = tuple(duplicates)
+    graph._ids_version = _base._topology_version
     visiting.discard(id(graph))
 
 
@@ -401,9 +373,7 @@ def _mermaid(graph: Graph, prefix: Path, lines: list[str], indent: str, names: d
             lines.append(f"{indent}end")
         else:
             lines.append(f"{indent}{names[path]}[{_mermaid_label(node_id, node)}]")
-    for node_id, node in graph._index.items():
-        for action, target in node.successors.items():
-            target_id = graph._ids[id(target)]
-            arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
-            source_path, target_path = (*prefix, node_id), (*prefix, target_id)
-            lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")
+    for source_id, action, target_id in graph.edges():
+        arrow = "-->" if action == "default" else f"-->|{action.replace('|', '/')}|"
+        source_path, target_path = (*prefix, source_id), (*prefix, target_id)
+        lines.append(f"{indent}{names[source_path]} {arrow} {names[target_path]}")

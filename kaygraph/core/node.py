@@ -63,7 +63,7 @@ class Node(BaseNode):
         if self.remote and self._on_executor():
             from .executor import run_on_executor
 
-            return run_on_executor(self, [(0, prep_res)], batch=False)[0]
+            return run_on_executor(self, [prep_res], batch=False)[0]
         if self.max_retries == 1:  # the common case, without the engine's retry loop
             self.cur_retry = 0
             try:

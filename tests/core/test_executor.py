@@ -256,6 +256,112 @@ def test_an_executor_failing_a_chunk_counts_as_one_attempt():
         Graph(start=Square(max_retries=2)).run({"items": [3]}, executor=BrokenFutures(5))
 
 
+class Held:
+    """Records every submit and runs it at once, but holds back the futures of chunks that
+    succeeded until ``release()``: results that come back while the caller is busy elsewhere."""
+
+    def __init__(self):
+        self.submitted: list[list[int]] = []
+        self.held: list[tuple[Future, list]] = []
+
+    def submit(self, fn, /, *args):
+        self.submitted.append([index for index, _ in args[1]])
+        future: Future = Future()
+        outcomes = fn(*args)
+        if all(status == "ok" for status, _ in outcomes):
+            self.held.append((future, outcomes))
+        else:
+            future.set_result(outcomes)
+        return future
+
+    def release(self):
+        for future, outcomes in self.held:
+            future.set_result(outcomes)
+
+
+class ItemEnds(RunListener):
+    def __init__(self):
+        self.ends: dict[int, object] = {}
+
+    def on_batch_item_end(self, *, index, result, error, **kwargs):
+        self.ends[index] = result if error is None else error
+
+
+class ThirdFails(BatchNode):
+    def prep(self, shared):
+        return list(range(6))
+
+    def exec(self, item):
+        if item == 3:
+            raise ValueError("item 3")
+        return item * 10
+
+    def exec_fallback(self, prep_res, exc):
+        self.executor.release()  # the other items come back while the fallback runs
+        raise exc
+
+
+class AsyncThirdFails(AsyncBatchNode, ThirdFails):
+    async def prep_async(self, shared):
+        return ThirdFails.prep(self, shared)
+
+    async def exec_async(self, item):
+        return ThirdFails.exec(self, item)
+
+    async def exec_fallback_async(self, prep_res, exc):
+        return ThirdFails.exec_fallback(self, prep_res, exc)
+
+
+@pytest.mark.parametrize("node_class", [ThirdFails, AsyncThirdFails])
+def test_items_back_when_a_batch_fails_are_delivered_before_the_failure(node_class):
+    """Items whose results came back are reported finished (so a checkpointer keeps them and a
+    resume does not run them again), even when they come back while another item fails."""
+    executor, listener = Held(), ItemEnds()
+    node = node_class(node_id="batch")
+    node.executor = executor
+    graph = (AsyncGraph if node_class is AsyncThirdFails else Graph)(start=node)
+    with pytest.raises(ValueError, match="item 3"):
+        if node_class is AsyncThirdFails:
+            asyncio.run(graph.run_async({}, executor=executor, listeners=[listener]))
+        else:
+            graph.run({}, executor=executor, listeners=[listener])
+    assert sorted(executor.submitted) == [[index] for index in range(6)]
+    failure = listener.ends.pop(3)
+    assert isinstance(failure, ValueError)
+    assert listener.ends == {0: 0, 1: 10, 2: 20, 4: 40, 5: 50}
+
+
+@pytest.mark.parametrize("run_async", [False, True])
+def test_items_back_with_the_failing_one_are_delivered_before_its_fallback(run_async):
+    """Every future that finished together with the failing one is delivered first, whatever
+    order the wait returns them in."""
+
+    class OneBad(AsyncBatchNode if run_async else BatchNode):
+        def prep(self, shared):
+            return list(range(30))
+
+        async def prep_async(self, shared):
+            return list(range(30))
+
+        def exec(self, item):
+            if item == 17:
+                raise ValueError("item 17")
+            return item
+
+        async def exec_async(self, item):
+            return self.exec(item)
+
+    listener = ItemEnds()
+    graph = (AsyncGraph if run_async else Graph)(start=OneBad())
+    with pytest.raises(ValueError, match="item 17"):
+        if run_async:
+            asyncio.run(graph.run_async({}, executor=InlineExecutor(), listeners=[listener]))
+        else:
+            graph.run({}, executor=InlineExecutor(), listeners=[listener])
+    assert isinstance(listener.ends.pop(17), ValueError)
+    assert listener.ends == {index: index for index in range(30) if index != 17}
+
+
 def test_an_executor_raising_on_submit_fails_the_run_with_that_error():
     class Refuses:
         def submit(self, fn, /, *args):

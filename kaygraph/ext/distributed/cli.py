@@ -30,6 +30,8 @@ def _echo(value: int) -> int:
 
 
 def _check(args: Any) -> int:
+    from kaygraph.cli import fail
+
     from .errors import DistributedError
     from .factory import open_executor
 
@@ -37,8 +39,7 @@ def _check(args: Any) -> int:
     try:
         executor = open_executor(args.url, **options)
     except DistributedError as exc:
-        print(f"error: {exc}")
-        return 2
+        return fail(str(exc), 2)
     if executor is None:
         print("executor: local (graphs run in this process; nothing to check)")
         return 0
@@ -51,8 +52,7 @@ def _check(args: Any) -> int:
                 print(f"{key}: {value}")
             print(f"ok: connected and ran a task in {elapsed:.2f} s")
     except DistributedError as exc:
-        print(f"error: {exc}")
-        return 1
+        return fail(str(exc))
     return 0
 
 

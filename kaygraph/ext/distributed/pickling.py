@@ -91,14 +91,44 @@ class _SharedUnpickler(pickle.Unpickler):
         return self._shared[pid]
 
 
+class _Oversize(Exception):
+    """The pickle grew past the share threshold: it may hold a leaf worth sharing."""
+
+
+class _CappedBuffer(io.BytesIO):
+    """A buffer that refuses to grow past ``limit`` bytes (raising :class:`_Oversize`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(memoryview(data)) >= self._limit:
+            raise _Oversize
+        return super().write(data)
+
+
 def dumps(obj: Any, *, share_threshold: int | None = None, shared: list[Any] | None = None) -> bytes:
     """Pickle ``obj`` for a worker; with ``share_threshold``, large leaves are appended to ``shared``
-    and replaced by references. Errors propagate as the pickler raised them."""
-    buffer = io.BytesIO()
+    and replaced by references. Errors propagate as the pickler raised them.
+
+    A pickle smaller than the threshold cannot hold a leaf that large, so the plain pickler tries
+    first, into a buffer capped at the threshold (the pickler writes a large leaf in one piece, so
+    at most the threshold's worth of work is redone); only a bigger pickle is redone by the sharing
+    pickler, whose per-object hook costs about as much as pickling a small call itself.
+    """
     if share_threshold and shared is not None:
+        capped = _CappedBuffer(share_threshold)
+        try:
+            _Pickler(capped, protocol=_PROTOCOL).dump(obj)
+            return capped.getvalue()
+        except _Oversize:
+            pass
+        buffer = io.BytesIO()
         _SharingPickler(buffer, share_threshold, shared).dump(obj)
-    else:
-        _Pickler(buffer, protocol=_PROTOCOL).dump(obj)
+        return buffer.getvalue()
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=_PROTOCOL).dump(obj)
     return buffer.getvalue()
 
 

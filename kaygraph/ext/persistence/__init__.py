@@ -147,18 +147,22 @@ def _register_extension() -> None:
             """Nothing to start: stores connect when a durable graph first uses them."""
 
         def describe(self) -> dict[str, str]:
-            from .stores import setting
+            from pathlib import Path
 
+            from .base import redact_url
+            from .stores import SQLITE_FILE, setting
+
+            # A URL to paste into --store (and into persistence.url), its password hidden.
             url = setting("url")
             if url:
-                from urllib.parse import urlsplit
-
-                parts = urlsplit(url)
-                location = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # no password
+                location = redact_url(url)
             elif setting("backend") == "sqlite":
-                location = f"{setting('directory')}/runs.db (durability={setting('durability')})"
+                path = Path(setting("directory")) / SQLITE_FILE
+                location = f"sqlite:///{path.as_posix()} (durability={setting('durability')})"
+            elif setting("backend") == "memory":
+                location = "memory:// (this process only)"
             else:
-                location = str(setting("backend"))
+                location = f"{setting('backend')} (persistence.url is not set)"
             return {
                 "store": location,
                 "ttl": f"{setting('ttl')} s",

@@ -38,6 +38,7 @@ class WriterSettings(Protocol):
     live_threshold: float | None
     ttl: float | None
 
+
 #: The run row is refreshed (steps, updated_at, lease expiry) at most this often, in seconds.
 ROW_REFRESH = 1.0
 #: Error and traceback texts kept in run rows and records, in characters.
@@ -320,8 +321,10 @@ class Checkpointer(RunListener):
             if len(self._durations) > 1000:
                 self._durations.clear()
             self._durations[path] = duration
+            snapshot = self.seq - self.last_snapshot >= self.snapshot_every
             try:
-                delta = self.tracker.diff(shared)
+                # A snapshot compares every list item by item (see tracking: the safety net).
+                delta = self.tracker.diff(shared, whole_lists=snapshot)
             except SerializationError as exc:
                 raise SerializationError(
                     f"run {self.run_id!r} cannot checkpoint after node {node_id!r}: {exc}",
@@ -345,8 +348,8 @@ class Checkpointer(RunListener):
             seq_text = kwargs.get("seq")
             if seq_text is not None:
                 head += f',"q":{int(seq_text)}'
-            delta_text = self._delta_text(delta) if delta else ""
-            if self.seq - self.last_snapshot >= self.snapshot_every:
+            delta_text = self._delta_text(delta)  # "" when nothing changed
+            if snapshot:
                 self.write(frame(self._snapshot_text("step", head, delta_text)), snapshot=True)
                 return
             if position is not None:
@@ -397,7 +400,7 @@ class Checkpointer(RunListener):
                 raw = None
                 if error is None:
                     # The state after the run, but never a failed node's half-done writes.
-                    delta = self.tracker.diff(shared)
+                    delta = self.tracker.diff(shared, whole_lists=True)
                     raw = {"a": action_json(action)}
                     delta_text = self._delta_text(delta)
                     text = record_json("end", fields, raw)[:-1] + delta_text + "}"

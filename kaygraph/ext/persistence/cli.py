@@ -75,7 +75,12 @@ def register(subparsers: Any) -> None:
 
     show = command("show", "a run's metadata and its steps")
     show.add_argument("run_id")
-    show.add_argument("--state", action="store_true", help="print the shared state after each step")
+    show.add_argument(
+        "--state",
+        action="store_true",
+        help="print what each step changed in the shared state (keys set, items appended, keys deleted)",
+    )
+    show.add_argument("--full", action="store_true", help="with --state: print values whole, not shortened")
     show.add_argument("--show-secrets", action="store_true", help="do not hide secrets in errors and state")
     show.add_argument(
         "--serializer",
@@ -158,13 +163,55 @@ def _show(args: Any) -> int:
         print("  " + hide(info.traceback).rstrip().replace("\n", "\n  "))
     print()
     # States are decoded only when shown: listing steps needs no user classes nor serializer.
+    before: dict[str, Any] | None = None
+    shortened = False
     for entry in iter_steps(args.store, args.run_id, serializer=args.serializer, decode=args.state):
         where = " > ".join(map(str, entry.path)) or "-"
         action = "" if entry.action is None else f" action={entry.action!r}"
         print(f"#{entry.seq:<5} {entry.kind:<7} {where:<30} at {_time(entry.timestamp)}{action}")
-        if args.state:
-            print(f"        state: {hide(entry.state)!r}")
+        if args.state and entry.state is not None:
+            state = hide(entry.state)
+            for line in state_changes(before, state, limit=None if args.full else SHOWN_CHARS):
+                shortened = shortened or line.endswith(_CUT)
+                print(f"        {line}")
+            before = state
+    if shortened:
+        print(f"\n(values longer than {SHOWN_CHARS} characters are shortened: --full prints them whole)")
     return 0
+
+
+#: ``runs show --state`` shortens each value to this many characters (``--full``: whole).
+SHOWN_CHARS = 100
+
+
+_CUT = "..."
+
+
+def _shown(value: Any, limit: int | None) -> str:
+    text = repr(value)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - len(_CUT)] + _CUT
+    return text
+
+
+def state_changes(before: dict[str, Any] | None, after: dict[str, Any], *, limit: int | None) -> list[str]:
+    """Lines saying what changed from state ``before`` (None: nothing yet) to ``after``: a key set
+    (``key = value``), items appended to a list (``key += [...]``), a key deleted; values
+    shortened to ``limit`` characters."""
+    lines = []
+    for key, value in after.items():
+        if before is not None and key in before:
+            old = before[key]
+            if type(old) is type(value) and old == value:
+                continue
+            grew = type(value) is list and type(old) is list and len(value) > len(old)
+            if grew and value[: len(old)] == old:
+                added = value[len(old) :]
+                lines.append(f"{key} += {_shown(added, limit)}")
+                continue
+        lines.append(f"{key} = {_shown(value, limit)}")
+    lines += [f"{key} deleted" for key in before or () if key not in after]
+    return lines or ["(no change)"]
 
 
 def _resume(args: Any) -> int:
@@ -207,10 +254,9 @@ def _delete(args: Any) -> int:
     if delete_run(args.store, args.run_id, force=args.force):
         print(f"deleted run {args.run_id!r}")
         return 0
-    import sys
+    from kaygraph.cli import fail
 
-    print(f"kaygraph: error: no run {args.run_id!r} in {_store_name(args.store)}", file=sys.stderr)
-    return 1
+    return fail(f"no run {args.run_id!r} in {_store_name(args.store)}")
 
 
-__all__ = ["redact", "redact_text", "register"]
+__all__ = ["redact", "redact_text", "register", "state_changes"]

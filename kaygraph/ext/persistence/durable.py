@@ -40,7 +40,7 @@ from .leases import claim, drop_owner, lease_is_live, locked_error, new_owner, r
 from .records import RunState
 from .serialization import check_serializer, decode_params, decode_state, decode_value, get_serializer
 from .stores import open_store, setting
-from .tracking import TrackedDict
+from .tracking import TrackedDict, plain_state
 
 _UNSET: Any = object()
 
@@ -146,7 +146,7 @@ class _Job:
         assert self.checkpointer is not None
         shared = self.caller_shared
         if shared is None:  # a resumed run: its state was rebuilt here, hand out a plain dict
-            shared = dict(dict.items(self.state)) if isinstance(self.state, TrackedDict) else self.state
+            shared = plain_state(self.state) if isinstance(self.state, TrackedDict) else self.state
         return RunResult(
             run_id=self.checkpointer.run_id,
             status="succeeded",
@@ -162,8 +162,9 @@ class _Job:
         caller = self.caller_shared
         if caller is not None and caller is not self.state:
             # The graph ran on a TrackedDict copy: hand the caller's dict the final state.
+            final = plain_state(self.state)
             caller.clear()
-            caller.update(dict.items(self.state))
+            caller.update(final)
 
 
 class DurableGraph:
@@ -357,6 +358,8 @@ class DurableGraph:
         owner = new_owner()
         checkpointer = Checkpointer(self, run_id, owner, writer)
         state = TrackedDict(shared) if type(shared) is dict else shared
+        if state is not shared:
+            checkpointer.tracker.caller = shared
         try:
             first = checkpointer.first_snapshot("start", state)
         except BaseException:

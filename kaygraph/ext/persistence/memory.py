@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,9 @@ class MemoryStore(CheckpointStore):
         self._records: dict[str, dict[int, bytes]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        # (expires_at, run_id) for every expiry ever set, soonest first: a purge pops what has
+        # passed instead of scanning every run (it runs before each new run is stored).
+        self._expiries: list[tuple[float, str]] = []
 
     @classmethod
     def named(cls, name: str) -> MemoryStore:
@@ -46,6 +50,7 @@ class MemoryStore(CheckpointStore):
                 return False
             self._runs[info.run_id] = RunInfo(*info.as_row())
             self._records[info.run_id] = {0: bytes(first_record)}
+            self._note_expiry(info.run_id, info.expires_at)
             self._changed.notify_all()
             return True
 
@@ -69,6 +74,8 @@ class MemoryStore(CheckpointStore):
         check_run_fields(changes)
         for name, value in changes.items():
             setattr(info, name, value)
+        if "expires_at" in changes:
+            self._note_expiry(run_id, info.expires_at)
         if "updated_at" in changes:
             self._changed.notify_all()
         return True
@@ -152,16 +159,22 @@ class MemoryStore(CheckpointStore):
         with self._lock:
             return self._purge(time.time() if now is None else now)
 
+    def _note_expiry(self, run_id: str, expires_at: float | None) -> None:
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, run_id))
+
     def _purge(self, now: float) -> int:
-        expired = [
-            run_id
-            for run_id, info in self._runs.items()
-            if info.expires_at is not None and info.expires_at <= now
-        ]
-        for run_id in expired:
-            del self._runs[run_id]
-            self._records.pop(run_id, None)
-        return len(expired)
+        purged = 0
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, run_id = heapq.heappop(expiries)
+            info = self._runs.get(run_id)
+            # An entry is stale if the run is gone or its expiry moved (the new one has its own).
+            if info is not None and info.expires_at is not None and info.expires_at <= now:
+                del self._runs[run_id]
+                self._records.pop(run_id, None)
+                purged += 1
+        return purged
 
 
 __all__ = ["MemoryStore"]

@@ -31,6 +31,7 @@ from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError, S
 
 from .abc import RunInfo, Serializer
 from .records import json_string, to_json
+from .tracking import TrackedList
 
 _TAG = "__kg__"
 _TAG_TEXT = '"__kg__"'
@@ -168,8 +169,10 @@ class JSONSerializer(Serializer):
             if kind is float and (value != value or value in _INFINITIES):
                 return {_TAG: "float", "v": repr(value)}
             return value
-        if kind is list:
-            return [self._tagged(item, f"{key_path}[{index}]") for index, item in enumerate(value)]
+        if kind is list or kind is TrackedList:
+            return [
+                self._tagged(item, f"{key_path}[{index}]") for index, item in enumerate(list.__iter__(value))
+            ]
         if kind is dict:
             if all(type(key) is str for key in value) and _TAG not in value:
                 return {key: self._tagged(item, _key_repr(key_path, key)) for key, item in value.items()}

@@ -220,13 +220,7 @@ class SQLStore(CheckpointStore):
         prune: Sequence[tuple[int, int]] = (),
     ) -> None:
         ph = self.placeholder
-        # One statement inserts the record only while the run row exists (and is owned by
-        # `owner`); the row lock makes a concurrent delete_run wait for this transaction.
-        condition = f"run_id = {ph}" + ("" if owner is None else f" AND lease_owner = {ph}")
-        sql = (
-            f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) SELECT {ph}, {ph}, {ph} "
-            f"FROM {self.runs_table} WHERE {condition}{self.row_lock}"
-        )
+        sql = self._append_sql(owner is None)
         params = (run_id, seq, record, run_id) if owner is None else (run_id, seq, record, run_id, owner)
 
         attempts: list[bool] = []
@@ -256,6 +250,22 @@ class SQLStore(CheckpointStore):
             if attempts[-1] and self._stored_record(run_id, seq) == bytes(record):
                 return  # the first attempt committed it before the connection died
             raise stale_writer_error(run_id, seq) from exc
+
+    def _append_sql(self, anyone: bool) -> str:
+        """The INSERT of :meth:`append` (built once per store): one statement inserts the record
+        only while the run row exists (and, unless ``anyone``, is owned by the writer); the row
+        lock makes a concurrent delete_run wait for this transaction."""
+        texts: dict[bool, str] | None = self.__dict__.get("_append_texts")
+        if texts is None:
+            ph = self.placeholder
+            insert = f"INSERT INTO {self.checkpoints_table} (run_id, seq, data) SELECT {ph}, {ph}, {ph} "
+            texts = self.__dict__["_append_texts"] = {
+                anyone: f"{insert}FROM {self.runs_table} WHERE run_id = {ph}"
+                + ("" if anyone else f" AND lease_owner = {ph}")
+                + self.row_lock
+                for anyone in (True, False)
+            }
+        return texts[anyone]
 
     def _stored_record(self, run_id: str, seq: int) -> bytes | None:
         """Record ``seq`` of ``run_id`` as stored (read in its own transaction)."""

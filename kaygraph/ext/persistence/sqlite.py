@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from kaygraph.core.exceptions import PersistenceError
+from kaygraph.utils.sqlite import connect as sqlite_connect
+from kaygraph.utils.sqlite import transaction as sqlite_transaction
 
 from .errors import StoreNotFoundError
 from .sql import SQLStore
@@ -67,14 +68,7 @@ class SQLiteStore(SQLStore):
                 raise PersistenceError(f"the SQLite store path {str(self.path)!r} is a directory, not a file")
         self._lock = threading.Lock()
         try:
-            self._connection = sqlite3.connect(
-                str(path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            connection = self._connection
-            connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if not in_memory:
-                connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute(f"PRAGMA synchronous = {DURABILITIES[durability]}")
+            self._connection = sqlite_connect(path, timeout=timeout, synchronous=DURABILITIES[durability])
         except sqlite3.Error as exc:
             raise self._driver_error(exc) from exc
         self._run(lambda cursor, retried: self.create_schema(cursor))
@@ -83,21 +77,8 @@ class SQLiteStore(SQLStore):
         cursor.execute(f"PRAGMA table_info({self.runs_table})")
         return {str(row[1]) for row in cursor.fetchall()}
 
-    @contextlib.contextmanager
-    def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
-        with self._lock:
-            cursor = self._connection.cursor()
-            if not write or single:  # autocommit: a lone write statement takes the lock itself
-                yield cursor
-                return
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
+    def _transaction(self, write: bool = True, *, single: bool = False) -> AbstractContextManager[Any]:
+        return sqlite_transaction(self._lock, self._connection, write, single=single)
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)

@@ -16,17 +16,27 @@ How an in-place mutation is detected (correctness first):
    items are encoded and stored (an *append*); anything else re-encodes the value. Every other
    value is re-encoded and its JSON compared with the last one, so an equal replacement stores
    nothing and a deleted key is stored as deleted.
+3. **Which items of a list.** After a step, a top-level list held by nothing but ``shared`` (and
+   the caller's dict it was copied from; counted with ``sys.getrefcount``, so the swap is
+   invisible) is replaced by a :class:`TrackedList` of the same items. It logs which old items
+   it handed out: appends run at C speed and show in the length; ``lst[i]`` and short slices
+   mark those indices; whatever hands out every item or rearranges the list marks all of it.
+   Only marked items are compared with the shadow, plus the length and the identity of the first
+   and last old items (C code such as ``heapq`` writes without the methods). Snapshots and the
+   run's end compare every item. The caller's dict gets plain lists back (see :func:`plain`).
 
 Limits, stated plainly: a value mutated through a reference kept *outside* ``shared`` from an
 earlier step (a global, a node attribute) without reaching it through ``shared`` again is seen
-only when some later step reaches that key; an object nested inside one key and also stored under
-another key is not an alias at the top level and is not followed. Numbers equal across types
-(``1``, ``1.0``, ``True``) nested inside an old list item compare equal, so such a retyping alone
-is recorded when that item is next re-encoded.
+only when some later step reaches that key (an item of a TrackedList: at the next snapshot); an
+object nested inside one key and also stored under another key is not an alias at the top level
+and is not followed; C code that rearranges a TrackedList keeping its length and ends is seen at
+the next snapshot. Numbers equal across types (``1``, ``1.0``, ``True``) nested inside an old
+list item compare equal, so such a retyping alone is recorded when that item is next re-encoded.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +51,8 @@ _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
 _MISSING = object()
 #: Encoded values at most this long are repeated in every snapshot instead of being referenced.
 INLINE_LIMIT = 512
+#: A slice longer than this marks a whole TrackedList as reached.
+_SLICE_LIMIT = 64
 
 
 class TrackedDict(dict):  # type: ignore[type-arg]
@@ -141,6 +153,141 @@ class TrackedDict(dict):  # type: ignore[type-arg]
         dict.clear(self)
 
 
+class TrackedList(list):  # type: ignore[type-arg]
+    """A top-level list of a durable run's shared store that remembers which old items it handed out.
+
+    Appends (``append``, ``extend``, ``+=``) run at C speed and are found by the length. Reading
+    one item (``lst[i]``, a short slice) marks that index; anything that hands out every item or
+    rearranges the list (iteration, ``copy``, ``+``, comparisons, ``pop``, ``sort``, assignment,
+    deletion...) marks the whole list, which is then compared exactly. See the module docstring.
+    """
+
+    __slots__ = ("_all", "_origin", "_reached")
+
+    def __init__(self, *args: Any) -> None:
+        list.__init__(self, *args)
+        self._reached: set[int] = set()
+        self._all = True  # re-initialised by user code: compare everything
+        #: The caller's plain list this one replaced (it gets the final items back), or None.
+        self._origin: list[Any] | None = None
+
+    def reset(self) -> None:
+        """Forget what was reached (the tracker looked at it)."""
+        self._reached = set()
+        self._all = False
+
+    def __getitem__(self, index: Any) -> Any:
+        item = list.__getitem__(self, index)
+        if type(index) is int:
+            if type(item) not in _IMMUTABLE:
+                self._reached.add(index if index >= 0 else index + len(self))
+        elif type(index) is slice:
+            span = range(*index.indices(len(self)))
+            if len(span) > _SLICE_LIMIT:
+                self._all = True
+            else:
+                self._reached.update(span)
+        else:
+            self._all = True
+        return item
+
+    def __contains__(self, item: Any) -> bool:
+        if type(item) not in _IMMUTABLE:
+            self._all = True  # the item's __eq__ meets every element
+        return list.__contains__(self, item)
+
+    def index(self, item: Any, *args: Any) -> int:
+        if type(item) not in _IMMUTABLE:
+            self._all = True
+        return list.index(self, item, *args)
+
+    def count(self, item: Any) -> int:
+        if type(item) not in _IMMUTABLE:
+            self._all = True
+        return list.count(self, item)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Pickles and deep copies are plain lists (and hand no item out).
+        return (list, (list.copy(self),))
+
+    def __add__(self, other: Any) -> Any:
+        self._all = True
+        if type(other) is TrackedList:
+            other._all = True
+        return list.__add__(self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        # ``plain + tracked`` and ``plain += tracked``: marked here, then done by the plain list
+        # as usual (NotImplemented), so ``+=`` still extends the left list in place.
+        self._all = True
+        return NotImplemented
+
+    def __iadd__(self, other: Any) -> TrackedList:
+        # Defined so ``+=`` extends in place instead of falling back to __add__ (a new list).
+        if type(other) is TrackedList:
+            other._all = True
+        return list.__iadd__(self, other)
+
+    __hash__ = None
+
+
+def _marking_all(name: str) -> Any:
+    """``list.<name>``, marking the whole TrackedList as reached first."""
+    method = getattr(list, name)
+
+    def marked(self: TrackedList, *args: Any, **kwargs: Any) -> Any:
+        self._all = True
+        return method(self, *args, **kwargs)
+
+    marked.__name__ = marked.__qualname__ = name
+    marked.__doc__ = method.__doc__
+    return marked
+
+
+# What hands out every item (iteration, copies, repetition, comparisons with another list) or
+# rearranges the list: the whole list is compared after the step.
+for _name in (
+    "__iter__", "__reversed__", "copy", "__mul__", "__rmul__", "__eq__", "__ne__", "__lt__", "__le__",
+    "__gt__", "__ge__", "__setitem__", "__delitem__", "__imul__", "insert", "pop", "remove",
+    "clear", "sort", "reverse",
+):  # fmt: skip
+    setattr(TrackedList, _name, _marking_all(_name))
+TrackedList.__copy__ = TrackedList.copy  # type: ignore[attr-defined]
+del _name
+
+
+def plain(value: Any) -> Any:
+    """``value`` with a :class:`TrackedList` turned back into a plain list (the caller's own list
+    object when the run started from it)."""
+    if type(value) is not TrackedList:
+        return value
+    origin = value._origin
+    if origin is None:
+        return list.copy(value)
+    list.__setitem__(origin, slice(None), value)
+    return origin
+
+
+def plain_state(state: Any) -> dict[Any, Any]:
+    """A plain dict of ``state``'s items (no tracking types left at the top level)."""
+    return {key: plain(value) for key, value in dict.items(state)}
+
+
+def _references(container: dict[Any, Any], key: Any) -> int:
+    """The reference count of ``container[key]`` as seen from here (compared with ``_ALONE``)."""
+    value = dict.__getitem__(container, key)
+    return sys.getrefcount(value)
+
+
+#: The count :func:`_references` sees for a value held by its container only; None where
+#: reference counts are not exact (PyPy, free-threaded builds): lists are then never adopted.
+_ALONE: int | None = (
+    _references({"k": []}, "k")
+    if hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
+    else None
+)
+
+
 def _plain_copy(value: Any) -> Any:
     """A copy of a plain JSON-like value that shares its immutable leaves, or ``_MISSING`` when
     the value holds anything else (its equality would not be a faithful change test)."""
@@ -149,8 +296,8 @@ def _plain_copy(value: Any) -> Any:
         if kind is float and value != value:  # NaN never equals itself: not comparable
             return _MISSING
         return value
-    if kind is list:
-        items = [_plain_copy(item) for item in value]
+    if kind is list or kind is TrackedList:
+        items = [_plain_copy(item) for item in list.__iter__(value)]
         return _MISSING if any(item is _MISSING for item in items) else items
     if kind is dict:
         copied = {}
@@ -168,7 +315,7 @@ def _plain_copy(value: Any) -> Any:
 class _Entry:
     """What the tracker knows about one top-level key."""
 
-    __slots__ = ("chain", "holder", "items", "obj", "shadow", "since", "text")
+    __slots__ = ("chain", "edges", "holder", "items", "obj", "shadow", "since", "text")
 
     def __init__(self) -> None:
         self.obj: Any = _MISSING
@@ -177,6 +324,8 @@ class _Entry:
         #: A list's item texts and its shadow (plain copies of its items).
         self.items: list[str] | None = None
         self.shadow: list[Any] | None = None
+        #: A list's first and last items (the objects), checked by identity.
+        self.edges: tuple[Any, Any] = (None, None)
         #: Since the last snapshot: None (unchanged), "set" (replaced) or the appended item texts.
         self.since: Any = "set"
         #: The snapshot that resolves this value as of the last snapshot, and the snapshots needed
@@ -215,8 +364,12 @@ class StateTracker:
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
         self.entries: dict[str, _Entry] = {}
+        #: The caller's dict the run's TrackedDict was copied from (it holds the same lists).
+        self.caller: dict[Any, Any] | None = None
         self._in_flight = 0
         self._lock = threading.Lock()
+        #: The keys holding lists that the last diff examined (to reset or adopt).
+        self._lists: list[str] = []
 
     # -- nodes in flight -----------------------------------------------------------------------
 
@@ -230,8 +383,9 @@ class StateTracker:
 
     # -- deltas --------------------------------------------------------------------------------
 
-    def diff(self, shared: Any, *, everything: bool = False) -> Delta:
-        """What changed since the previous call (every key is examined with ``everything``)."""
+    def diff(self, shared: Any, *, everything: bool = False, whole_lists: bool = False) -> Delta:
+        """What changed since the previous call (every key is examined with ``everything``;
+        with ``whole_lists`` every TrackedList is compared item by item, reached or not)."""
         if not isinstance(shared, dict):
             raise SerializationError(
                 f"cannot checkpoint a shared store of type {type(shared).__name__}: durable runs need "
@@ -244,7 +398,8 @@ class StateTracker:
         if everything or tracked is None or tracked.reached_all():
             candidates: Any = list(dict.keys(shared))
         else:
-            reached = tracked.touched
+            # (A copy while nodes are in flight: they may add to it.)
+            reached = tracked.touched if self._in_flight == 0 else tracked.touched.copy()
             candidates = [key for key in reached if dict.__contains__(shared, key)]
             if len(dict.keys(shared)) != len(entries) or len(reached) != len(candidates):
                 # New or deleted keys: also look at keys the entries do not know.
@@ -252,8 +407,11 @@ class StateTracker:
             # Aliases: an unreached key holding the same object as a reached one. Only mutable
             # values matter (an immutable one cannot change in place), so a step that reached
             # only strings and numbers skips the scan.
-            values = [dict.__getitem__(shared, key) for key in candidates]
-            ids = {id(value) for value in values if type(value) not in _IMMUTABLE}
+            ids = {
+                id(value)
+                for value in [dict.__getitem__(shared, key) for key in candidates]
+                if type(value) not in _IMMUTABLE
+            }
             if ids and entries:
                 candidates += [
                     key
@@ -263,17 +421,51 @@ class StateTracker:
                     and id(entry.obj) in ids
                     and dict.__contains__(shared, key)
                 ]
+            if whole_lists:
+                candidates += [
+                    key
+                    for key, entry in entries.items()
+                    if type(entry.obj) is TrackedList
+                    and key not in reached
+                    and dict.__contains__(shared, key)
+                ]
+        lists = self._lists = []
         for key in candidates:
-            self._examine(key, dict.__getitem__(shared, key), delta)
+            self._examine(key, dict.__getitem__(shared, key), delta, whole_lists or everything)
         if len(entries) > len(dict.keys(shared)):
             delta.deleted = [key for key in entries if not dict.__contains__(shared, key)]
             for key in delta.deleted:
                 del entries[key]
         if tracked is not None and self._in_flight == 0:
             tracked.reset()
+            for key in lists:
+                kind = type(dict.get(tracked, key))  # no reference kept here: _adopt counts them
+                if kind is TrackedList:
+                    dict.__getitem__(tracked, key).reset()
+                elif kind is list and key in entries and entries[key].shadow is not None:
+                    self._adopt(tracked, key)
         return delta
 
-    def _examine(self, key: Any, value: Any, delta: Delta) -> None:
+    def _adopt(self, shared: TrackedDict, key: str) -> None:
+        """Replace the plain list at ``shared[key]`` with a :class:`TrackedList` of the same items,
+        when nothing but the shared store (and the caller's dict it came from) holds it: the swap
+        is then invisible, and later steps compare only the items they reached."""
+        if _ALONE is None:
+            return
+        entry = self.entries[key]
+        caller = self.caller
+        original = dict.__getitem__(shared, key)
+        from_caller = caller is not None and dict.get(caller, key) is original
+        # Holders: the shared store, the entry, the caller's dict (maybe) and `original` here.
+        if _references(shared, key) != _ALONE + 2 + from_caller:
+            return
+        tracked = TrackedList(original)
+        tracked.reset()
+        tracked._origin = original if from_caller else None
+        dict.__setitem__(shared, key, tracked)
+        entry.obj = tracked
+
+    def _examine(self, key: Any, value: Any, delta: Delta, whole: bool = False) -> None:
         if type(key) is not str:
             raise SerializationError(
                 f"cannot checkpoint shared[{key!r}]: top-level keys of the shared store must be "
@@ -281,24 +473,67 @@ class StateTracker:
                 key_path=f"shared[{key!r}]",
             )
         entry = self.entries.get(key)
+        kind = type(value)
         if entry is None:
             entry = self.entries[key] = _Entry()
-        elif type(value) in _IMMUTABLE and entry.obj is value:
+        elif kind in _IMMUTABLE and entry.obj is value:
+            return
+        if kind in _SCALAR_TYPES:
+            self._scalar(key, entry, value, delta)
             return
         path = f"shared[{key!r}]"
-        if type(value) is list and entry.shadow is not None:
+        if kind is list or kind is TrackedList:
+            self._lists.append(key)
+        if (
+            kind is TrackedList
+            and entry.obj is value
+            and not whole
+            and not value._all
+            and self._only_grew(entry, value)
+        ):
+            count = len(entry.shadow)  # type: ignore[arg-type]
+            if len(value) > count:
+                self._append(key, entry, value, count, delta, path)
+            return
+        if (kind is list or kind is TrackedList) and entry.shadow is not None:
             shadow = entry.shadow
             count = len(shadow)
-            if len(value) >= count and (value == shadow if len(value) == count else value[:count] == shadow):
+            if len(value) >= count and (
+                list.__eq__(value, shadow)
+                if len(value) == count
+                else list.__getitem__(value, slice(0, count)) == shadow
+            ):
                 if len(value) == count:
                     entry.obj = value
+                    if count:
+                        entry.edges = (list.__getitem__(value, 0), list.__getitem__(value, -1))
                     return
                 self._append(key, entry, value, count, delta, path)
                 return
         self._replace(key, entry, value, delta, path)
 
+    @staticmethod
+    def _only_grew(entry: _Entry, value: TrackedList) -> bool:
+        """Whether a TrackedList whose log shows no rearrangement still holds its old items
+        unchanged: the reached ones are compared exactly; the length and the identity of the
+        first and last old items catch C code that bypassed the methods (heapq)."""
+        shadow = entry.shadow
+        assert shadow is not None
+        count = len(shadow)
+        if len(value) < count:
+            return False
+        if count and (
+            list.__getitem__(value, 0) is not entry.edges[0]
+            or list.__getitem__(value, count - 1) is not entry.edges[1]
+        ):
+            return False
+        for index in value._reached.copy():  # (a copy: nodes in flight may add to it)
+            if index < count and list.__getitem__(value, index) != shadow[index]:
+                return False
+        return True
+
     def _append(self, key: str, entry: _Entry, value: list[Any], count: int, delta: Delta, path: str) -> None:
-        new = value[count:]
+        new = list.__getitem__(value, slice(count, None))
         try:
             shadows = [_plain_copy(item) for item in new]
         except RecursionError:
@@ -311,25 +546,42 @@ class StateTracker:
         entry.items.extend(texts)
         entry.shadow.extend(shadows)
         entry.obj = value
+        entry.edges = (list.__getitem__(value, 0), new[-1])
         delta.appended[key] = (count, texts)
         if entry.since is None:
             entry.since = list(texts)
         elif entry.since != "set":
             entry.since.extend(texts)
 
+    def _scalar(self, key: str, entry: _Entry, value: Any, delta: Delta) -> None:
+        """A string, number, bool or None: the hot path of small states, kept short."""
+        try:
+            text = self.serializer.encode(value, "")
+        except Exception:
+            text = self._encode(value, f"shared[{key!r}]")  # again, to name the key if it fails
+        if entry.obj is _MISSING or entry.full_text() != text:
+            delta.changed[key] = text
+            entry.since = "set"
+        entry.items = entry.shadow = None
+        entry.text, entry.obj = text, value
+
     def _replace(self, key: str, entry: _Entry, value: Any, delta: Delta, path: str) -> None:
-        if type(value) is list and self.serializer.itemwise:
+        if (type(value) is list or type(value) is TrackedList) and self.serializer.itemwise:
             try:
                 shadow = _plain_copy(value)
             except RecursionError:
                 shadow = _MISSING  # too deep to shadow: the encoder names the problem below
             if shadow is not _MISSING:
-                items = [self._encode(item, f"{path}[{index}]") for index, item in enumerate(value)]
+                items = [
+                    self._encode(item, f"{path}[{index}]") for index, item in enumerate(list.__iter__(value))
+                ]
                 text = "[" + ",".join(items) + "]"
                 if entry.full_text() != text or entry.obj is _MISSING:
                     delta.changed[key] = text
                     entry.since = "set"
                 entry.items, entry.shadow, entry.text, entry.obj = items, shadow, None, value
+                if value:
+                    entry.edges = (list.__getitem__(value, 0), list.__getitem__(value, -1))
                 return
         text = self._encode(value, path)
         if entry.obj is _MISSING or entry.full_text() != text:
@@ -393,4 +645,13 @@ def key_json(key: str) -> str:
     return str(json_string(key))
 
 
-__all__ = ["INLINE_LIMIT", "Delta", "StateTracker", "TrackedDict", "key_json"]
+__all__ = [
+    "INLINE_LIMIT",
+    "Delta",
+    "StateTracker",
+    "TrackedDict",
+    "TrackedList",
+    "key_json",
+    "plain",
+    "plain_state",
+]

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from queue import SimpleQueue
 from typing import Any
 
 from kaygraph.core.cancel import CancelToken
@@ -152,12 +153,14 @@ class Scheduler:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._jobs: dict[str, _Job] = {}
         self._jobs_lock = threading.Lock()
+        self._jobs_done = threading.Condition(self._jobs_lock)  # notified as each fire ends
         self._wake = threading.Event()
         self._notify: Callable[[], None] = self._wake.set
         self._stopping = threading.Event()
         self._next_renew = 0.0
         self.observer = FireObserver(clock=self.clock)
         self._triggers: dict[str, Trigger] = {}
+        self._schedule_triggers: dict[str, tuple[dict[str, Any], Trigger]] = {}
 
     # -- managing schedules ------------------------------------------------------------------
 
@@ -339,18 +342,29 @@ class Scheduler:
 
     def tick(self, now: float | None = None) -> builtins.list[_Job]:
         """One pass: lock the due schedules, create their fires, claim what may start now, renew
-        the leases of the fires this process runs. Returns the claimed jobs, for :meth:`execute`."""
+        the leases of the fires this process runs. Returns the claimed jobs, for :meth:`execute`.
+
+        Only as many schedules are locked as there are free workers: with every worker busy, due
+        schedules wait in the store (for a free worker here, or another replica) instead of being
+        planned again and again with nowhere to run.
+        """
         now = self.clock() if now is None else now
         self._renew(now)
         jobs: builtins.list[_Job] = []
-        capacity = self.max_workers - len(self._jobs)
         while not self._stopping.is_set():
-            locked = self.store.lock_due(now, self.owner, now + self.lease, _BATCH)
+            limit = min(_BATCH, self._capacity())
+            if limit <= 0:
+                break
+            locked = self.store.lock_due(now, self.owner, now + self.lease, limit)
             for schedule in locked:
-                jobs += self._process(schedule, now, capacity - len(jobs))
-            if len(locked) < _BATCH:
+                jobs += self._process(schedule, now, self._capacity())
+            if len(locked) < limit:
                 break
         return jobs
+
+    def _capacity(self) -> int:
+        """How many more fires this process can run now."""
+        return self.max_workers - len(self._jobs)
 
     def _process(self, schedule: Schedule, now: float, capacity: int) -> builtins.list[_Job]:
         store = self.store
@@ -410,13 +424,20 @@ class Scheduler:
         return jobs
 
     def _trigger(self, schedule: Schedule) -> Trigger:
-        """The schedule's trigger, built once per distinct description (a pass must stay cheap)."""
+        """The schedule's trigger, built once per distinct description and shared by the schedules
+        that have it (a pass must stay cheap, and shared triggers share their next-fire memo)."""
+        known = self._schedule_triggers.get(schedule.name)
+        if known is not None and known[0] == schedule.trigger:
+            return known[1]
         key = json.dumps(schedule.trigger, sort_keys=True)
         trigger = self._triggers.get(key)
         if trigger is None:
             if len(self._triggers) > 10_000:
                 self._triggers.clear()
             trigger = self._triggers[key] = trigger_from_dict(schedule.trigger)
+        if len(self._schedule_triggers) > 100_000:
+            self._schedule_triggers.clear()
+        self._schedule_triggers[schedule.name] = (schedule.trigger, trigger)
         return trigger
 
     def _renew(self, now: float) -> None:
@@ -433,13 +454,15 @@ class Scheduler:
                 )
 
     def next_wake(self, now: float | None = None) -> float:
-        """When :meth:`tick` next has work: the store's earliest due time, a lease renewal, or at
-        the latest one ``poll_interval`` from now (changes made by other processes)."""
+        """When :meth:`tick` next has work: the store's earliest due time (unless every worker is
+        busy: then a finishing fire wakes the driver), a lease renewal, or at the latest one
+        ``poll_interval`` from now (changes made by other processes)."""
         now = self.clock() if now is None else now
         wake = now + self.poll_interval
-        due = self.store.next_wake()
-        if due is not None:
-            wake = min(wake, due)
+        if self._capacity() > 0:
+            due = self.store.next_wake()
+            if due is not None:
+                wake = min(wake, due)
         if self._jobs:
             wake = min(wake, self._next_renew)
         return wake
@@ -558,6 +581,7 @@ class Scheduler:
         self.observer.finished(fire)
         with self._jobs_lock:
             self._jobs.pop(fire.fire_id, None)
+            self._jobs_done.notify_all()
         self._notify()
         return fire
 
@@ -592,27 +616,29 @@ class Scheduler:
         signal cancels them at once.
         """
         self._stopping.clear()
-        threads: builtins.list[threading.Thread] = []
+        # A fixed set of worker threads (daemons: a stuck graph never blocks the process's exit);
+        # tick() claims no more fires than there are workers, so none wait in the queue for long.
+        queue: SimpleQueue[_Job | None] = SimpleQueue()
+        workers = [
+            threading.Thread(target=self._work, args=(queue,), name=f"kaygraph-fire-{index}", daemon=True)
+            for index in range(self.max_workers)
+        ]
+        for worker in workers:
+            worker.start()
         with self._signals(handle_signals):
             logger.info("scheduler %s running on %s", self.owner, self.store.describe())
             while not self._stopping.is_set():
                 jobs, delay = self._loop_once()
                 for job in jobs:
-                    thread = threading.Thread(
-                        target=self.execute, args=(job,), name=f"fire {job.fire.fire_id}", daemon=True
-                    )
-                    thread.start()
-                    threads.append(thread)
-                threads = [thread for thread in threads if thread.is_alive()]
+                    queue.put(job)
                 if not jobs:
                     self._wake.wait(delay)
                 self._wake.clear()
-            deadline = time.monotonic() + self.shutdown_timeout
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            self._drain(self.shutdown_timeout)
             self._cancel_for_shutdown()
-            for thread in threads:
-                thread.join(10)
+            self._drain(10)
+            for _ in workers:
+                queue.put(None)
         logger.info("scheduler %s stopped", self.owner)
 
     async def run_async(self) -> None:
@@ -654,6 +680,16 @@ class Scheduler:
             for signum in installed:
                 loop.remove_signal_handler(signum)
             self._notify = self._wake.set
+
+    def _work(self, queue: SimpleQueue[_Job | None]) -> None:
+        """A worker thread of :meth:`run`: execute fires until handed None."""
+        while (job := queue.get()) is not None:
+            self.execute(job)
+
+    def _drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the fires this process runs to end."""
+        with self._jobs_done:
+            self._jobs_done.wait_for(lambda: not self._jobs, timeout)
 
     def _on_signal(self, *_: Any) -> None:
         if self._stopping.is_set():

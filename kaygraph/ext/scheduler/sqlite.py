@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from kaygraph.utils.sqlite import connect as sqlite_connect
+from kaygraph.utils.sqlite import transaction as sqlite_transaction
 
 from .base import SQLScheduleStore
 from .errors import ScheduleStoreError
@@ -25,13 +27,7 @@ class SQLiteScheduleStore(SQLScheduleStore):
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection = sqlite3.connect(
-                str(path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if str(path) != ":memory:":
-                self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = NORMAL")
+            self._connection = sqlite_connect(path, timeout=timeout)
         except (sqlite3.Error, OSError) as exc:
             raise ScheduleStoreError(f"cannot open the SQLite schedule store {str(path)!r}: {exc}") from exc
         self._lock = threading.Lock()
@@ -39,20 +35,8 @@ class SQLiteScheduleStore(SQLScheduleStore):
             for statement in self.schema_statements():
                 cursor.execute(statement)
 
-    @contextlib.contextmanager
-    def _transaction(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
-        with self._lock:
-            cursor = self._connection.cursor()
-            if not write or single:  # autocommit: a lone write statement takes the lock itself
-                yield cursor
-                return
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
+    def _transaction(self, write: bool = True, *, single: bool = False) -> AbstractContextManager[Any]:
+        return sqlite_transaction(self._lock, self._connection, write, single=single)
 
     def close(self) -> None:
         with self._lock:

@@ -49,6 +49,8 @@ AMBIGUOUS = ("first", "last", "both")
 # No zone has moved its clocks by more than this at once; bounds how far wall order and instant
 # order can disagree around a transition.
 _MAX_SHIFT = 3 * 3600
+#: How many answers a cron trigger's ``next_after`` remembers.
+_MEMO_SIZE = 4096
 
 
 def resolve_timezone(name: str | _dt.tzinfo | None) -> ZoneInfo:
@@ -198,6 +200,7 @@ class CronTrigger(Trigger):
         self.ambiguous = ambiguous or ("both" if hour_varies else "first")
         self._explicit = {"nonexistent": nonexistent, "ambiguous": ambiguous}
         self._croniter_expression = " ".join(fields)
+        self._next_memo: dict[float, float | None] = {}
         if _never_fires(self._croniter_expression):
             raise InvalidTriggerError(
                 f"cron expression {self.expression!r} never fires (no date matches it, e.g. 30 February)",
@@ -314,9 +317,16 @@ class CronTrigger(Trigger):
                 yield instant, note
 
     def next_after(self, timestamp: float) -> float | None:
-        for instant, _ in self.fires(timestamp):
-            return instant
-        return None
+        # Memoised: the schedules sharing this trigger ask for the same instants (a fresh croniter
+        # per question was most of a scheduler pass). Bounded; a race only recomputes an entry.
+        memo = self._next_memo
+        if timestamp in memo:
+            return memo[timestamp]
+        instant = next((when for when, _ in self.fires(timestamp)), None)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[timestamp] = instant
+        return instant
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "cron", "expression": self.expression, "timezone": self.zone.key}

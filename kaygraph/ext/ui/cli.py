@@ -39,6 +39,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
+    from kaygraph.cli import fail
     from kaygraph.config import get_config
 
     from .base import is_loopback
@@ -47,17 +48,15 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     host = args.host or config.get("ui.host")
     port = config.get("ui.port") if args.port is None else args.port
     if not 0 <= port <= 65535:
-        print(f"kaygraph ui: --port {port} is not a port (0-65535)", file=sys.stderr)
-        return 2
+        return fail(f"--port {port} is not a port (0-65535)", 2)
     token = config.get("ui.token")
     if not is_loopback(host) and not token and not config.get("ui.read_token") and not args.insecure_no_auth:
-        print(
-            f"kaygraph ui: refusing to serve {host} without a token: anyone who can reach it could "
+        return fail(
+            f"refusing to serve {host} without a token: anyone who can reach it could "
             "start and cancel runs. Set KAYGRAPH_UI_TOKEN (or ui.token in the config file), or pass "
             "--insecure-no-auth on a network you trust.",
-            file=sys.stderr,
+            2,
         )
-        return 2
     import os
 
     from .app import create_app
@@ -73,8 +72,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             **({"schedule_store": args.schedule_store} if args.schedule_store else {}),
         )
     except ImportError as exc:
-        print(f"kaygraph ui: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2)
     import socket
 
     import uvicorn
@@ -88,8 +86,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        print(f"kaygraph ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
     port = sock.getsockname()[1]  # the real one when --port 0 picked a free port
     shown = f"[{host}]" if ":" in host else host
     store = app.state.kaygraph.source.describe()

@@ -17,6 +17,7 @@ from kaygraph.ext.distributed import (
     RemoteError,
     ResourceUnavailableError,
     UnpicklableError,
+    pickling,
 )
 from kaygraph.ext.distributed.abc import ClusterExecutor
 
@@ -137,6 +138,24 @@ def test_a_large_input_goes_to_the_cluster_once(make_executor: Any, executor: Cl
     assert ex.stats["shared_objects"] == 1
     assert ex.stats["shared_bytes"] == len(big)
     assert ex.stats["payload_bytes"] < 6 * 4096  # the payloads carry a reference, not 4 MB each
+
+
+def test_leaves_at_the_share_threshold_are_split_off_and_nothing_else() -> None:
+    threshold = 1 << 16
+    big, text = b"b" * threshold, "t" * threshold
+    many_small = [b"s" * 1000 for _ in range(100)]  # 100 kB in all, each leaf far below the threshold
+    cases = [
+        ((len, ([big, many_small, text, big],), None), [big, text]),  # big once, though used twice
+        ((len, (many_small,), None), []),  # a pickle over the threshold, with nothing to share
+        ((len, ([1, "x"],), None), []),
+    ]
+    for call, expected in cases:
+        shared: list[Any] = []
+
+        payload = pickling.dumps(call, share_threshold=threshold, shared=shared)
+
+        assert shared == expected and all(a is b for a, b in zip(shared, expected, strict=True))
+        assert pickling.loads(payload, tuple(shared)) == call
 
 
 def test_impossible_resources_fail_at_once_naming_the_node(executor: ClusterExecutor) -> None:

@@ -105,4 +105,7 @@ def test_the_check_command_runs_a_task_or_names_the_unreachable_address() -> Non
     assert "executor: process" in good.stdout and "workers: 2" in good.stdout
     assert "ok: connected and ran a task in" in good.stdout
     assert bad.returncode == 1
-    assert bad.stdout.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 1 s")
+    assert bad.stderr.startswith(
+        "kaygraph: error: cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 1 s"
+    ), bad.stderr
+    assert bad.stdout == ""

@@ -139,9 +139,10 @@ def insert_expired(store: CheckpointStore, count: int) -> None:
     ]
     backend = store.backend
     if backend == "memory":
-        for info in rows:
+        for info in rows:  # in bulk: create_run would purge the ones stored before
             store._runs[info.run_id] = info  # type: ignore[attr-defined]
             store._records[info.run_id] = {0: b"J0000{}"}  # type: ignore[attr-defined]
+            store._note_expiry(info.run_id, info.expires_at)  # type: ignore[attr-defined]
     elif backend == "redis":
         client, prefix = store.client, store.prefix  # type: ignore[attr-defined]
         pipeline = client.pipeline(transaction=False)

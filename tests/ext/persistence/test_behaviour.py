@@ -37,6 +37,7 @@ from kaygraph.core.exceptions import (
     RunNotFoundError,
     SerializationError,
 )
+from kaygraph.core.executor import InlineExecutor
 from kaygraph.ext.persistence import durable
 from kaygraph.ext.persistence.leases import _process_start, lease_is_live
 
@@ -231,6 +232,30 @@ def test_batch_resumes_only_unfinished_items(store: Any, kind: type) -> None:
     assert result.shared["doubled"] == [item * 2 for item in range(12)]
     # Every item that finished before the crash was checkpointed and ran exactly once overall.
     assert tracker.counts == Counter({f"item{item}": 1 for item in range(12)})
+
+
+@pytest.mark.parametrize("kind", [Doubler, AsyncDoubler])
+def test_items_an_executor_finished_with_the_failing_one_are_not_rerun(store: Any, kind: type) -> None:
+    """The inline executor finishes every item at once: those that succeeded are checkpointed
+    before item 7's failure ends the run, whatever order they are looked at in."""
+    tracker = Tracker(fail={"item7"})
+
+    def build() -> Graph:
+        node = kind()
+        node.tracker = tracker
+        return (AsyncGraph if issubclass(kind, AsyncNode) else Graph)(node, name="batch")
+
+    shared = {"items": list(range(24))}
+    if issubclass(kind, AsyncNode):
+        with pytest.raises(RuntimeError):
+            asyncio.run(durable(build(), store).run_async(shared, run_id="e1", executor=InlineExecutor()))
+        result = asyncio.run(durable(build(), store).resume_async("e1", executor=InlineExecutor()))
+    else:
+        with pytest.raises(RuntimeError):
+            durable(build(), store).run(shared, run_id="e1", executor=InlineExecutor())
+        result = durable(build(), store).resume("e1", executor=InlineExecutor())
+    assert result.shared["doubled"] == [item * 2 for item in range(24)]
+    assert tracker.counts == Counter({f"item{item}": 1 for item in range(24)})
 
 
 class Part(Node):

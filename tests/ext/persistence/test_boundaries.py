@@ -194,6 +194,18 @@ def test_a_run_expires_exactly_ttl_seconds_after_it_finished(store: Any, traces:
     assert store.get_run("timed") is None and traces(store, "timed") == []
 
 
+def test_a_run_whose_expiry_moved_expires_at_the_new_moment(store: Any) -> None:
+    durable(chain(), store, ttl=100).run({}, run_id="moved")
+    first = store.get_run("moved").expires_at
+    store.update_run("moved", {"expires_at": first + 500})
+    assert store.purge_expired(now=first + 1) == 0  # the old moment no longer counts
+    assert store.get_run("moved") is not None
+    store.update_run("moved", {"expires_at": first - 50})
+    assert store.purge_expired(now=first - 49) == 1  # an earlier one does
+    assert store.get_run("moved") is None
+    assert store.purge_expired(now=first + 501) == 0  # and nothing is left to purge twice
+
+
 def test_ttl_none_keeps_a_run_forever(store: Any) -> None:
     durable(chain(), store, ttl=None).run({}, run_id="forever")
     assert store.get_run("forever").expires_at is None

@@ -75,8 +75,8 @@ def test_runs_list_show_delete(tmp_path: Any, capsys: pytest.CaptureFixture[str]
     )
     entries = [line.split()[1:3] for line in shown if line.startswith("#")]
     assert entries == [["start", "-"], ["step", "only"], ["end", "-"]]
-    states = [line.strip() for line in shown if line.startswith("        state:")]
-    assert states[-1] == "state: {'a': 1}"
+    states = [line.strip() for line in shown if line.startswith("        ")]
+    assert states == ["a = 1", "(no change)", "(no change)"]  # start, the node, the end
 
     assert main("runs", "--store", url, "delete", "demo-1") == 0
     assert capsys.readouterr().out == "deleted run 'demo-1'\n"
@@ -95,7 +95,7 @@ def test_runs_show_decodes_pickles_only_when_asked(tmp_path: Any, capsys: pytest
         main("runs", "--store", url, "show", "pickled", "--state")
     capsys.readouterr()
     assert main("runs", "--store", url, "show", "pickled", "--state", "--serializer", "pickle") == 0
-    assert "{'a': 1}" in capsys.readouterr().out
+    assert "        a = 1\n" in capsys.readouterr().out
 
 
 def test_runs_show_lists_steps_without_needing_the_classes_in_the_state(
@@ -246,3 +246,69 @@ def test_the_runs_help_describes_every_subcommand_and_the_pickle_risk(
     assert "loading a pickle runs code, so use it only for a store you trust" in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+class Chat(Node):
+    """Appends a long message, retitles, then drops the draft: one change of each kind."""
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        shared["messages"].append({"text": "x" * 300})
+        shared["title"] = f"turn {len(shared['messages'])}"
+        shared.pop("draft", None)
+        return "again" if len(shared["messages"]) < 2 else "done"
+
+
+def test_runs_show_state_prints_what_each_step_changed_shortened_unless_full(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    chat = Chat(node_id="chat")
+    chat - "again" >> chat
+    chat - "done" >> Node(node_id="end")
+    with durable(Graph(chat, name="chat"), url) as runner:
+        runner.run({"messages": [], "title": "new", "draft": "d", "password": "hunter2"}, run_id="c")
+    assert main("runs", "--store", url, "show", "c", "--state") == 0
+    shown = capsys.readouterr().out
+    changes = [line.strip() for line in shown.splitlines() if line.startswith("        ")]
+    cut = "[{'text': '" + "x" * (cli.SHOWN_CHARS - len("[{'text': '") - 3) + "..."
+    assert changes == [
+        "messages = []",
+        "title = 'new'",
+        "draft = 'd'",
+        "password = '***'",  # secrets stay hidden
+        f"messages += {cut}",
+        "title = 'turn 1'",
+        "draft deleted",
+        f"messages += {cut}",
+        "title = 'turn 2'",
+        "(no change)",  # the end node
+        "(no change)",  # the end record
+    ]
+    assert "--full prints them whole" in shown and "hunter2" not in shown
+    assert main("runs", "--store", url, "show", "c", "--state", "--full") == 0
+    shown = capsys.readouterr().out
+    assert f"messages += [{{'text': '{'x' * 300}'}}]" in shown and "shortened" not in shown
+
+
+def test_info_names_the_runs_store_as_a_url_that_store_accepts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kaygraph.config import _reset_for_tests
+    from kaygraph.info import info_lines
+
+    monkeypatch.setenv("KAYGRAPH_PERSISTENCE_DIRECTORY", str(tmp_path / "state"))
+    with durable(Graph(Node(node_id="only"), name="demo")) as runner:  # the configured store
+        runner.run({}, run_id="configured-1")
+
+    def persistence_store() -> str:
+        lines = info_lines()
+        start = next(index for index, line in enumerate(lines) if line.startswith("  persistence "))
+        return next(line for line in lines[start:] if line.strip().startswith("store: ")).strip()
+
+    url = persistence_store().removeprefix("store: ").split(" (")[0]
+    assert url == f"sqlite:///{tmp_path.as_posix()}/state/runs.db"
+    assert main("runs", "list", "--store", url) == 0
+    assert capsys.readouterr().out.startswith("configured-1 ")
+    monkeypatch.setenv("KAYGRAPH_PERSISTENCE_URL", "postgresql://kay:s3cret@127.0.0.1:5432/runs")
+    _reset_for_tests()  # the environment is read once per process
+    assert persistence_store() == "store: postgresql://kay:***@127.0.0.1:5432/runs"

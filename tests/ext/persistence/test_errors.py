@@ -300,7 +300,7 @@ def test_the_persistence_extension_describes_the_configured_store(monkeypatch: p
     assert extension is not None
     get_config().configure(persistence={"url": "redis://:hunter2@cache.example:6379/2", "ttl": 600})
     described = extension.describe()
-    assert (described["store"], described["ttl"]) == ("redis://cache.example/2", "600 s")
+    assert (described["store"], described["ttl"]) == ("redis://:***@cache.example:6379/2", "600 s")
 
 
 def test_a_record_of_an_unknown_kind_is_named_with_its_run_and_seq() -> None:

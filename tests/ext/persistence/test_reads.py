@@ -244,10 +244,12 @@ def referenced_graph() -> Graph:
 
 
 class Collect:
-    """A test executor: runs each submitted call inline and records it."""
+    """A test executor: runs each submitted call inline and records it; calls after the first
+    ``finish`` ones stay pending (still running when the driver dies)."""
 
-    def __init__(self) -> None:
+    def __init__(self, finish: int | None = None) -> None:
         self.calls = 0
+        self.finish = finish
         self.lock = threading.Lock()
 
     def submit(self, fn: Any, /, *args: Any) -> Any:
@@ -255,7 +257,10 @@ class Collect:
 
         with self.lock:
             self.calls += 1
+            pending = self.finish is not None and self.calls > self.finish
         future: Future[Any] = Future()
+        if pending:
+            return future
         try:
             future.set_result(fn(*args))
         except BaseException as exc:
@@ -289,11 +294,12 @@ def test_batch_items_are_checkpointed_through_an_executor_and_only_unfinished_on
             if self.seen == 3:
                 raise KeyboardInterrupt("the driver process dies")
 
-    executor = Collect()
+    executor = Collect(finish=3)
     runner = durable(Graph(Items(node_id="items"), name="batch"), store)
     with pytest.raises(KeyboardInterrupt):
         runner.run({}, run_id="batch", executor=executor, listeners=[DriverCrash()])
     assert executor.calls >= 3
+    executor.finish = None
     # Each item was checkpointed as its result came back through the executor.
     finished = {event.index for event in events(store, "batch") if event.kind == "item_end"}
     assert len(finished) == 3

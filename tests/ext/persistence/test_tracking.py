@@ -270,3 +270,203 @@ def test_runs_recorded_with_schema_1_records_still_resume(store: Any, damage_rec
     damage_records(store, "old", as_schema_1)
     done = durable(grow_graph(10), store).resume("old")
     assert [item["n"] for item in done.shared["messages"]] == list(range(10))
+
+
+# -- top-level lists handed out as TrackedList: only the items a step reached are compared --------
+
+
+def read_slice_then_edit(shared: Any, _: Any) -> None:
+    window = shared["messages"][-3:]
+    window[0]["content"] = "edited through a slice"
+
+
+def read_one_then_edit(shared: Any, _: Any) -> None:
+    item = shared["messages"][7]
+    item["tags"] = ["late"]
+
+
+def iterate_then_edit(shared: Any, _: Any) -> None:
+    for message in shared["messages"]:
+        if message["content"] == "m20":
+            message["content"] = "edited while iterating"
+
+
+def concatenated_then_edit(shared: Any, _: Any) -> None:
+    history = [{"role": "system", "content": "prompt"}] + shared["messages"]
+    history[31]["content"] = "edited through a concatenation"
+
+
+def popped_edited_pushed_back(shared: Any, _: Any) -> None:
+    messages = shared["messages"]
+    last = messages.pop()
+    last["content"] = "edited while popped"
+    messages.append(last)
+
+
+def appended_an_alias(shared: Any, _: Any) -> None:
+    messages = shared["messages"]
+    messages.append(messages[1])  # the same dict twice in the list
+    messages += [{"role": "user", "content": "via +="}]
+
+
+def edited_the_alias(shared: Any, _: Any) -> None:
+    shared["messages"][-2]["content"] = "edited through the second copy"
+
+
+def heap_pushed(shared: Any, _: Any) -> None:
+    import heapq
+
+    heapq.heappush(shared["queue"], [0, "urgent"])  # C code: no TrackedList method runs
+
+
+def heap_replaced(shared: Any, _: Any) -> None:
+    import heapq
+
+    heapq.heapreplace(shared["queue"], [9, "replaced"])  # same length, items moved
+
+
+def equal_item_then_edit(shared: Any, _: Any) -> None:
+    messages = shared["messages"]
+    messages[-1] = dict(messages[-1])  # an equal item, a new object
+    messages[-1]["content"] = "edited the new object"
+
+
+def nested_list_edit(shared: Any, _: Any) -> None:
+    shared["messages"][2].setdefault("parts", []).append("part")
+
+
+LIST_TYPES: list[str] = []
+
+
+def list_type(shared: Any, _: Any) -> None:
+    LIST_TYPES.append(type(dict.__getitem__(shared, "messages")).__name__)
+
+
+LIST_CHANGES = [
+    ("warm-up", appended, None),  # the run's first step: the lists become TrackedLists after it
+    ("probe", list_type, None),
+    ("slice", read_slice_then_edit, None),
+    ("one", read_one_then_edit, None),
+    ("iterate", iterate_then_edit, None),
+    ("concat", concatenated_then_edit, None),
+    ("pop-push", popped_edited_pushed_back, None),
+    ("alias-append", appended_an_alias, None),
+    ("alias-edit", edited_the_alias, None),
+    ("heapq", heap_pushed, None),
+    ("heapq-replace", heap_replaced, None),
+    ("equal-item", equal_item_then_edit, None),
+    ("nested-list", nested_list_edit, None),
+    ("prep", lambda shared, prep_res: prep_res[4].update(content="edited via prep"), "messages"),
+    ("append-again", appended, None),
+]
+
+
+def list_graph() -> Graph:
+    nodes = [Mutate(name, change, key) for name, change, key in LIST_CHANGES]
+    for left, right in itertools.pairwise(nodes):
+        left >> right
+    return Graph(nodes[0], name="lists")
+
+
+def list_state() -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": f"m{index}"} for index in range(40)],
+        "queue": [[1, "a"], [3, "b"], [2, "c"]],
+    }
+
+
+def test_edits_of_old_list_items_are_recorded_when_only_reached_items_are_compared(store: Any) -> None:
+    TRUTH.clear()
+    LIST_TYPES.clear()
+    caller = list_state()
+    messages_id = id(caller["messages"])
+    result = durable(list_graph(), store, snapshot_every=1000).run(caller, run_id="lists")
+    assert LIST_TYPES == ["TrackedList"]  # the fast path was taken
+    recorded = [entry for entry in steps(store, "lists") if entry.kind == "step"]
+    assert [entry.node_id for entry in recorded] == [name for name, _, _ in LIST_CHANGES]
+    for entry, expected in zip(recorded, TRUTH, strict=True):
+        assert entry.state == expected, entry.node_id
+    # The caller's dict ends with plain lists, the caller's own list object holding the final items.
+    assert type(result.shared["messages"]) is list and id(result.shared["messages"]) == messages_id
+    assert type(result.shared["queue"]) is list
+    assert result.shared == TRUTH[-1] == state_at(store, "lists").state
+
+
+def test_a_list_someone_else_holds_is_never_swapped(store: Any) -> None:
+    kept: list[Any] = []
+    observed: list[bool] = []
+
+    class Keep(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            observed.append(shared["log"] is kept and type(shared["log"]) is list)
+            shared["log"].append(len(kept))
+            return "again" if len(kept) < 5 else "done"
+
+    keep = Keep(node_id="keep")
+    keep - "again" >> keep
+    keep - "done" >> Node(node_id="end")
+    result = durable(Graph(keep, name="keep"), store).run({"log": kept}, run_id="keep")
+    assert observed == [True] * 5 and result.shared["log"] is kept and kept == [0, 1, 2, 3, 4]
+
+
+def test_an_item_edited_through_a_reference_kept_outside_shared_is_recorded_by_the_next_snapshot(
+    store: Any,
+) -> None:
+    class Stash(Node):
+        held: Any = None
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            messages = shared["messages"]
+            if Stash.held is None:
+                Stash.held = messages[0]  # kept across steps, outside shared
+            elif len(messages) == 4:
+                Stash.held["content"] = "edited later, not through shared"
+            messages.append({"n": len(messages)})
+            return "again" if len(messages) < 8 else "done"
+
+    stash = Stash(node_id="stash")
+    stash - "again" >> stash
+    stash - "done" >> Node(node_id="end")
+    result = durable(Graph(stash, name="stash"), store, snapshot_every=3).run(
+        {"messages": [{"content": "first"}]}, run_id="stash"
+    )
+    edited = "edited later, not through shared"
+    assert result.shared["messages"][0]["content"] == edited
+    # Not seen in the step that made it (documented), but by the next snapshot and at the end.
+    snapshots = [
+        seq
+        for seq, blob in store.read("stash")
+        if (record := unframe(blob, "stash", seq))["k"] == "step"
+        and record.get("f") == 1
+        and record["i"] >= 4
+    ]
+    assert snapshots
+    for seq in snapshots:
+        assert state_at(store, "stash", seq=seq).state["messages"][0]["content"] == edited
+    assert state_at(store, "stash").state == result.shared
+
+
+def test_tracked_lists_behave_as_lists() -> None:
+    import json
+    import pickle
+
+    from kaygraph.ext.persistence.tracking import TrackedList
+
+    tracked = TrackedList([{"a": 1}, [2], 3])
+    tracked.reset()
+    alias = tracked
+    tracked += [4]
+    assert alias is tracked and type(tracked) is TrackedList and not tracked._all  # += in place
+    left = [0]
+    same = left
+    left += tracked
+    assert same is left and left == [0, {"a": 1}, [2], 3, 4] and tracked._all  # plain += tracked
+    tracked.reset()
+    assert type([0] + tracked) is list and tracked._all  # noqa: RUF005 (the + operator is the case)
+    tracked.reset()
+    _ = tracked[0], tracked[-2]  # a dict (reached) and an int (immutable: nothing to compare)
+    assert tracked._reached == {0} and not tracked._all
+    for copied in (pickle.loads(pickle.dumps(tracked)), copy.deepcopy(tracked), copy.copy(tracked)):
+        assert type(copied) is list and copied == [{"a": 1}, [2], 3, 4]
+    assert json.loads(json.dumps(tracked)) == [{"a": 1}, [2], 3, 4]
+    assert isinstance(tracked, list) and tracked == [{"a": 1}, [2], 3, 4]

@@ -39,6 +39,29 @@ def test_run_fires_on_time_until_stopped(graphs) -> None:
     assert scheduler.observer.lags and max(scheduler.observer.lags) < 0.5  # woke at the fire times
 
 
+def test_run_executes_fires_on_a_fixed_set_of_worker_threads(graphs) -> None:
+    scheduler = Scheduler(
+        f"memory://{uuid.uuid4().hex}", runs=f"memory://{uuid.uuid4().hex}", poll_interval=1, max_workers=2
+    )
+    for index in range(4):
+        scheduler.add(f"tick{index}", graphs.ref("counting"), every(seconds=1), overlap="allow")
+    threads: set[str] = set()
+    execute = scheduler.execute
+
+    def recording(job):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name)
+        return execute(job)
+
+    scheduler.execute = recording  # type: ignore[method-assign]
+    thread = background(scheduler)
+    time.sleep(2.5)
+    scheduler.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(graphs.executed()) >= 4  # several fires of each second...
+    assert threads <= {"kaygraph-fire-0", "kaygraph-fire-1"}  # ... on two threads, not one each
+
+
 def test_run_async_is_the_same_engine_on_asyncio(graphs, tmp_path) -> None:
     scheduler = Scheduler(f"sqlite:///{tmp_path}/s.db", runs=f"sqlite:///{tmp_path}/r.db", poll_interval=1)
     scheduler.add("async", graphs.ref("async_counting"), every(seconds=1), overlap="allow")

@@ -96,6 +96,24 @@ def test_a_slightly_late_fire_is_on_time_within_grace(store_url, clock, graphs) 
     assert len(step(scheduler, clock, 64)) == 1  # 4 s late: still runs under catchup="skip"
 
 
+def test_with_every_worker_busy_due_schedules_wait_in_the_store(store_url, clock, graphs) -> None:
+    scheduler = make(store_url, clock, max_workers=1, poll_interval=2)
+    for name in ("a", "b"):
+        scheduler.add(name, graphs.ref("counting"), every(minutes=1))
+    [job] = step(scheduler, clock, 60, run=False)  # one worker: one schedule locked and claimed
+    assert step(scheduler, clock, run=False) == []
+    waiting = "b" if job.fire.schedule == "a" else "a"
+    # Not locked, planned or re-planned while there is nowhere to run it...
+    assert scheduler.store.get_schedule(waiting).lock_owner is None
+    assert scheduler.store.active_fires(waiting) == []
+    # ... and the driver sleeps (a finishing fire wakes it) instead of spinning on its due time.
+    assert scheduler.next_wake() == clock.now + 2
+    scheduler.execute(job)
+    assert scheduler.next_wake() <= clock.now
+    [second] = step(scheduler, clock)
+    assert second.fire_id == fire_id(waiting, clock.now) and second.status == "succeeded"
+
+
 def test_overlap_skip_records_the_skipped_fire(store_url, clock, graphs) -> None:
     scheduler = make(store_url, clock)
     scheduler.add("report", graphs.ref("counting"), every(minutes=1), overlap="skip")

@@ -252,3 +252,18 @@ def test_dst_notes_explain_shifted_and_repeated_fires() -> None:
     assert notes[0][1] == "DST: 01:30 does not exist today; fires when the gap ends"
     notes = trigger.next_fires_explained(dt.datetime(2026, 10, 24, 12, tzinfo=UTC), 1)
     assert "occurs twice" in notes[0][1]
+
+
+def test_next_after_answers_from_its_memo_exactly_as_it_computes(monkeypatch) -> None:
+    from kaygraph.ext.scheduler import triggers
+
+    trigger = cron("30 1 * * *", timezone="Europe/London")  # across the spring-forward gap
+    start = dt.datetime(2026, 3, 26, tzinfo=dt.timezone.utc).timestamp()
+    moments = [start + hours * 3600 for hours in range(0, 24 * 5, 5)]
+    computed = [next(iter(trigger.fires(moment)))[0] for moment in moments]
+    assert [trigger.next_after(moment) for moment in moments] == computed
+    assert [trigger.next_after(moment) for moment in moments] == computed  # from the memo
+    monkeypatch.setattr(triggers, "_MEMO_SIZE", 3)  # a full memo starts over, answers unchanged
+    fresh = cron("30 1 * * *", timezone="Europe/London")
+    assert [fresh.next_after(moment) for moment in moments * 2] == computed * 2
+    assert len(fresh._next_memo) <= 3

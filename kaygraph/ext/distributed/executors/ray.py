@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -27,7 +28,7 @@ from kaygraph.utils.imports import require_package
 
 from .. import pickling, remote
 from ..base import BaseExecutor, EngineFuture, probe_address, redact
-from ..errors import DistributedError, WorkerLostError
+from ..errors import DistributedError, ExecutorConnectionError, WorkerLostError
 
 _ray = require_package("ray", "distributed", "RayExecutor")
 
@@ -76,6 +77,24 @@ def _execute_after_setup(setup: bytes, digest: str, payload: bytes, *shared: Any
     return remote.execute(payload, *shared)
 
 
+def _refused(address: str, exc: BaseException) -> str:
+    """Why ``ray.init(address)`` failed although the port answered, and what to check.
+
+    Ray's own message for a client the cluster turns away is "ray client connection timeout"
+    (after about 30 s of retries); the usual cause is token authentication, which Ray enables on a
+    cluster whenever a token exists and which a client only joins when told to.
+    """
+    what = "Ray Client server" if address.startswith("ray://") else "Ray cluster (GCS)"
+    mode = os.environ.get("RAY_AUTH_MODE")
+    return (
+        f"cannot connect to the {what} at {redact(address)} ({type(exc).__name__}: {exc}); its port "
+        "answers, so the cluster runs but did not accept this process. If the cluster uses token "
+        "authentication, give this process its token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> "
+        f"(or the file ~/.ray/auth_token); RAY_AUTH_MODE is {'unset' if mode is None else repr(mode)} "
+        "here. The client must also run the cluster's Ray and Python versions."
+    )
+
+
 class RayExecutor(BaseExecutor):
     """Runs calls on Ray: a local instance, the cluster at ``address``, or the one already initialized."""
 
@@ -102,6 +121,7 @@ class RayExecutor(BaseExecutor):
         self._setup: tuple[Any, str] | None = None
         self._info: tuple[float, list[dict[str, Any]]] | None = None
         self._cancel_pool: Any = None
+        self._tasks: dict[frozenset[tuple[str, float]] | None, Any] = {}
 
     def _start(self) -> None:
         if self.address is not None:
@@ -127,6 +147,7 @@ class RayExecutor(BaseExecutor):
         else:
             self._connect(self.address)
         self._remote = _ray.remote(_execute_after_setup if self.worker_setup else remote.execute)
+        self._tasks.clear()
         if self.worker_setup is not None:
             setup = pickling.dumps(self.worker_setup)
             self._setup = (_ray.put(setup), hashlib.sha256(setup).hexdigest())
@@ -148,8 +169,13 @@ class RayExecutor(BaseExecutor):
         # A cluster on this machine's loopback (one RayExecutor() started) is joined over loopback;
         # Ray would otherwise dial the machine's network address, where nothing listens.
         local = host in ("127.0.0.1", "localhost", "::1")
-        with _loopback() if local else nullcontext():
-            _ray.init(address=address, logging_level="WARNING", **self._init_options)
+        try:
+            with _loopback() if local else nullcontext(), warnings.catch_warnings():
+                # Ray's "check the ports" warning, when the port did answer: the error below says more.
+                warnings.filterwarnings("ignore", "Ray Client connection timed out", UserWarning)
+                _ray.init(address=address, logging_level="WARNING", **self._init_options)
+        except (OSError, TimeoutError, _ray.exceptions.RayError) as exc:
+            raise ExecutorConnectionError(_refused(address, exc), address=redact(address)) from exc
         self._owns_ray = True
 
     def _stop(self) -> None:
@@ -234,10 +260,13 @@ class RayExecutor(BaseExecutor):
         return _ray.put(obj)
 
     def _submit(self, payload: bytes, refs: list[Any], resources: Mapping[str, float] | None) -> EngineFuture:
-        options = {"num_cpus": 1, "max_retries": self.max_retries, "retry_exceptions": False}
-        if resources:
-            options.update(self._options(resources))
-        task = self._remote.options(**options)
+        key = frozenset(resources.items()) if resources else None
+        task = self._tasks.get(key)
+        if task is None:  # .options() builds a new wrapper (a class): once per resource set, not per task
+            options = {"num_cpus": 1, "max_retries": self.max_retries, "retry_exceptions": False}
+            if resources:
+                options.update(self._options(resources))
+            task = self._tasks[key] = self._remote.options(**options)
         if self._setup is not None:
             ref = task.remote(self._setup[0], self._setup[1], payload, *refs)
         else:
