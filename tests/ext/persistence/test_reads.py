@@ -458,3 +458,33 @@ def test_changes_without_a_limit_returns_every_changed_run(store: Any) -> None:
         durable(counter(1), store).run({}, run_id=f"changed-{index}")
     found = changes(store, 0.0, limit=None)
     assert sorted(info.run_id for info in found.runs) == ["changed-0", "changed-1", "changed-2"]
+
+
+def test_a_failed_node_is_an_event_with_its_error_attempt_and_the_core_seq(store: Any) -> None:
+    class Fail(Node):
+        def exec(self, prep_res: Any) -> Any:
+            raise RuntimeError("planned")
+
+    with pytest.raises(RuntimeError):
+        durable(Graph(Fail(node_id="boom"), name="failing"), store).run({}, run_id="failing")
+    found = [(event.kind, event.node_id, event.error, event.attempt, event.core_seq) for event in events(store, "failing")]
+    assert found[1:3] == [
+        ("node_start", "boom", None, None, 1),
+        ("node_error", "boom", "RuntimeError: planned", 1, 2),
+    ]
+
+
+def test_a_fork_of_a_finished_run_resumes_to_the_action_the_run_ended_with(store: Any) -> None:
+    class Bye(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            return "bye"
+
+    first = Node(node_id="first")
+    first >> Bye(node_id="bye")
+    for every in (100, 1):  # the last step read from a step record, then from a snapshot
+        runner = durable(Graph(first, name="ends"), store, snapshot_every=every)
+        assert runner.run({}, run_id=f"ended-{every}").action == "bye"
+        for new_run_id, options in ((f"latest-{every}", {}), (f"step-{every}", {"step": 2})):
+            runner.fork(f"ended-{every}", new_run_id=new_run_id, **options)
+            resumed = runner.resume(new_run_id)
+            assert (resumed.status, resumed.action) == ("succeeded", "bye"), new_run_id

@@ -146,6 +146,8 @@ def test_every_in_place_mutation_is_recorded_in_the_step_that_made_it(store: Any
     assert type(recorded[CHANGES.index(("retype", type_changed, None))].state["count"]) is float
     final = state_at(store, "mutations").state
     assert final["a"] == final["b"] == [1, 2, 3, 99, -1, -1]  # values() met the list twice
+    assert (final["count"], final["fresh"], final["merged"]) == (2, "via |=", True)  # update() and |= took
+    assert "swap_old" not in final and final["swap_new"] == "new"
 
 
 def test_a_step_stores_what_it_changed_not_the_state(store: Any) -> None:
