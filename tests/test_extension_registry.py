@@ -7,7 +7,14 @@ import pytest
 
 from kaygraph import ext
 from kaygraph.core.exceptions import UnknownExtensionError
-from kaygraph.ext.base import Extension, ExtensionRegistry, get_extension, register_extension, registry
+from kaygraph.ext.base import (
+    Extension,
+    ExtensionRegistry,
+    PackageExtension,
+    get_extension,
+    register_extension,
+    registry,
+)
 
 
 class Audit(Extension):
@@ -54,3 +61,35 @@ def test_private_registries_do_not_publish():
     private.register(Audit())
     assert "audit" not in ext.EXTENSIONS
     assert private.require("audit").name == "audit"
+
+
+def test_a_package_extension_is_made_of_its_functions():
+    calls = []
+    extension = register_extension(
+        PackageExtension(
+            "audit",
+            "0.2",
+            describe=lambda: {"trail": "on"},
+            initialize=lambda: calls.append("start"),
+            shutdown=lambda: calls.append("stop"),
+        )
+    )
+    try:
+        assert repr(extension) == "<PackageExtension 'audit' 0.2 (not initialized)>"
+        assert extension.describe() == {"trail": "on"} and calls == []  # describing starts nothing
+        assert get_extension("audit") is extension and calls == ["start"]
+        assert get_extension("audit") is extension and calls == ["start"]  # once
+        extension.shutdown()  # what registry.shutdown_all() calls (not run here: it stops them all)
+        assert calls == ["start", "stop"]
+    finally:
+        registry.unregister("audit")
+
+
+@pytest.mark.parametrize("name", ["persistence", "scheduler", "ui", "distributed", "observability"])
+def test_kaygraphs_own_packages_register_package_extensions(name):
+    __import__(f"kaygraph.ext.{name}")
+
+    extension = registry.peek(name)
+
+    assert isinstance(extension, PackageExtension) and extension.name == name
+    assert extension.describe()  # the lines kaygraph info shows

@@ -170,7 +170,6 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
             if node.wait > 0:
                 yield sleep, (node.wait,)
             node._check_cancel()
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def retrying(node: Any, attempt: int, error: BaseException) -> None:
@@ -178,8 +177,7 @@ def retrying(node: Any, attempt: int, error: BaseException) -> None:
     _log.retrying(node, attempt)
     ctx = node._run_ctx
     if ctx is not None:
-        ctx.emit("on_retry", node=node, node_id=node.node_id, path=node._kg_path, attempt=attempt + 1,
-                 error=error, wait=node.wait)
+        ctx.emit_for("on_retry", node, attempt=attempt + 1, error=error, wait=node.wait)
 
 
 def mark_attempts(exc: BaseException, count: int, ctx: object) -> None:
@@ -207,6 +205,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         return resumed_action
     params = params or {**graph.params}
     listening = bool(ctx.listeners)
+    starting, ending = ctx.wants("on_node_start"), ctx.wants("on_node_end")  # once, not per step
     logging_steps = ctx.log_steps
     observed = listening or logging_steps  # one test per step on the plain path
     scoped = batch_prefix.get()  # in a batch graph's parameter set, paths pass through its index
@@ -241,7 +240,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
                     node._node_id = node_id
                 if logging_steps:
                     _log.step_started(graph, node, node_id)
-                if listening:  # a listener failing fails the step, once every listener heard it
+                if starting:  # a listener failing fails the step, once every listener heard it
                     ctx.emit("on_node_start", node=node, node_id=node_id, path=path, shared=shared,
                              params=params)
             action = yield node
@@ -262,7 +261,7 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         if observed:
             if logging_steps:
                 _log.step_finished(node, node_id, started, action)
-            if listening:
+            if ending:
                 next_id = None if nxt is None else (ids.get(id(nxt)) or nxt.node_id)
                 ctx.emit("on_node_end", node=node, node_id=node_id, path=path, shared=shared, params=params,
                          action=action, duration=time.perf_counter() - started, next_node_id=next_id)
@@ -275,10 +274,8 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
 def note_failure(graph: Any, exc: BaseException, node: Any, node_id: str, ctx: RunContext | None) -> None:
     """Name the failing node on the exception once per run (innermost graph wins), as a PEP 678
     note, and log the failure at ERROR as 0.3 did."""
-    if ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx:
-        return
-    if isinstance(exc, RunCancelled):  # not a failure of the node: the error names it already
-        return
+    if isinstance(exc, RunCancelled) or (ctx is not None and getattr(exc, "_kaygraph_noted_by", None) is ctx):
+        return  # a cancellation names its node already; an outer graph leaves the inner one's note
     exc._kaygraph_noted_by = ctx  # type: ignore[attr-defined]
     exc.kaygraph_node_id = node_id  # type: ignore[attr-defined]
     _log.failed(node, exc, node_id)
@@ -303,8 +300,8 @@ class ItemScope:
         self.prefix_token = batch_prefix.set((node, (*node._kg_path, index))) if graph_prefix else None
         self.started = time.perf_counter()
         try:
-            node._run_ctx.emit("on_batch_item_start", node=node, node_id=node.node_id, path=node._kg_path,
-                               index=index, item=item, size=node._kg_batch_size)
+            size = node._kg_batch_size
+            node._run_ctx.emit_for("on_batch_item_start", node, index=index, item=item, size=size)
         except BaseException as exc:
             self.end(error=exc)
             raise
@@ -314,9 +311,9 @@ class ItemScope:
             batch_prefix.reset(self.prefix_token)
             self.prefix_token = None
         node = self.node
-        node._run_ctx.emit("on_batch_item_end", node=node, node_id=node.node_id, path=node._kg_path,
-                           index=self.index, result=result, error=error,
-                           duration=time.perf_counter() - self.started)
+        duration = time.perf_counter() - self.started
+        node._run_ctx.emit_for("on_batch_item_end", node, index=self.index, result=result, error=error,
+                               duration=duration)
 
 
 def one_item(

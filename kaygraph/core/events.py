@@ -259,10 +259,7 @@ class ResumePoint:
     def restarted(self) -> ResumePoint:
         """A copy positioned at the start of its path, so one ResumePoint can serve several runs."""
         return ResumePoint(
-            self.path,
-            last_action=self.last_action,
-            completed_items=self.completed_items,
-            params=self.params,
+            self.path, last_action=self.last_action, completed_items=self.completed_items, params=self.params
         )
 
     def take(self) -> tuple[str | int | None, bool]:
@@ -345,6 +342,11 @@ class RunContext:
     def wants(self, event: str) -> bool:
         """Whether any listener of this run handles ``event``."""
         return bool(self._hooks.get(event))
+
+    def emit_for(self, event: str, node: Any, /, **fields: Any) -> None:
+        """:meth:`emit` an event about ``node``, with its ``node_id`` and ``path``."""
+        if self._hooks.get(event):
+            self.emit(event, node=node, node_id=node.node_id, path=node._kg_path, **fields)
 
     def emit(self, event: str, /, **fields: Any) -> None:
         """Call every listener's ``event`` hook with ``run=self``, ``run_id``, ``seq`` and ``fields``.

@@ -262,10 +262,11 @@ class ExecPlan:
     def abandon(self, error: BaseException) -> None:
         """The node failed or was cancelled: cancel what is still in flight. Items whose result
         came back meanwhile are delivered (a checkpointer keeps them, so a resume does not run them
-        again); every other item listeners heard start ends with ``error``."""
+        again), unless an interrupt such as Ctrl-C stops the run; every other item listeners heard
+        start ends with ``error``."""
         unfinished = [item for item, _ in self.exhausted] + [item for _, _, item in self.retry_at]
         for future, chunk in self.in_flight.items():
-            if not future.done() or future.cancelled():
+            if not future.done() or future.cancelled() or not isinstance(error, Exception):
                 future.cancel()
                 unfinished += chunk
                 continue

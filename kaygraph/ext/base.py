@@ -19,13 +19,17 @@ An extension package registers its instance when it is imported::
 ``get_extension("observability")`` then imports the package if needed, initializes the extension
 (once, even when threads race) and returns it; ``kaygraph info`` shows its :meth:`~Extension.describe`
 lines without initializing it.
+
+A package whose extension is only functions (KayGraph's own) says so in one call::
+
+    register_extension(PackageExtension("scheduler", __version__, describe=_describe))
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kaygraph.core.exceptions import ExtensionError, UnknownExtensionError
@@ -325,9 +329,49 @@ def register_extension(extension: Extension, *, replace: bool = False) -> Extens
     return registry.register(extension, replace=replace)
 
 
+class PackageExtension(Extension):
+    """The extension of package ``kaygraph.ext.<name>``, made of its functions: ``describe`` gives
+    ``kaygraph info`` its lines (cheap, no side effects); ``initialize`` / ``shutdown``, if any,
+    start and stop what it runs for the whole process."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        *,
+        describe: Callable[[], dict[str, str]],
+        initialize: Callable[[], object] | None = None,
+        shutdown: Callable[[], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self._name, self._version = name, version
+        self._describe, self._initialize, self._shutdown = describe, initialize, shutdown
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def initialize(self) -> None:
+        """The package's ``initialize``; none means its work starts on first use (stores, clusters)."""
+        if self._initialize is not None:
+            self._initialize()
+
+    def shutdown(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown()
+
+    def describe(self) -> dict[str, str]:
+        return self._describe()
+
+
 __all__ = [
     "Extension",
     "ExtensionRegistry",
+    "PackageExtension",
     "get_extension",
     "register_extension",
     "registry",

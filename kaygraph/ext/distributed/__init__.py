@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kaygraph.ext.base import PackageExtension, register_extension
 from kaygraph.utils.imports import lazy_exports
 
 if TYPE_CHECKING:
@@ -62,43 +63,29 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def _register_extension() -> None:
-    """Make the extension known to ``kaygraph info``, with the configured executor settings."""
-    from kaygraph.ext.base import Extension, register_extension
+def _describe() -> dict[str, str]:
+    """``kaygraph info``: the configured executor; executors connect when first used."""
+    from .base import redact
+    from .factory import setting
 
-    class DistributedExtension(Extension):
-        """The distributed extension: reports the configured executor; executors start when used."""
-
-        name = "distributed"
-        version = __version__
-
-        def initialize(self) -> None:
-            """Nothing to start: an executor connects to its cluster on first use."""
-
-        def describe(self) -> dict[str, str]:
-            from .base import redact
-            from .factory import setting
-
-            kind = setting("executor")
-            address = setting("address")
-            lines = {"executor": kind}
-            if kind == "local":
-                lines["executor"] = "local (in this process; pass executor= or set distributed.executor)"
-                return lines
-            if kind == "process":
-                lines["address"] = "local processes"
-            else:
-                lines["address"] = redact(address) if address else "local cluster on 127.0.0.1"
-            if kind == "process" or not address:
-                lines["workers"] = str(setting("workers") or "one per CPU")
-            lines["chunk_size"] = str(setting("chunk_size") or "auto")
-            lines["max_in_flight"] = str(setting("max_in_flight") or "2 per worker slot")
-            return lines
-
-    register_extension(DistributedExtension())
+    kind = setting("executor")
+    address = setting("address")
+    lines = {"executor": kind}
+    if kind == "local":
+        lines["executor"] = "local (in this process; pass executor= or set distributed.executor)"
+        return lines
+    if kind == "process":
+        lines["address"] = "local processes"
+    else:
+        lines["address"] = redact(address) if address else "local cluster on 127.0.0.1"
+    if kind == "process" or not address:
+        lines["workers"] = str(setting("workers") or "one per CPU")
+    lines["chunk_size"] = str(setting("chunk_size") or "auto")
+    lines["max_in_flight"] = str(setting("max_in_flight") or "2 per worker slot")
+    return lines
 
 
-_register_extension()
+register_extension(PackageExtension("distributed", __version__, describe=_describe))
 
 __all__ = [
     "BaseExecutor",

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kaygraph.core import __version__ as _core_version
+from kaygraph.ext.base import PackageExtension, register_extension
 from kaygraph.utils.imports import lazy_exports
 
 from ._instrument import Instrumentation, ObservabilityListener, current, instrument, settings, uninstrument
@@ -86,37 +88,12 @@ def _exporter_text(exporter: str, endpoint: str | None) -> str:
     return exporter
 
 
-def _register_extension() -> None:
-    """Register with ``kaygraph.ext.base`` so ``kaygraph info`` lists our status lines.
-
-    Initializing the extension runs :func:`instrument` from the configuration; shutting it down
-    runs :func:`uninstrument`.
-    """
-    try:
-        from kaygraph.ext.base import Extension, register_extension
-    except ImportError:  # an older kaygraph without the extension registry
-        return
-    from kaygraph.core import __version__
-
-    class ObservabilityExtension(Extension):
-        """The ``observability`` extension: tracing, metrics and logs as configured."""
-
-        name = "observability"
-        version = __version__
-
-        def initialize(self) -> None:
-            instrument()
-
-        def shutdown(self) -> None:
-            uninstrument()
-
-        def describe(self) -> dict[str, str]:
-            return describe()
-
-    register_extension(ObservabilityExtension())
-
-
-_register_extension()
+# Initializing the extension runs instrument() from the configuration; shutting it down, uninstrument().
+register_extension(
+    PackageExtension(
+        "observability", _core_version, describe=describe, initialize=instrument, shutdown=uninstrument
+    )
+)
 
 __all__ = [
     "DEFAULT_BUCKETS",

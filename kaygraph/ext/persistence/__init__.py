@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kaygraph.ext.base import PackageExtension, register_extension
 from kaygraph.utils.imports import lazy_exports
 
 if TYPE_CHECKING:
@@ -130,50 +131,33 @@ def _backends_ready() -> str:
     return text
 
 
-def _register_extension() -> None:
-    """Make the extension known to ``kaygraph info`` (when the extension registry exists)."""
-    try:
-        from kaygraph.ext.base import Extension, register_extension
-    except ImportError:  # the extension architecture is optional for this package
-        return
+def _describe() -> dict[str, str]:
+    """``kaygraph info``: the configured store; stores open lazily, per durable graph."""
+    from pathlib import Path
 
-    class PersistenceExtension(Extension):
-        """The persistence extension: reports the configured store; stores open lazily per graph."""
+    from .base import redact_url
+    from .stores import SQLITE_FILE, setting
 
-        name = "persistence"
-        version = __version__
-
-        def initialize(self) -> None:
-            """Nothing to start: stores connect when a durable graph first uses them."""
-
-        def describe(self) -> dict[str, str]:
-            from pathlib import Path
-
-            from .base import redact_url
-            from .stores import SQLITE_FILE, setting
-
-            # A URL to paste into --store (and into persistence.url), its password hidden.
-            url = setting("url")
-            if url:
-                location = redact_url(url)
-            elif setting("backend") == "sqlite":
-                path = Path(setting("directory")) / SQLITE_FILE
-                location = f"sqlite:///{path.as_posix()} (durability={setting('durability')})"
-            elif setting("backend") == "memory":
-                location = "memory:// (this process only)"
-            else:
-                location = f"{setting('backend')} (persistence.url is not set)"
-            return {
-                "store": location,
-                "ttl": f"{setting('ttl')} s",
-                "serializer": str(setting("serializer")),
-                "backends": _backends_ready(),
-            }
-
-    register_extension(PersistenceExtension())
+    # A URL to paste into --store (and into persistence.url), its password hidden.
+    url = setting("url")
+    if url:
+        location = redact_url(url)
+    elif setting("backend") == "sqlite":
+        path = Path(setting("directory")) / SQLITE_FILE
+        location = f"sqlite:///{path.as_posix()} (durability={setting('durability')})"
+    elif setting("backend") == "memory":
+        location = "memory:// (this process only)"
+    else:
+        location = f"{setting('backend')} (persistence.url is not set)"
+    return {
+        "store": location,
+        "ttl": f"{setting('ttl')} s",
+        "serializer": str(setting("serializer")),
+        "backends": _backends_ready(),
+    }
 
 
-_register_extension()
+register_extension(PackageExtension("persistence", __version__, describe=_describe))
 
 __all__ = [
     "DELETE",

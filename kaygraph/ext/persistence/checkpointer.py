@@ -259,6 +259,8 @@ class Checkpointer(RunListener):
     def on_node_start(self, *, node: Any, path: tuple[Any, ...], **kwargs: Any) -> None:
         path = tuple(path)
         if isinstance(node, Graph):
+            # What a graph's prep reached stays marked until its post ran (its end step).
+            self.tracker.enter(graph=True)
             if isinstance(node, AsyncParallelBatchGraph):
                 with self._lock:
                     self._parallel.add(path)
@@ -289,8 +291,7 @@ class Checkpointer(RunListener):
             )
 
     def on_node_error(self, *, node: Any, path: tuple[Any, ...], error: BaseException, **kwargs: Any) -> None:
-        if not isinstance(node, Graph):
-            self.tracker.leave()
+        self.tracker.leave(graph=isinstance(node, Graph))
         if isinstance(error, (RunLockedError, RunNotFoundError)) and error.run_id == self.run_id:
             return  # this writer lost the run: it writes nothing more
         with self._lock:
@@ -315,8 +316,7 @@ class Checkpointer(RunListener):
         **kwargs: Any,
     ) -> None:
         path = tuple(path)
-        if not isinstance(node, Graph):
-            self.tracker.leave()
+        self.tracker.leave(graph=isinstance(node, Graph))
         with self._lock:
             if len(self._durations) > 1000:
                 self._durations.clear()
@@ -400,7 +400,7 @@ class Checkpointer(RunListener):
                 raw = None
                 if error is None:
                     # The state after the run, but never a failed node's half-done writes.
-                    delta = self.tracker.diff(shared, whole_lists=True)
+                    delta = self.tracker.diff(shared, everything=True)
                     raw = {"a": action_json(action)}
                     delta_text = self._delta_text(delta)
                     text = record_json("end", fields, raw)[:-1] + delta_text + "}"

@@ -40,7 +40,7 @@ from .leases import claim, drop_owner, lease_is_live, locked_error, new_owner, r
 from .records import RunState
 from .serialization import check_serializer, decode_params, decode_state, decode_value, get_serializer
 from .stores import open_store, setting
-from .tracking import TrackedDict, plain_state
+from .tracking import TrackedDict
 
 _UNSET: Any = object()
 
@@ -146,7 +146,8 @@ class _Job:
         assert self.checkpointer is not None
         shared = self.caller_shared
         if shared is None:  # a resumed run: its state was rebuilt here, hand out a plain dict
-            shared = plain_state(self.state) if isinstance(self.state, TrackedDict) else self.state
+            self.release()
+            shared = dict(dict.items(self.state)) if isinstance(self.state, TrackedDict) else self.state
         return RunResult(
             run_id=self.checkpointer.run_id,
             status="succeeded",
@@ -158,11 +159,17 @@ class _Job:
     def __enter__(self) -> _Job:
         return self
 
+    def release(self) -> None:
+        """No tracking type stays reachable from the run's state (see StateTracker.release)."""
+        if self.checkpointer is not None:
+            self.checkpointer.tracker.release(self.state)
+
     def __exit__(self, *exc_info: object) -> None:
+        self.release()
         caller = self.caller_shared
         if caller is not None and caller is not self.state:
             # The graph ran on a TrackedDict copy: hand the caller's dict the final state.
-            final = plain_state(self.state)
+            final = dict(dict.items(self.state))
             caller.clear()
             caller.update(final)
 

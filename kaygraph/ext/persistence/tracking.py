@@ -47,6 +47,9 @@ from .abc import Serializer
 from .records import json_string
 
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
+#: A list is handed out as a TrackedList only once it is this long and growing by appends: below
+#: it, comparing every item costs less than a few microseconds per step (bench/persistence_speed.py).
+ADOPT_LENGTH = 256
 _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
 _MISSING = object()
 #: Encoded values at most this long are repeated in every snapshot instead of being referenced.
@@ -162,19 +165,32 @@ class TrackedList(list):  # type: ignore[type-arg]
     deletion...) marks the whole list, which is then compared exactly. See the module docstring.
     """
 
-    __slots__ = ("_all", "_origin", "_reached")
+    __slots__ = ("_added", "_all", "_origin", "_reached")
 
     def __init__(self, *args: Any) -> None:
         list.__init__(self, *args)
         self._reached: set[int] = set()
         self._all = True  # re-initialised by user code: compare everything
-        #: The caller's plain list this one replaced (it gets the final items back), or None.
-        self._origin: list[Any] | None = None
+        #: Items added by this list's own append/extend/+= since the tracker last looked: a
+        #: longer list with fewer recorded additions was grown by C code (heapq) and is compared.
+        self._added = 0
+        #: The plain list this one replaced (it gets the final items back at the run's end).
+        self._origin: list[Any] = []
 
     def reset(self) -> None:
         """Forget what was reached (the tracker looked at it)."""
         self._reached = set()
         self._all = False
+        self._added = 0
+
+    def append(self, item: Any) -> None:
+        self._added += 1
+        list.append(self, item)
+
+    def extend(self, items: Any) -> None:
+        before = len(self)
+        list.extend(self, items)
+        self._added += len(self) - before
 
     def __getitem__(self, index: Any) -> Any:
         item = list.__getitem__(self, index)
@@ -226,7 +242,10 @@ class TrackedList(list):  # type: ignore[type-arg]
         # Defined so ``+=`` extends in place instead of falling back to __add__ (a new list).
         if type(other) is TrackedList:
             other._all = True
-        return list.__iadd__(self, other)
+        before = len(self)
+        list.__iadd__(self, other)
+        self._added += len(self) - before
+        return self
 
     __hash__ = None
 
@@ -256,21 +275,16 @@ TrackedList.__copy__ = TrackedList.copy  # type: ignore[attr-defined]
 del _name
 
 
-def plain(value: Any) -> Any:
-    """``value`` with a :class:`TrackedList` turned back into a plain list (the caller's own list
-    object when the run started from it)."""
-    if type(value) is not TrackedList:
-        return value
-    origin = value._origin
-    if origin is None:
-        return list.copy(value)
-    list.__setitem__(origin, slice(None), value)
-    return origin
-
-
-def plain_state(state: Any) -> dict[Any, Any]:
-    """A plain dict of ``state``'s items (no tracking types left at the top level)."""
-    return {key: plain(value) for key, value in dict.items(state)}
+def _repoint(holder: Any, tracked: TrackedList, plain: list[Any]) -> None:
+    """In the dict or list ``holder``, replace every reference to ``tracked`` with ``plain``."""
+    if isinstance(holder, dict):
+        for key, value in list(dict.items(holder)):
+            if value is tracked:
+                dict.__setitem__(holder, key, plain)
+    elif isinstance(holder, list):
+        for index, value in enumerate(list(list.__iter__(holder))):
+            if value is tracked:
+                list.__setitem__(holder, index, plain)
 
 
 def _references(container: dict[Any, Any], key: Any) -> int:
@@ -366,20 +380,28 @@ class StateTracker:
         self.entries: dict[str, _Entry] = {}
         #: The caller's dict the run's TrackedDict was copied from (it holds the same lists).
         self.caller: dict[Any, Any] | None = None
+        #: Nodes and graphs in flight (a graph's prep result may be edited in its post, after
+        #: its children's steps: what it reached stays marked until it ends).
         self._in_flight = 0
+        self._graphs = 0
         self._lock = threading.Lock()
         #: The keys holding lists that the last diff examined (to reset or adopt).
         self._lists: list[str] = []
+        #: Every TrackedList this run handed out (turned back into plain lists by :meth:`release`).
+        self.swapped: list[TrackedList] = []
 
     # -- nodes in flight -----------------------------------------------------------------------
 
-    def enter(self) -> None:
+    def enter(self, *, graph: bool = False) -> None:
         with self._lock:
             self._in_flight += 1
+            self._graphs += graph
 
-    def leave(self) -> None:
+    def leave(self, *, graph: bool = False) -> None:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
+            if graph:
+                self._graphs = max(0, self._graphs - 1)
 
     # -- deltas --------------------------------------------------------------------------------
 
@@ -436,20 +458,36 @@ class StateTracker:
             delta.deleted = [key for key in entries if not dict.__contains__(shared, key)]
             for key in delta.deleted:
                 del entries[key]
-        if tracked is not None and self._in_flight == 0:
-            tracked.reset()
+        # Only when no node runs concurrently: a TrackedList's additions were all recorded just
+        # now. What was reached is forgotten once no graph is in flight either (a graph's post
+        # may still edit what its prep reached).
+        if tracked is not None and self._in_flight == self._graphs:
+            settled = self._in_flight == 0
+            if settled:
+                tracked.reset()
             for key in lists:
                 kind = type(dict.get(tracked, key))  # no reference kept here: _adopt counts them
                 if kind is TrackedList:
-                    dict.__getitem__(tracked, key).reset()
-                elif kind is list and key in entries and entries[key].shadow is not None:
+                    value = dict.__getitem__(tracked, key)
+                    if settled:
+                        value.reset()
+                    else:
+                        value._added = 0
+                    del value
+                elif (
+                    kind is list
+                    and key in delta.appended
+                    and entries[key].shadow is not None
+                    and len(entries[key].shadow) >= ADOPT_LENGTH  # type: ignore[arg-type]
+                ):
                     self._adopt(tracked, key)
         return delta
 
     def _adopt(self, shared: TrackedDict, key: str) -> None:
-        """Replace the plain list at ``shared[key]`` with a :class:`TrackedList` of the same items,
-        when nothing but the shared store (and the caller's dict it came from) holds it: the swap
-        is then invisible, and later steps compare only the items they reached."""
+        """Replace the long, growing plain list at ``shared[key]`` with a :class:`TrackedList` of
+        the same items, when nothing but the shared store (and the caller's dict it came from,
+        which then holds the TrackedList too) holds it: nobody can tell the lists apart, later
+        steps compare only the items they reached, and :meth:`release` hands the original back."""
         if _ALONE is None:
             return
         entry = self.entries[key]
@@ -461,9 +499,42 @@ class StateTracker:
             return
         tracked = TrackedList(original)
         tracked.reset()
-        tracked._origin = original if from_caller else None
+        tracked._origin = original
         dict.__setitem__(shared, key, tracked)
+        if from_caller:
+            dict.__setitem__(caller, key, tracked)  # type: ignore[index]
         entry.obj = tracked
+        self.swapped.append(tracked)
+
+    def release(self, shared: Any) -> None:
+        """The run's end: every TrackedList it handed out becomes its original plain list again,
+        holding the final items, wherever ``shared``, the caller's dict or other dicts and lists
+        keep it (a value moved under a nested key, a node's attribute). Only references held by
+        tuples, ``__slots__``, closures or running code's variables stay TrackedLists."""
+        swapped, self.swapped = self.swapped, []
+        if not swapped:
+            return
+        for entry in self.entries.values():
+            if type(entry.obj) is TrackedList:
+                entry.obj = _MISSING
+        escaped = []
+        for tracked in swapped:
+            plain = tracked._origin
+            list.__setitem__(plain, slice(None), tracked)
+            for holder in (shared, self.caller):
+                if isinstance(holder, dict):
+                    _repoint(holder, tracked, plain)
+            # Held by `swapped`, `tracked` and getrefcount's argument: more means kept elsewhere.
+            if sys.getrefcount(tracked) > 3:
+                escaped.append(tracked)
+        del tracked
+        if escaped:
+            import gc
+
+            for tracked in escaped:
+                for holder in gc.get_referrers(tracked):
+                    if holder is not escaped and holder is not swapped:
+                        _repoint(holder, tracked, tracked._origin)
 
     def _examine(self, key: Any, value: Any, delta: Delta, whole: bool = False) -> None:
         if type(key) is not str:
@@ -487,6 +558,7 @@ class StateTracker:
         if (
             kind is TrackedList
             and entry.obj is value
+            and entry.shadow is not None
             and not whole
             and not value._all
             and self._only_grew(entry, value)
@@ -515,12 +587,14 @@ class StateTracker:
     @staticmethod
     def _only_grew(entry: _Entry, value: TrackedList) -> bool:
         """Whether a TrackedList whose log shows no rearrangement still holds its old items
-        unchanged: the reached ones are compared exactly; the length and the identity of the
-        first and last old items catch C code that bypassed the methods (heapq)."""
+        unchanged: the reached ones are compared exactly; a length that is not the old one plus
+        the list's own additions, or first and last old items that are other objects, mean C
+        code bypassed the methods (heapq): the caller then compares every item."""
         shadow = entry.shadow
-        assert shadow is not None
+        if shadow is None:
+            return False
         count = len(shadow)
-        if len(value) < count:
+        if len(value) != count + value._added:
             return False
         if count and (
             list.__getitem__(value, 0) is not entry.edges[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kaygraph.ext.base import PackageExtension, register_extension
 from kaygraph.utils.imports import lazy_exports
 
 if TYPE_CHECKING:
@@ -67,56 +68,38 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def _register_extension() -> None:
-    """Make the extension known to ``kaygraph info``, with the store and its schedules."""
+def _describe() -> dict[str, str]:
+    """``kaygraph info``: the configured store and what it holds; a scheduler runs where
+    ``Scheduler.run()`` is called."""
+    from .stores import configured_url, setting
+
+    lines = {"store": "", "timezone": str(setting("timezone"))}
     try:
-        from kaygraph.ext.base import Extension, register_extension
-    except ImportError:  # the extension architecture is optional for this package
-        return
+        url = configured_url()
+        from .base import safe_url
 
-    class SchedulerExtension(Extension):
-        """The scheduler extension: reports the configured store and what it holds."""
-
-        name = "scheduler"
-        version = __version__
-
-        def initialize(self) -> None:
-            """Nothing to start: a scheduler runs where ``Scheduler.run()`` is called."""
-
-        def describe(self) -> dict[str, str]:
-            from .stores import configured_url, setting
-
-            lines = {"store": "", "timezone": str(setting("timezone"))}
-            try:
-                url = configured_url()
-                from .base import safe_url
-
-                lines["store"] = safe_url(url)
-                if url.startswith("memory:"):
-                    return lines
-                from .stores import open_schedule_store
-
-                with open_schedule_store(url) as store:
-                    schedules = store.list_schedules()
-                    running = store.list_fires(status="running", limit=1000)
-                    wake = store.next_wake()
-            except Exception as exc:  # kaygraph info must show the rest even when the store is down
-                lines["state"] = f"store unavailable ({type(exc).__name__}: {exc})"
-                return lines
-            paused = sum(schedule.paused for schedule in schedules)
-            lines["schedules"] = f"{len(schedules)} ({paused} paused), {len(running)} fire(s) running"
-            if wake is not None and schedules:
-                import datetime as dt
-
-                lines["next due"] = dt.datetime.fromtimestamp(wake, dt.timezone.utc).isoformat(
-                    timespec="seconds"
-                )
+        lines["store"] = safe_url(url)
+        if url.startswith("memory:"):
             return lines
+        from .stores import open_schedule_store
 
-    register_extension(SchedulerExtension())
+        with open_schedule_store(url) as store:
+            schedules = store.list_schedules()
+            running = store.list_fires(status="running", limit=1000)
+            wake = store.next_wake()
+    except Exception as exc:  # kaygraph info must show the rest even when the store is down
+        lines["state"] = f"store unavailable ({type(exc).__name__}: {exc})"
+        return lines
+    paused = sum(schedule.paused for schedule in schedules)
+    lines["schedules"] = f"{len(schedules)} ({paused} paused), {len(running)} fire(s) running"
+    if wake is not None and schedules:
+        import datetime as dt
+
+        lines["next due"] = dt.datetime.fromtimestamp(wake, dt.timezone.utc).isoformat(timespec="seconds")
+    return lines
 
 
-_register_extension()
+register_extension(PackageExtension("scheduler", __version__, describe=_describe))
 
 __all__ = [
     "CronTrigger",

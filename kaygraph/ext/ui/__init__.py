@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kaygraph.ext.base import PackageExtension, register_extension
 from kaygraph.utils.imports import lazy_exports
 
 if TYPE_CHECKING:
@@ -39,30 +40,16 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def _register_extension() -> None:
-    """Make the extension known to ``kaygraph info``."""
-    from kaygraph.ext.base import Extension, register_extension
+def _describe() -> dict[str, str]:
+    """``kaygraph info``: how to serve the dashboard; nothing runs until ``create_app`` or ``kaygraph ui``."""
+    from kaygraph.config import get_config
 
-    class UIExtension(Extension):
-        """The dashboard extension: nothing runs until ``create_app`` or ``kaygraph ui``."""
-
-        name = "ui"
-        version = __version__
-
-        def initialize(self) -> None:
-            """Nothing to start: the server is started by ``kaygraph ui`` or by your own ASGI server."""
-
-        def describe(self) -> dict[str, str]:
-            from kaygraph.config import get_config
-
-            config = get_config()
-            auth = "token" if config.get("ui.token") else "loopback only, no token"
-            return {"serve": f"kaygraph ui  (http://{config.get('ui.host')}:{config.get('ui.port')}, {auth})"}
-
-    register_extension(UIExtension())
+    config = get_config()
+    auth = "token" if config.get("ui.token") else "loopback only, no token"
+    return {"serve": f"kaygraph ui  (http://{config.get('ui.host')}:{config.get('ui.port')}, {auth})"}
 
 
-_register_extension()
+register_extension(PackageExtension("ui", __version__, describe=_describe))
 
 __all__ = [
     "ApiError",

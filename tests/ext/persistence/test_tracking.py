@@ -7,7 +7,11 @@ recorded after every step must equal it exactly."""
 from __future__ import annotations
 
 import copy
+import gc
+import heapq
 import itertools
+import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +21,7 @@ from kaygraph.core.exceptions import SerializationError
 from kaygraph.ext.persistence import durable, state_at, steps
 from kaygraph.ext.persistence.records import unframe
 from kaygraph.ext.persistence.serialization import JSONSerializer
-from kaygraph.ext.persistence.tracking import StateTracker, TrackedDict
+from kaygraph.ext.persistence.tracking import ADOPT_LENGTH, StateTracker, TrackedDict, TrackedList
 
 TRUTH: list[dict[str, Any]] = []
 
@@ -315,15 +319,31 @@ def edited_the_alias(shared: Any, _: Any) -> None:
     shared["messages"][-2]["content"] = "edited through the second copy"
 
 
-def heap_pushed(shared: Any, _: Any) -> None:
-    import heapq
+def warm_up(shared: Any, _: Any) -> None:
+    appended(shared, None)
+    shared["short"].append({"n": 2})
+    heapq.heappush(shared["queue"], [10**6, "last"])  # the largest: an append (both lists grew)
 
+
+def heap_pushed_mid(shared: Any, _: Any) -> None:
+    # Lands at its parent's index and moves the parent to the end: the length grows and the first
+    # and last old items stay, yet it is no append (C code: no TrackedList method runs).
+    queue = shared["queue"]
+    parent = (len(queue) - 1) // 2  # (len() reaches no item: the push must be found without it)
+    heapq.heappush(queue, [2 * parent - 1, "middle"])
+
+
+def heap_pushed_and_appended(shared: Any, _: Any) -> None:
+    queue = shared["queue"]
+    heapq.heappush(queue, [2 * ((len(queue) - 1) // 2) - 1, "middle again"])
+    queue.append([10**7, "appended by the method"])  # one recorded append, two new items
+
+
+def heap_pushed(shared: Any, _: Any) -> None:
     heapq.heappush(shared["queue"], [0, "urgent"])  # C code: no TrackedList method runs
 
 
 def heap_replaced(shared: Any, _: Any) -> None:
-    import heapq
-
     heapq.heapreplace(shared["queue"], [9, "replaced"])  # same length, items moved
 
 
@@ -341,11 +361,11 @@ LIST_TYPES: list[str] = []
 
 
 def list_type(shared: Any, _: Any) -> None:
-    LIST_TYPES.append(type(dict.__getitem__(shared, "messages")).__name__)
+    LIST_TYPES.extend(type(dict.__getitem__(shared, key)).__name__ for key in ("messages", "queue", "short"))
 
 
 LIST_CHANGES = [
-    ("warm-up", appended, None),  # the run's first step: the lists become TrackedLists after it
+    ("warm-up", warm_up, None),  # the run's first step: the long lists grew, they become TrackedLists
     ("probe", list_type, None),
     ("slice", read_slice_then_edit, None),
     ("one", read_one_then_edit, None),
@@ -354,6 +374,8 @@ LIST_CHANGES = [
     ("pop-push", popped_edited_pushed_back, None),
     ("alias-append", appended_an_alias, None),
     ("alias-edit", edited_the_alias, None),
+    ("heapq-middle", heap_pushed_mid, None),
+    ("heapq-and-append", heap_pushed_and_appended, None),
     ("heapq", heap_pushed, None),
     ("heapq-replace", heap_replaced, None),
     ("equal-item", equal_item_then_edit, None),
@@ -372,8 +394,9 @@ def list_graph() -> Graph:
 
 def list_state() -> dict[str, Any]:
     return {
-        "messages": [{"role": "user", "content": f"m{index}"} for index in range(40)],
-        "queue": [[1, "a"], [3, "b"], [2, "c"]],
+        "messages": [{"role": "user", "content": f"m{index}"} for index in range(ADOPT_LENGTH + 40)],
+        "queue": [[2 * index, "queued"] for index in range(ADOPT_LENGTH + 40)],  # sorted: a heap
+        "short": [{"n": 1}],  # grows too, but too short to be worth tracking: stays a plain list
     }
 
 
@@ -383,7 +406,7 @@ def test_edits_of_old_list_items_are_recorded_when_only_reached_items_are_compar
     caller = list_state()
     messages_id = id(caller["messages"])
     result = durable(list_graph(), store, snapshot_every=1000).run(caller, run_id="lists")
-    assert LIST_TYPES == ["TrackedList"]  # the fast path was taken
+    assert LIST_TYPES == ["TrackedList", "TrackedList", "list"]  # the fast path was taken
     recorded = [entry for entry in steps(store, "lists") if entry.kind == "step"]
     assert [entry.node_id for entry in recorded] == [name for name, _, _ in LIST_CHANGES]
     for entry, expected in zip(recorded, TRUTH, strict=True):
@@ -472,3 +495,157 @@ def test_tracked_lists_behave_as_lists() -> None:
         assert type(copied) is list and copied == [{"a": 1}, [2], 3, 4]
     assert json.loads(json.dumps(tracked)) == [{"a": 1}, [2], 3, 4]
     assert isinstance(tracked, list) and tracked == [{"a": 1}, [2], 3, 4]
+
+
+# -- a TrackedList is invisible: odd items, the caller's dict, values moved or kept, graphs -------
+
+
+def long_chat() -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"m{index}"} for index in range(ADOPT_LENGTH)]
+
+
+def test_items_json_cannot_compare_appended_to_a_tracked_list_are_recorded(store: Any) -> None:
+    TRUTH.clear()
+    odd = [{"k": 1}, ("tool", 1), {1: "a"}, b"raw", {"k": 2}, float("nan"), {"k": 3}]
+
+    class Add(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            messages = shared["messages"]
+            count = len(messages) - ADOPT_LENGTH
+            if count == 1:
+                TRUTH.append({"type": type(dict.__getitem__(shared, "messages")).__name__})
+            messages.append(odd[count] if count < len(odd) else {"k": count})
+            truth(shared)
+            return "again" if count < len(odd) + 2 else "done"
+
+    add = Add(node_id="add")
+    add - "again" >> add
+    add - "done" >> Node(node_id="end")
+    result = durable(Graph(add, name="odd"), store, snapshot_every=1000).run({"messages": long_chat()}, run_id="odd")
+    assert TRUTH.pop(1) == {"type": "TrackedList"}  # swapped after its first append, before ("tool", 1)
+    recorded = [entry for entry in steps(store, "odd") if entry.kind == "step" and entry.node_id == "add"]
+    assert len(recorded) == len(TRUTH) == len(odd) + 3
+    for entry, expected in zip(recorded, TRUTH, strict=True):
+        assert repr(entry.state) == repr(expected), entry.seq  # repr: NaN never equals itself
+    assert repr(result.shared) == repr(TRUTH[-1]) == repr(state_at(store, "odd").state)
+    assert math.isnan(result.shared["messages"][ADOPT_LENGTH + 5])
+
+
+def test_writes_through_the_callers_own_dict_land_as_in_a_plain_run(store: Any) -> None:
+    types: list[type] = []
+
+    def build(caller: dict[str, Any], seen: list[int]) -> Graph:
+        class Step(Node):
+            def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+                shared["messages"].append({"by": self.node_id})
+                seen.append(len(caller["messages"]))  # e.g. a progress callback holding the dict
+                caller["messages"].append({"by": "caller"})  # written through the caller's dict
+                if self.node_id != "n0":  # (a step that edits old items is no append: no swap)
+                    caller["messages"][0]["content"] = f"edited by {self.node_id}"
+                types.append(type(dict.__getitem__(shared, "messages")))
+                return None
+
+        nodes = [Step(node_id=f"n{index}") for index in range(4)]
+        for left, right in itertools.pairwise(nodes):
+            left >> right
+        return Graph(nodes[0], name="caller")
+
+    plain_caller: dict[str, Any] = {"messages": long_chat()}
+    plain_seen: list[int] = []
+    build(plain_caller, plain_seen).run(plain_caller)
+    caller: dict[str, Any] = {"messages": long_chat()}
+    original = id(caller["messages"])  # (a reference would stop the swap)
+    seen: list[int] = []
+    types.clear()
+    result = durable(build(caller, seen), store).run(caller, run_id="caller")
+    assert types[1:] == [TrackedList] * 3  # swapped after the first step
+    assert seen == plain_seen and caller == plain_caller
+    assert result.shared is caller and id(caller["messages"]) == original and type(caller["messages"]) is list
+    assert state_at(store, "caller").state == plain_caller
+
+
+def reachable_tracked_lists(value: Any, seen: set[int] | None = None) -> list[Any]:
+    """Every TrackedList reachable from ``value`` through dicts, lists and tuples."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return []
+    seen.add(id(value))
+    found = [value] if isinstance(value, TrackedList) else []
+    if isinstance(value, dict):
+        for item in dict.values(value):
+            found += reachable_tracked_lists(item, seen)
+    elif isinstance(value, (list, tuple)):
+        for item in list(value) if isinstance(value, tuple) else list.__iter__(value):
+            found += reachable_tracked_lists(item, seen)
+    return found
+
+
+def test_no_tracked_list_escapes_the_run_moved_kept_or_nested(store: Any) -> None:
+    kept: dict[str, Any] = {}
+    memory = SimpleNamespace()
+
+    class Chat(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["messages"].append({"by": self.node_id})
+            shared["other"].append({"by": self.node_id})
+            if self.node_id != "c0":  # after the first step's swap (a list held before is not swapped)
+                kept.setdefault("ref", shared["messages"])  # a reference a node keeps
+                memory.other = shared["other"]  # and one in an object's attribute
+            return None
+
+    class Archive(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            assert type(dict.__getitem__(shared, "messages")) is TrackedList  # it was swapped
+            shared["archive"] = {"old": shared.pop("messages"), "log": [shared["other"]]}
+            shared["messages"] = []
+            return None
+
+    nodes = [Chat(node_id=f"c{index}") for index in range(3)]
+    archive = Archive(node_id="archive")
+    for left, right in itertools.pairwise([*nodes, archive]):
+        left >> right
+    caller = {"messages": long_chat(), "other": long_chat()}
+    original, other = id(caller["messages"]), id(caller["other"])  # (a reference would stop the swap)
+    result = durable(Graph(nodes[0], name="escape"), store).run(caller, run_id="escape")
+    gc.collect()
+    assert reachable_tracked_lists(result.shared) == []
+    old = result.shared["archive"]["old"]
+    assert id(old) == original and type(old) is list and len(old) == ADOPT_LENGTH + 3
+    assert result.shared["archive"]["log"][0] is result.shared["other"] is memory.other
+    assert id(result.shared["other"]) == other and kept["ref"] is old
+    assert state_at(store, "escape").state == result.shared
+    import json
+
+    assert json.loads(json.dumps(result.shared)) == result.shared
+
+
+def test_a_graphs_own_prep_and_post_edits_are_recorded_in_its_step(store: Any) -> None:
+    class Child(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["log"].append("child")
+            return None
+
+    class Outer(Graph):
+        def prep(self, shared: Any) -> Any:
+            return shared["messages"][0], shared["doc"]  # reached in the graph's prep...
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            item, doc = prep_res
+            item["content"] = "edited by the graph's post"  # ...edited after its children ran
+            doc["state"] = "edited by the graph's post"
+            return None
+
+    class Warm(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["messages"].append({"content": "warm"})
+            return None
+
+    warm = Warm(node_id="warm")
+    warm >> Outer(Child(node_id="child"), node_id="outer")
+    state = {"messages": long_chat(), "doc": {"state": "new"}, "log": []}
+    result = durable(Graph(warm, name="outer"), store, snapshot_every=1000).run(state, run_id="outer")
+    recorded = {entry.node_id: entry.state for entry in steps(store, "outer") if entry.kind == "step"}
+    assert recorded["child"]["doc"] == {"state": "new"} and recorded["child"]["log"] == ["child"]
+    assert recorded["outer"] == result.shared
+    assert recorded["outer"]["messages"][0]["content"] == recorded["outer"]["doc"]["state"]
+    assert recorded["outer"]["doc"]["state"] == "edited by the graph's post"
