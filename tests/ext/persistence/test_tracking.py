@@ -521,7 +521,9 @@ def test_items_json_cannot_compare_appended_to_a_tracked_list_are_recorded(store
     add = Add(node_id="add")
     add - "again" >> add
     add - "done" >> Node(node_id="end")
-    result = durable(Graph(add, name="odd"), store, snapshot_every=1000).run({"messages": long_chat()}, run_id="odd")
+    result = durable(Graph(add, name="odd"), store, snapshot_every=1000).run(
+        {"messages": long_chat()}, run_id="odd"
+    )
     assert TRUTH.pop(1) == {"type": "TrackedList"}  # swapped after its first append, before ("tool", 1)
     recorded = [entry for entry in steps(store, "odd") if entry.kind == "step" and entry.node_id == "add"]
     assert len(recorded) == len(TRUTH) == len(odd) + 3
