@@ -16,14 +16,16 @@ How an in-place mutation is detected (correctness first):
    items are encoded and stored (an *append*); anything else re-encodes the value. Every other
    value is re-encoded and its JSON compared with the last one, so an equal replacement stores
    nothing and a deleted key is stored as deleted.
-3. **Which items of a list.** After a step, a top-level list held by nothing but ``shared`` (and
-   the caller's dict it was copied from; counted with ``sys.getrefcount``, so the swap is
-   invisible) is replaced by a :class:`TrackedList` of the same items. It logs which old items
-   it handed out: appends run at C speed and show in the length; ``lst[i]`` and short slices
-   mark those indices; whatever hands out every item or rearranges the list marks all of it.
-   Only marked items are compared with the shadow, plus the length and the identity of the first
-   and last old items (C code such as ``heapq`` writes without the methods). Snapshots and the
-   run's end compare every item. The caller's dict gets plain lists back (see :func:`plain`).
+3. **Which items of a list.** After a step that appended to a top-level list of at least
+   ``ADOPT_LENGTH`` items held by nothing but ``shared`` (and the caller's dict it was copied
+   from; counted with ``sys.getrefcount``, so the swap is invisible), the list is replaced by a
+   :class:`TrackedList` of the same items. It logs which old items it handed out and how many
+   items its own ``append``/``extend``/``+=`` added; ``lst[i]`` and short slices mark those
+   indices; whatever hands out every item or rearranges the list marks all of it. Only marked
+   items are compared with the shadow, plus the length (the old one plus the logged additions)
+   and the identity of the first and last old items (C code such as ``heapq`` writes without the
+   methods). Snapshots and the run's end compare every item; at the end :meth:`StateTracker.release`
+   gives the original plain list object its final items back wherever it is referenced.
 
 Limits, stated plainly: a value mutated through a reference kept *outside* ``shared`` from an
 earlier step (a global, a node attribute) without reaching it through ``shared`` again is seen
@@ -159,7 +161,7 @@ class TrackedDict(dict):  # type: ignore[type-arg]
 class TrackedList(list):  # type: ignore[type-arg]
     """A top-level list of a durable run's shared store that remembers which old items it handed out.
 
-    Appends (``append``, ``extend``, ``+=``) run at C speed and are found by the length. Reading
+    Appends (``append``, ``extend``, ``+=``) are counted, never compared. Reading
     one item (``lst[i]``, a short slice) marks that index; anything that hands out every item or
     rearranges the list (iteration, ``copy``, ``+``, comparisons, ``pop``, ``sort``, assignment,
     deletion...) marks the whole list, which is then compared exactly. See the module docstring.
@@ -563,7 +565,7 @@ class StateTracker:
             and not value._all
             and self._only_grew(entry, value)
         ):
-            count = len(entry.shadow)  # type: ignore[arg-type]
+            count = len(entry.shadow)
             if len(value) > count:
                 self._append(key, entry, value, count, delta, path)
             return
@@ -726,6 +728,4 @@ __all__ = [
     "TrackedDict",
     "TrackedList",
     "key_json",
-    "plain",
-    "plain_state",
 ]
