@@ -656,7 +656,9 @@ def test_a_graphs_own_prep_and_post_edits_are_recorded_in_its_step(store: Any) -
 def test_reading_any_state_of_a_long_growing_list_follows_a_bounded_chain_of_snapshots(store: Any) -> None:
     from kaygraph.ext.persistence.tracking import MAX_CHAIN
 
-    durable(grow_graph(120), store, snapshot_every=3, keep_snapshots=None).run({"messages": []}, run_id="chain")
+    durable(grow_graph(120), store, snapshot_every=3, keep_snapshots=None).run(
+        {"messages": []}, run_id="chain"
+    )
     reads: list[tuple[Any, Any]] = []
     read = store.read
 
