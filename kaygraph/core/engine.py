@@ -170,7 +170,6 @@ def attempts(node: Any, prep_res: Any, run: Any, fallback: Any, sleep: Any, fail
             if node.wait > 0:
                 yield sleep, (node.wait,)
             node._check_cancel()
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def retrying(node: Any, attempt: int, error: BaseException) -> None:
@@ -178,8 +177,7 @@ def retrying(node: Any, attempt: int, error: BaseException) -> None:
     _log.retrying(node, attempt)
     ctx = node._run_ctx
     if ctx is not None:
-        ctx.emit("on_retry", node=node, node_id=node.node_id, path=node._kg_path, attempt=attempt + 1,
-                 error=error, wait=node.wait)
+        ctx.emit_for("on_retry", node, attempt=attempt + 1, error=error, wait=node.wait)
 
 
 def mark_attempts(exc: BaseException, count: int, ctx: object) -> None:
@@ -302,8 +300,8 @@ class ItemScope:
         self.prefix_token = batch_prefix.set((node, (*node._kg_path, index))) if graph_prefix else None
         self.started = time.perf_counter()
         try:
-            node._run_ctx.emit("on_batch_item_start", node=node, node_id=node.node_id, path=node._kg_path,
-                               index=index, item=item, size=node._kg_batch_size)
+            size = node._kg_batch_size
+            node._run_ctx.emit_for("on_batch_item_start", node, index=index, item=item, size=size)
         except BaseException as exc:
             self.end(error=exc)
             raise
@@ -313,9 +311,9 @@ class ItemScope:
             batch_prefix.reset(self.prefix_token)
             self.prefix_token = None
         node = self.node
-        node._run_ctx.emit("on_batch_item_end", node=node, node_id=node.node_id, path=node._kg_path,
-                           index=self.index, result=result, error=error,
-                           duration=time.perf_counter() - self.started)
+        duration = time.perf_counter() - self.started
+        node._run_ctx.emit_for("on_batch_item_end", node, index=self.index, result=result, error=error,
+                               duration=duration)
 
 
 def one_item(

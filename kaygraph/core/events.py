@@ -343,6 +343,11 @@ class RunContext:
         """Whether any listener of this run handles ``event``."""
         return bool(self._hooks.get(event))
 
+    def emit_for(self, event: str, node: Any, /, **fields: Any) -> None:
+        """:meth:`emit` an event about ``node``, with its ``node_id`` and ``path``."""
+        if self._hooks.get(event):
+            self.emit(event, node=node, node_id=node.node_id, path=node._kg_path, **fields)
+
     def emit(self, event: str, /, **fields: Any) -> None:
         """Call every listener's ``event`` hook with ``run=self``, ``run_id``, ``seq`` and ``fields``.
 

@@ -105,6 +105,8 @@ class CheckpointStore(abc.ABC):
 
     #: Short name used in URLs and ``kaygraph info`` (``sqlite``, ``redis``, ...).
     backend: ClassVar[str] = ""
+    #: When (``time.time()``) creating a run next purges expired runs; see ``purge_quietly``.
+    next_purge_at: float = 0.0
 
     @abc.abstractmethod
     def create_run(self, info: RunInfo, first_record: bytes) -> bool:

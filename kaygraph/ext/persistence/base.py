@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -71,9 +72,20 @@ def missing_extra(thing: str, package: str) -> MissingExtraError:
     )
 
 
+#: Seconds between the purges that new runs trigger: at most one a second per store, not one per
+#: run (on the SQL stores each purge is a write transaction of its own, a sixth of a short run's
+#: statements); an expired run is past its TTL already and waits at most this much longer.
+PURGE_INTERVAL = 1.0
+
+
 def purge_quietly(store: CheckpointStore) -> None:
-    """Cleanup on write (before a new run is stored): delete expired runs, but never make the
-    write that triggered it fail; a failure is logged as a warning instead."""
+    """Cleanup on write (before a new run is stored): delete expired runs, at most once per
+    :data:`PURGE_INTERVAL` per store, but never make the write that triggered it fail; a failure
+    is logged as a warning instead."""
+    now = time.time()  # the clock expiry is judged by
+    if store.next_purge_at - PURGE_INTERVAL <= now < store.next_purge_at:  # (a clock set back: purge)
+        return
+    store.next_purge_at = now + PURGE_INTERVAL
     try:
         store.purge_expired()
     except Exception as exc:

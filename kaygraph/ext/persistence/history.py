@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import math
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -433,6 +434,17 @@ def changes(
         if target is None:
             return Changes([], cursor)
         runs = target.changed_since(float(cursor), limit=limit)
+        if limit is not None and len(runs) >= limit:
+            # A full page: runs updated at the same instant as its last one may be beyond it, and
+            # the next poll (after that instant) would skip them. Leave that instant to the next
+            # poll, or, when the whole page shares it, take every run updated then.
+            last = runs[-1].updated_at
+            earlier = [info for info in runs if info.updated_at < last]
+            runs = earlier or [
+                info
+                for info in target.changed_since(math.nextafter(last, -math.inf))
+                if info.updated_at == last
+            ]
         newest = max((info.updated_at for info in runs), default=float(cursor))
         return Changes([_true_row(target, info) for info in runs], newest)
 

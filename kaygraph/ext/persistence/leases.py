@@ -34,10 +34,23 @@ def _process_start(pid: int) -> str:
         return ""
 
 
+_own_start: tuple[int, str] = (-1, "")
+
+
+def _own_process_start() -> tuple[int, str]:
+    """This process's pid and start, read once per pid (a forked child reads its own): every
+    durable run asks, and reading ``/proc`` each time was a tenth of a short run's cost."""
+    global _own_start
+    pid = os.getpid()
+    if _own_start[0] != pid:
+        _own_start = (pid, _process_start(pid))
+    return _own_start
+
+
 def new_owner() -> str:
     """A fresh lease owner token for this process: ``host:pid:process-start:random``."""
-    pid = os.getpid()
-    owner = f"{_HOST}:{pid}:{_process_start(pid)}:{os.urandom(6).hex()}"
+    pid, started = _own_process_start()
+    owner = f"{_HOST}:{pid}:{started}:{os.urandom(6).hex()}"
     with _local_owners_lock:
         _local_owners.add(owner)
     return owner

@@ -106,9 +106,15 @@ class SQLStore(CheckpointStore):
         for name, kind in _ADDED_COLUMNS.items():
             if name not in present:
                 cursor.execute(f"ALTER TABLE {self.runs_table} ADD COLUMN {name} {kind}")
-        cursor.execute(
-            f"CREATE INDEX IF NOT EXISTS {self.table_prefix}runs_updated ON {self.runs_table} (updated_at)"
-        )
+        runs, prefix = self.runs_table, self.table_prefix
+        # changes() polls by updated_at; listings filter by graph and/or status, newest first.
+        for name, columns in (
+            ("updated", "updated_at"),
+            ("graph_status", "graph_name, status, created_at, run_id"),
+            ("graph", "graph_name, created_at, run_id"),
+            ("status", "status, created_at, run_id"),
+        ):
+            cursor.execute(f"CREATE INDEX IF NOT EXISTS {prefix}runs_{name} ON {runs} ({columns})")
 
     def schema_statements(self) -> list[str]:
         """CREATE statements for both tables and the indexes lists and TTL cleanup use."""

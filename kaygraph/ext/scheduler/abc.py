@@ -160,6 +160,20 @@ class Fire:
         return self.fire_id
 
 
+@dataclasses.dataclass
+class PassWrite:
+    """What one scheduler pass decided for one schedule it locked, for :meth:`ScheduleStore.write_pass`."""
+
+    schedule: str
+    #: Fires to insert (only new ids, as :meth:`ScheduleStore.put_fires`).
+    new_fires: list[Fire] = dataclasses.field(default_factory=list)
+    #: ``(fire_id, changes, if_owner)`` applied in order, as :meth:`ScheduleStore.update_fire`
+    #: (``if_owner`` may be :data:`ANY_OWNER`); the claims are compare-and-sets among them.
+    updates: list[tuple[str, dict[str, Any], Any]] = dataclasses.field(default_factory=list)
+    #: Schedule state set as the lock is released, as :meth:`ScheduleStore.unlock`.
+    changes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 class ScheduleStore(abc.ABC):
     """Where schedules and fires live; shared by every scheduler process that uses the same URL.
 
@@ -216,7 +230,30 @@ class ScheduleStore(abc.ABC):
     def next_wake(self) -> float | None:
         """The earliest moment any schedule is due (a locked one: when its lock expires), or None."""
 
+    def write_pass(self, owner: str, writes: Sequence[PassWrite]) -> list[list[bool]]:
+        """Apply what a pass decided for the schedules ``owner`` locked: for each write its new
+        fires, its fire updates in order, then its unlock. Returns, per write, whether each update
+        changed the fire (a claim that lost its compare-and-set says False).
+
+        The SQL stores do it all in one transaction (one round trip per batch of schedules, not
+        four per schedule); this default makes the same calls one by one, each atomic by itself,
+        which is what the other stores need: a failure part-way leaves claimed fires that
+        nobody runs, taken over when their lease ends, as after a crash.
+        """
+        results: list[list[bool]] = []
+        for write in writes:
+            self.put_fires(write.new_fires)
+            results.append(
+                [self.update_fire(fire, changes, if_owner=who) for fire, changes, who in write.updates]
+            )
+            self.unlock(write.schedule, owner, write.changes)
+        return results
+
     # -- fires --------------------------------------------------------------------------------
+
+    def active_fires_of(self, schedules: Sequence[str]) -> dict[str, list[Fire]]:
+        """:meth:`active_fires` of several schedules at once (one query on the SQL stores)."""
+        return {name: self.active_fires(name) for name in schedules}
 
     @abc.abstractmethod
     def put_fires(self, fires: Sequence[Fire]) -> int:
@@ -274,6 +311,7 @@ __all__ = [
     "FIRE_STATUSES",
     "OVERLAP_POLICIES",
     "Fire",
+    "PassWrite",
     "Schedule",
     "ScheduleStore",
     "fire_id",

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from kaygraph.core.exceptions import MissingExtraError
 
-from .abc import ANY_OWNER, Fire, Schedule, ScheduleStore
+from .abc import ANY_OWNER, Fire, PassWrite, Schedule, ScheduleStore
 from .errors import ScheduleStoreError
 
 _T = TypeVar("_T")
@@ -113,6 +113,9 @@ def check_changes(changes: Mapping[str, Any], allowed: Sequence[str], what: str)
     return {name: int(value) if name in _BOOL_FIELDS else value for name, value in changes.items()}
 
 
+#: When a schedule is due for lock_due (as wake_key(), lock aside): at once when poked, else at
+#: wake_at. Indexed as this very expression, so finding due schedules never scans them all.
+_DUE = "CASE WHEN poked = 1 THEN 0 ELSE wake_at END"
 _FIRE_COLUMNS = ", ".join(Fire.FIELDS)
 _SCHEDULE_COLUMNS = ", ".join(("name", "spec", *Schedule.STATE_FIELDS))
 
@@ -163,7 +166,9 @@ class SQLScheduleStore(ScheduleStore):
             "paused INTEGER NOT NULL DEFAULT 0, next_fire_at DOUBLE PRECISION, wake_at DOUBLE PRECISION, "
             "lock_owner TEXT, lock_until DOUBLE PRECISION, poked INTEGER NOT NULL DEFAULT 0, "
             "missed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0)",
-            f"CREATE INDEX IF NOT EXISTS {index}_wake ON {s} (wake_at)",
+            # lock_due() and next_wake() read these in order instead of scanning every schedule.
+            f"CREATE INDEX IF NOT EXISTS {index}_due ON {s} (({_DUE}))",
+            f"CREATE INDEX IF NOT EXISTS {index}_lock ON {s} (lock_until)",
             f"CREATE TABLE IF NOT EXISTS {f} (fire_id TEXT PRIMARY KEY, schedule TEXT NOT NULL, "
             "fire_time DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, "
             "status TEXT NOT NULL, owner TEXT, lease_until DOUBLE PRECISION, attempts INTEGER NOT NULL, "
@@ -255,9 +260,8 @@ class SQLScheduleStore(ScheduleStore):
         p, s = self.placeholder, self.schedules_table
         sql = (
             f"UPDATE {s} SET lock_owner = {p}, lock_until = {p}, poked = 0 WHERE name IN ("
-            f"SELECT name FROM {s} WHERE (wake_at <= {p} OR poked = 1) "
-            f"AND (lock_owner IS NULL OR lock_until < {p}) "
-            f"ORDER BY wake_at LIMIT {int(limit)}{self.skip_locked}"
+            f"SELECT name FROM {s} WHERE {_DUE} <= {p} AND (lock_owner IS NULL OR lock_until < {p}) "
+            f"ORDER BY {_DUE} LIMIT {int(limit)}{self.skip_locked}"
             f") RETURNING {_SCHEDULE_COLUMNS}"
         )
 
@@ -267,37 +271,62 @@ class SQLScheduleStore(ScheduleStore):
 
         return self._run(work, single=self.lock_due_single)
 
-    def unlock(self, name: str, owner: str, changes: Mapping[str, Any]) -> bool:
+    def _unlock_work(self, name: str, owner: str, changes: Mapping[str, Any]) -> Callable[[Any], bool]:
         values = check_changes(changes, Schedule.STATE_FIELDS, "schedule")
         values.update(lock_owner=None, lock_until=None)
-        work = self._set(
+        return self._set(
             self.schedules_table, "name", name, values, f" AND lock_owner = {self.placeholder}", (owner,)
         )
-        return self._run(work, single=True)
+
+    def unlock(self, name: str, owner: str, changes: Mapping[str, Any]) -> bool:
+        return self._run(self._unlock_work(name, owner, changes), single=True)
+
+    def write_pass(self, owner: str, writes: Sequence[PassWrite]) -> list[list[bool]]:
+        # One transaction for the whole batch: all of it is written, or (an error) none of it.
+        steps = [
+            (
+                self._insert_work(write.new_fires),
+                [self._update_fire_work(fire, changes, who) for fire, changes, who in write.updates],
+                self._unlock_work(write.schedule, owner, write.changes),
+            )
+            for write in writes
+        ]
+
+        def work(cursor: Any) -> list[list[bool]]:
+            results = []
+            for insert, updates, unlock in steps:
+                insert(cursor)
+                results.append([update(cursor) for update in updates])
+                unlock(cursor)
+            return results
+
+        return self._run(work) if writes else []
 
     def poke(self, name: str) -> None:
         self._run(self._set(self.schedules_table, "name", name, {"poked": 1}), single=True)
 
     def next_wake(self) -> float | None:
-        # The same key as wake_key(): a held lock defers the schedule until the lock expires.
+        # The same key as wake_key(): the earliest due unlocked schedule (first in the due index;
+        # the COALESCE keeps planners off the lock index, which would mean sorting every unlocked
+        # row), and the locked ones (a few: one batch per scheduler), due when their lock expires.
+        s = self.schedules_table
         sql = (
-            "SELECT MIN(CASE WHEN poked = 1 THEN COALESCE(lock_until, 0) "
-            "WHEN lock_until IS NOT NULL AND (wake_at IS NULL OR lock_until > wake_at) THEN lock_until "
-            f"ELSE wake_at END) FROM {self.schedules_table}"
+            f"SELECT (SELECT {_DUE} FROM {s} WHERE {_DUE} IS NOT NULL AND COALESCE(lock_until, -1) = -1 "
+            f"ORDER BY {_DUE} LIMIT 1), (SELECT MIN(CASE WHEN poked = 1 OR wake_at IS NULL "
+            f"OR lock_until > wake_at THEN lock_until ELSE wake_at END) "
+            f"FROM {s} WHERE lock_until IS NOT NULL)"
         )
 
         def work(cursor: Any) -> float | None:
             cursor.execute(sql)
-            row = cursor.fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+            found = [float(value) for value in cursor.fetchone() or () if value is not None]
+            return min(found) if found else None
 
         return self._run(work, write=False)
 
     # -- fires --------------------------------------------------------------------------------
 
-    def put_fires(self, fires: Sequence[Fire]) -> int:
-        if not fires:
-            return 0
+    def _insert_work(self, fires: Sequence[Fire]) -> Callable[[Any], int]:
         p = self.placeholder
         sql = (
             f"INSERT INTO {self.fires_table} ({_FIRE_COLUMNS}) VALUES ({', '.join([p] * len(Fire.FIELDS))}) "
@@ -310,7 +339,12 @@ class SQLScheduleStore(ScheduleStore):
                 inserted += max(cursor.execute(sql, tuple(fire_row(fire).values())).rowcount, 0)
             return inserted
 
-        return self._run(work, single=len(fires) == 1)
+        return work
+
+    def put_fires(self, fires: Sequence[Fire]) -> int:
+        if not fires:
+            return 0
+        return self._run(self._insert_work(fires), single=len(fires) == 1)
 
     def _select_fires(
         self, where: str, args: tuple[Any, ...], order: str, limit: int | None = None
@@ -328,6 +362,16 @@ class SQLScheduleStore(ScheduleStore):
     def get_fire(self, fire_id: str) -> Fire | None:
         found = self._select_fires(f" WHERE fire_id = {self.placeholder}", (fire_id,), "fire_id")
         return found[0] if found else None
+
+    def active_fires_of(self, schedules: Sequence[str]) -> dict[str, list[Fire]]:
+        found: dict[str, list[Fire]] = {name: [] for name in schedules}
+        if not found:
+            return found
+        names = ", ".join([self.placeholder] * len(found))
+        where = f" WHERE schedule IN ({names}) AND status IN ('pending', 'running')"
+        for fire in self._select_fires(where, tuple(found), "fire_time, fire_id"):
+            found[fire.schedule].append(fire)
+        return found
 
     def active_fires(self, schedule: str) -> list[Fire]:
         p = self.placeholder
@@ -358,16 +402,20 @@ class SQLScheduleStore(ScheduleStore):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return self._select_fires(where, tuple(args), "fire_time DESC, fire_id DESC", limit)
 
-    def update_fire(self, fire_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
+    def _update_fire_work(
+        self, fire_id: str, changes: Mapping[str, Any], if_owner: Any
+    ) -> Callable[[Any], bool]:
         values = check_changes(changes, Fire.FIELDS, "fire")
         if not values:
-            return self.get_fire(fire_id) is not None
+            sql = f"SELECT 1 FROM {self.fires_table} WHERE fire_id = {self.placeholder}"
+            return lambda cursor: cursor.execute(sql, (fire_id,)).fetchone() is not None
         if if_owner is ANY_OWNER:
-            return self._run(self._set(self.fires_table, "fire_id", fire_id, values), single=True)
+            return self._set(self.fires_table, "fire_id", fire_id, values)
         check = f" AND owner {self.null_safe_equal} {self.placeholder}"
-        return self._run(
-            self._set(self.fires_table, "fire_id", fire_id, values, check, (if_owner,)), single=True
-        )
+        return self._set(self.fires_table, "fire_id", fire_id, values, check, (if_owner,))
+
+    def update_fire(self, fire_id: str, changes: Mapping[str, Any], *, if_owner: Any = ANY_OWNER) -> bool:
+        return self._run(self._update_fire_work(fire_id, changes, if_owner), single=True)
 
     def renew_fires(self, fire_ids: Sequence[str], owner: str, until: float) -> list[str]:
         if not fire_ids:

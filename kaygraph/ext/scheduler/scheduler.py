@@ -26,7 +26,16 @@ from kaygraph.core.exceptions import ConfigurationError, KayGraphError, RunCance
 from kaygraph.core.loading import load_graph
 
 from . import engine
-from .abc import CATCHUP_POLICIES, OVERLAP_POLICIES, Fire, Schedule, ScheduleStore, fire_id
+from .abc import (
+    ANY_OWNER,
+    CATCHUP_POLICIES,
+    OVERLAP_POLICIES,
+    Fire,
+    PassWrite,
+    Schedule,
+    ScheduleStore,
+    fire_id,
+)
 from .errors import InvalidTriggerError, ScheduleExistsError, ScheduleNotFoundError, SchedulerError
 from .observe import FireObserver
 from .stores import configured_url, open_schedule_store, runs_url_for, setting
@@ -356,8 +365,8 @@ class Scheduler:
             if limit <= 0:
                 break
             locked = self.store.lock_due(now, self.owner, now + self.lease, limit)
-            for schedule in locked:
-                jobs += self._process(schedule, now, self._capacity())
+            if locked:
+                jobs += self._process(locked, now)
             if len(locked) < limit:
                 break
         return jobs
@@ -366,62 +375,85 @@ class Scheduler:
         """How many more fires this process can run now."""
         return self.max_workers - len(self._jobs)
 
-    def _process(self, schedule: Schedule, now: float, capacity: int) -> builtins.list[_Job]:
+    def _process(self, locked: builtins.list[Schedule], now: float) -> builtins.list[_Job]:
+        """Plan the schedules this pass locked and write every decision in one store call."""
         store = self.store
         try:
-            trigger = self._trigger(schedule)
-            active = store.active_fires(schedule.name)
-            decided = engine.plan(
-                schedule,
-                trigger,
-                active,
-                now,
-                grace=self.grace,
-                capacity=capacity,
-                lease_until=now + self.lease,
-            )
-            store.put_fires(decided.new_fires)
-            for fire in decided.cancel:
-                store.update_fire(fire.fire_id, {"cancel_requested": True})
-            for fire in decided.superseded:
-                status = "skipped" if fire.status == "pending" else "cancelled"
-                store.update_fire(
-                    fire.fire_id,
-                    {
-                        "status": status,
-                        "ended_at": now,
-                        "error": "superseded by a newer fire (overlap='cancel')",
-                    },
-                    if_owner=fire.owner,
+            active = store.active_fires_of([schedule.name for schedule in locked])
+        except Exception:
+            self._retry_later(locked, now)
+            return []
+        capacity = self._capacity()
+        planned: builtins.list[tuple[Schedule, engine.Plan, PassWrite]] = []
+        for schedule in locked:
+            try:
+                decided = engine.plan(
+                    schedule,
+                    self._trigger(schedule),
+                    active.get(schedule.name, []),
+                    now,
+                    grace=self.grace,
+                    capacity=capacity,
+                    lease_until=now + self.lease,
                 )
-            jobs = []
-            for fire in decided.claimable:
-                changes = {
-                    "status": "running",
-                    "owner": self.owner,
-                    "lease_until": now + self.lease,
-                    "started_at": now,
-                    "attempts": fire.attempts + 1,
-                }
-                if store.update_fire(fire.fire_id, changes, if_owner=fire.owner):
+            except Exception:
+                self._retry_later([schedule], now)
+                continue
+            capacity -= len(decided.claimable)
+            planned.append((schedule, decided, self._pass_write(schedule, decided, now)))
+        try:
+            results = store.write_pass(self.owner, [write for _, _, write in planned])
+        except Exception:
+            self._retry_later([schedule for schedule, _, _ in planned], now)
+            return []
+        jobs = []
+        for (schedule, decided, write), changed in zip(planned, results, strict=True):
+            first = len(write.updates) - len(decided.claimable)  # the claims come last
+            claims = zip(decided.claimable, write.updates[first:], changed[first:], strict=True)
+            for fire, (_, changes, _), claimed in claims:
+                if claimed:
                     for field, value in changes.items():
                         setattr(fire, field, value)
                     job = _Job(fire, schedule)
                     with self._jobs_lock:
                         self._jobs[fire.fire_id] = job
                     jobs.append(job)
-            store.unlock(schedule.name, self.owner, decided.changes)
-        except Exception:
-            logger.exception(
-                "scheduler: schedule %r could not be processed; trying again in %ss",
-                schedule.name,
-                self.poll_interval,
-            )
-            with contextlib.suppress(Exception):
-                store.unlock(schedule.name, self.owner, {"wake_at": now + self.poll_interval})
-            return []
-        self.observer.planned(schedule.name, decided.missed, decided.skipped)
+            self.observer.planned(schedule.name, decided.missed, decided.skipped)
         return jobs
+
+    def _pass_write(self, schedule: Schedule, decided: engine.Plan, now: float) -> PassWrite:
+        """The store writes of one schedule's plan; its claims come last, in order."""
+        updates: builtins.list[tuple[str, dict[str, Any], Any]] = [
+            (fire.fire_id, {"cancel_requested": True}, ANY_OWNER) for fire in decided.cancel
+        ]
+        for fire in decided.superseded:
+            status = "skipped" if fire.status == "pending" else "cancelled"
+            error = "superseded by a newer fire (overlap='cancel')"
+            updates.append((fire.fire_id, {"status": status, "ended_at": now, "error": error}, fire.owner))
+        for fire in decided.claimable:
+            claim = {
+                "status": "running",
+                "owner": self.owner,
+                "lease_until": now + self.lease,
+                "started_at": now,
+                "attempts": fire.attempts + 1,
+            }
+            updates.append((fire.fire_id, claim, fire.owner))
+        return PassWrite(schedule.name, decided.new_fires, updates, decided.changes)
+
+    def _retry_later(self, schedules: builtins.list[Schedule], now: float) -> None:
+        """A pass failed for ``schedules`` (logged): release them to be looked at again soon."""
+        names = ", ".join(repr(schedule.name) for schedule in schedules[:5])
+        more = f" and {len(schedules) - 5} more" if len(schedules) > 5 else ""
+        logger.exception(
+            "scheduler: schedule(s) %s%s could not be processed; trying again in %gs",
+            names,
+            more,
+            self.poll_interval,
+        )
+        for schedule in schedules:
+            with contextlib.suppress(Exception):
+                self.store.unlock(schedule.name, self.owner, {"wake_at": now + self.poll_interval})
 
     def _trigger(self, schedule: Schedule) -> Trigger:
         """The schedule's trigger, built once per distinct description and shared by the schedules

@@ -49,8 +49,9 @@ AMBIGUOUS = ("first", "last", "both")
 # No zone has moved its clocks by more than this at once; bounds how far wall order and instant
 # order can disagree around a transition.
 _MAX_SHIFT = 3 * 3600
-#: How many answers a cron trigger's ``next_after`` remembers.
-_MEMO_SIZE = 4096
+#: How many answers a cron trigger's ``next_after`` remembers: the schedules sharing a trigger ask
+#: about the same few instants at a time, and thousands of distinct triggers must stay small.
+_MEMO_SIZE = 32
 
 
 def resolve_timezone(name: str | _dt.tzinfo | None) -> ZoneInfo:

@@ -741,6 +741,18 @@ def test_creating_a_run_purges_any_number_of_expired_runs(store: Any, expired_ru
     assert store.load("old-1") == []
 
 
+def test_new_runs_purge_at_most_once_per_interval(store: Any, expired_runs: Any) -> None:
+    expired_runs(store, 3)
+    durable(chain(Tracker(), ["a"]), store).run({}, run_id="first")
+    assert [info.run_id for info in store.list_runs()] == ["first"]  # the first new run purged
+    expired_runs(store, 3)
+    durable(chain(Tracker(), ["a"]), store).run({}, run_id="second")
+    assert len(store.list_runs(limit=None)) == 5  # within the interval: not again
+    store.next_purge_at = 0.0  # the interval has passed
+    durable(chain(Tracker(), ["a"]), store).run({}, run_id="third")
+    assert sorted(info.run_id for info in store.list_runs()) == ["first", "second", "third"]
+
+
 def test_a_failing_purge_never_fails_a_new_run(
     store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

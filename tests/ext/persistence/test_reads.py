@@ -186,6 +186,23 @@ def test_changes_polls_every_changed_run_with_one_query(store: Any) -> None:
     assert [info.run_id for info in changes(store, polled.cursor).runs] == ["two"]
 
 
+def test_changes_in_pages_misses_no_run_updated_at_the_same_instant_as_a_page_end(store: Any) -> None:
+    for index in range(7):
+        durable(counter(1), store).run({}, run_id=f"r{index}")
+    # Runs 1-3 and 4-6 each share one updated_at: page ends fall inside both groups.
+    for index in range(7):
+        store.update_run(f"r{index}", {"updated_at": 1000.0 + (index + 2) // 3})
+    seen: list[str] = []
+    cursor = 0.0
+    for _ in range(10):
+        page = changes(store, cursor, limit=2)
+        if not page.runs:
+            break
+        seen += [info.run_id for info in page.runs]
+        cursor = page.cursor
+    assert sorted(seen) == [f"r{index}" for index in range(7)]  # each exactly once
+
+
 def test_fork_from_a_step_with_a_patch_records_its_parent(store: Any) -> None:
     runner = durable(counter(6), store)
     runner.run({"keep": 1, "drop": 2}, run_id="parent")

@@ -114,6 +114,28 @@ def test_with_every_worker_busy_due_schedules_wait_in_the_store(store_url, clock
     assert second.fire_id == fire_id(waiting, clock.now) and second.status == "succeeded"
 
 
+def test_a_pass_the_store_fails_to_write_is_retried_and_nothing_is_lost(
+    store_url, clock, graphs, monkeypatch, caplog
+) -> None:
+    scheduler = make(store_url, clock, poll_interval=2)
+    scheduler.add("report", graphs.ref("counting"), every(minutes=1))
+    store = scheduler.store
+    write_pass = store.write_pass
+
+    def broken(owner, writes):  # type: ignore[no-untyped-def]
+        raise ScheduleStoreError("the database went away mid-pass")
+
+    monkeypatch.setattr(store, "write_pass", broken)
+    with caplog.at_level("ERROR", logger="kaygraph.scheduler"):
+        assert step(scheduler, clock, 60) == []
+    assert "schedule(s) 'report' could not be processed; trying again in 2s" in caplog.text
+    got = store.get_schedule("report")
+    assert got.lock_owner is None and got.wake_at == clock.now + 2  # released, due again soon
+    monkeypatch.setattr(store, "write_pass", write_pass)
+    [fire] = step(scheduler, clock, 2)
+    assert fire.fire_id == fire_id("report", clock.now - 2) and fire.status == "succeeded"
+
+
 def test_overlap_skip_records_the_skipped_fire(store_url, clock, graphs) -> None:
     scheduler = make(store_url, clock)
     scheduler.add("report", graphs.ref("counting"), every(minutes=1), overlap="skip")

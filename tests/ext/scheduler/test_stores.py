@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kaygraph.ext.scheduler import Fire, Schedule, open_schedule_store
-from kaygraph.ext.scheduler.abc import fire_id
+from kaygraph.ext.scheduler.abc import ANY_OWNER, PassWrite, fire_id
 
 
 def schedule(name: str = "report", **fields: Any) -> Schedule:
@@ -103,6 +103,80 @@ def test_next_wake(store) -> None:
     assert store.next_wake() == 200.0
     store.lock_due(250.0, "A", 400.0, 1)  # locks b until 400
     assert store.next_wake() == 300.0
+
+
+def test_lock_due_takes_poked_schedules_first_and_never_ones_without_a_wake(store) -> None:
+    for index in range(6):
+        store.add_schedule(schedule(f"s{index}", wake_at=100.0 + index))
+    store.add_schedule(schedule("paused", wake_at=None, next_fire_at=None, paused=True))
+    store.poke("s5")
+    assert store.next_wake() == 0.0
+    assert {s.name for s in store.lock_due(200.0, "A", 300.0, 2)} == {"s5", "s0"}
+    # Locked ones count from their lock's end; the earliest unlocked one is s1.
+    assert store.next_wake() == 101.0
+    assert {s.name for s in store.lock_due(200.0, "A", 300.0, 10)} == {"s1", "s2", "s3", "s4"}
+    assert store.next_wake() == 300.0  # everything due is locked by A until 300
+    assert store.lock_due(10**6, "B", 10**6 + 30, 10) and store.get_schedule("paused").lock_owner is None
+
+
+def test_write_pass_applies_each_schedules_decision_and_says_which_claims_won(store) -> None:
+    store.add_schedule(schedule("a", wake_at=100.0))
+    store.add_schedule(schedule("b", wake_at=100.0))
+    store.put_fires([fire("b", 100.0)])
+    taken = {"status": "running", "owner": "X", "lease_until": 999.0}
+    assert store.update_fire(fire_id("b", 100.0), taken, if_owner=None)  # another scheduler has it
+    assert len(store.lock_due(150.0, "A", 180.0, 10)) == 2
+    claim = {"status": "running", "owner": "A", "lease_until": 180.0, "attempts": 1}
+    writes = [
+        PassWrite(
+            "a",
+            [fire("a", 100.0), fire("a", 160.0, due_at=170.0)],
+            [(fire_id("a", 100.0), claim, None)],
+            {"wake_at": 170.0, "next_fire_at": 220.0},
+        ),
+        PassWrite(
+            "b",
+            [fire("b", 100.0, status="skipped")],  # exists already: left as it is
+            [
+                (fire_id("b", 100.0), claim, None),
+                (fire_id("b", 100.0), {"cancel_requested": True}, ANY_OWNER),
+            ],
+            {"wake_at": 200.0},
+        ),
+    ]
+    assert store.write_pass("A", writes) == [[True], [False, True]]
+    won = store.get_fire(fire_id("a", 100.0))
+    assert (won.status, won.owner, won.attempts) == ("running", "A", 1)
+    assert store.get_fire(fire_id("a", 160.0)).status == "pending"
+    lost = store.get_fire(fire_id("b", 100.0))
+    assert (lost.owner, lost.status, lost.cancel_requested) == ("X", "running", True)
+    a = store.get_schedule("a")
+    assert (a.lock_owner, a.next_fire_at, a.wake_at) == (None, 220.0, 170.0)
+    assert store.get_schedule("b").lock_owner is None and store.next_wake() == 170.0
+    # A write for a schedule whose lock is gone (it expired, B took it) does not unlock B's.
+    store.lock_due(500.0, "B", 530.0, 10)
+    store.write_pass("A", [PassWrite("a", [], [], {"wake_at": 900.0})])
+    assert store.get_schedule("a").lock_owner == "B"
+    assert store.write_pass("A", []) == []
+
+
+def test_active_fires_of_several_schedules_at_once(store) -> None:
+    store.put_fires(
+        [
+            fire("a", 160.0),
+            fire("a", 100.0),
+            fire("b", 100.0, status="succeeded"),
+            fire("c", 50.0, status="running", owner="X"),
+        ]
+    )
+    got = store.active_fires_of(["a", "b", "c", "none"])
+    assert {name: [f.fire_time for f in fires] for name, fires in got.items()} == {
+        "a": [100.0, 160.0],
+        "b": [],
+        "c": [50.0],
+        "none": [],
+    }
+    assert got["c"][0].owner == "X" and store.active_fires_of([]) == {}
 
 
 def test_put_fires_is_idempotent_by_fire_id(store) -> None:
