@@ -418,3 +418,72 @@ def test_an_empty_variable_is_an_error_naming_it_not_a_null(variable: str, key: 
 def test_only_null_or_none_clear_an_optional_key() -> None:
     assert Config(search=False, env={"KAYGRAPH_PERSISTENCE_TTL": "null"}).get("persistence.ttl") is None
     assert Config(search=False, env={"KAYGRAPH_PERSISTENCE_TTL": "None"}).get("persistence.ttl") is None
+
+
+# -- where the file was looked for, and reading back -------------------------------------------
+
+
+def test_searched_lists_every_location_in_order_or_only_the_file_named(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(os.environ["HOME"])
+    assert Config(env={}).searched == [
+        str(workdir / "kaygraph.json"),
+        str(workdir / ".kaygraph.json"),
+        str(home / ".kaygraph" / "config.json"),
+        "/etc/kaygraph/config.json",
+    ]
+    named = write_json(workdir / "conf" / "named.json", {})
+    assert Config(named, env={}).searched == [str(named)]
+    assert Config(env={"KAYGRAPH_CONFIG": str(named)}).searched == [str(named)]
+
+
+def test_without_a_home_directory_the_search_skips_only_the_home_location(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # "~" cannot be resolved
+
+    assert Config(env={}).searched == [
+        str(workdir / "kaygraph.json"),
+        str(workdir / ".kaygraph.json"),
+        "/etc/kaygraph/config.json",
+    ]
+
+
+def test_test_and_unknown_variables_do_not_stop_the_variables_after_them() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = Config(
+            search=False,
+            env={"KAYGRAPH_AAA_UNKNOWN": "1", "KAYGRAPH_TEST_X": "1", "KAYGRAPH_DEBUG": "1", "KAYGRAPH_UI_PORT": "81"},
+        )
+    assert (config.get("debug"), config.get("ui.port")) == (True, 81)
+
+
+def test_unknown_keys_from_every_layer_are_listed_and_nested(workdir: Path) -> None:
+    path = write_json(workdir / "kaygraph.json", {"from_file": 1, "my_plugin": {"option": {"deep": 2}, "flat": 5}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = Config(path, env={"KAYGRAPH_DEBUG": "1"})
+        config.set("at.run.time", 3)
+
+    assert [key for key, _, _ in config.items() if key not in SCHEMA] == ["at.run.time", "from_file", "my_plugin"]
+    assert config.get("my_plugin.option.deep") == 2
+    assert config.get("my_plugin.option.absent", "fallback") == "fallback"
+    assert config.get("my_plugin.flat.deeper", "fallback") == "fallback"  # 5 holds no keys
+    assert config.get("nobody_set_this", 7) == 7
+    nested = config.to_dict()
+    assert nested["debug"] is True and nested["from_file"] == 1
+    assert nested["at"] == {"run.time": 3}
+
+
+def test_repr_names_the_file_read(workdir: Path) -> None:
+    path = write_json(workdir / "kaygraph.json", {})
+    assert repr(Config(env={})) == f"<kaygraph.config.Config file={str(path)!r}>"
+    assert repr(Config(search=False, env={})) == "<kaygraph.config.Config file=None>"
+
+
+def test_the_module_level_configure_takes_a_mapping_and_keywords(workdir: Path) -> None:
+    configure({"persistence.backend": "memory"}, debug=True)
+    assert (get_config().get("persistence.backend"), get_config().get("debug")) == ("memory", True)
+    assert get_config().source_of("persistence.backend") == "configure()"

@@ -167,3 +167,112 @@ def test_the_module_names_a_missing_attribute() -> None:
     with pytest.raises(AttributeError) as caught:
         config_module.no_such_thing  # noqa: B018
     assert str(caught.value) == "module 'kaygraph.config' has no attribute 'no_such_thing'"
+
+
+def test_node_settings_given_to_the_framework_config_say_where_they_belong() -> None:
+    with pytest.raises(TypeError) as caught:
+        Config(search=False, env={}, model="gpt", retries=3)  # type: ignore[call-arg]
+    assert str(caught.value) == (
+        "kaygraph.config.Config() got model=, retries=: it loads KayGraph's own settings (config_file=, "
+        "env=, search=). Settings for your nodes go in kaygraph.Config(model=, retries=...), passed as "
+        "config= to a node or graph."
+    )
+
+
+def test_config_file_and_path_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError) as caught:
+        Config(tmp_path / "a.json", path=tmp_path / "b.json", env={})
+    assert str(caught.value) == (
+        "kaygraph.config.Config() got both config_file= and path= (the same setting); pass only config_file="
+    )
+
+
+def test_a_missing_config_file_argument_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.json"
+    error = error_of(config_file=missing)
+    assert str(error) == (
+        f"KayGraph settings file {missing} does not exist (given as kaygraph.config.Config(config_file=...)); "
+        "pass the path of a JSON file."
+    )
+    assert (error.key, error.source) == (None, f"file {missing}")
+
+
+def test_a_kaygraph_config_naming_no_file_is_an_error_with_the_variable_and_its_value() -> None:
+    error = error_of(env={"KAYGRAPH_CONFIG": "nowhere/settings.json"})
+    assert str(error) == (
+        "KAYGRAPH_CONFIG='nowhere/settings.json' does not name an existing file; fix the path or unset "
+        "the variable."
+    )
+    assert (error.key, error.value, error.source) == (
+        "KAYGRAPH_CONFIG",
+        "nowhere/settings.json",
+        "env KAYGRAPH_CONFIG",
+    )
+
+
+def test_a_section_variable_that_is_not_json_names_the_variable_the_text_and_the_reason() -> None:
+    error = error_of(env={"KAYGRAPH_UI": "{port: 1}"})
+    assert str(error) == (
+        "KAYGRAPH_UI must hold a JSON object of ui settings, got '{port: 1}' (Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1))."
+    )
+    assert (error.key, error.value, error.source) == ("ui", "{port: 1}", "env KAYGRAPH_UI")
+
+
+def test_a_section_that_is_not_an_object_names_its_source(tmp_path: Path) -> None:
+    path = tmp_path / "kaygraph.json"
+    path.write_text(json.dumps({"scheduler": 5}))
+    assert error_of(path=path).source == f"file {path}"
+    assert error_of(env={"KAYGRAPH_SCHEDULER": "5"}).source == "env KAYGRAPH_SCHEDULER"
+
+
+def test_a_bad_boolean_variable_lists_every_accepted_spelling() -> None:
+    error = error_of(env={"KAYGRAPH_DEBUG": "maybe"})
+    assert str(error) == (
+        "Config key 'debug' has value 'maybe' (from env KAYGRAPH_DEBUG): expected true or false (also "
+        "1/0, yes/no, on/off). Set KAYGRAPH_DEBUG to a valid value or unset it."
+    )
+
+
+def test_invalid_json_in_a_file_names_line_column_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "kaygraph.json"
+    path.write_text('{\n  "debug": tru\n}\n')
+    error = error_of(path=path)
+    assert str(error) == (
+        f"{path}:2:12: invalid JSON in config file: Expecting value. Fix the file or point KAYGRAPH_CONFIG "
+        "at another one."
+    )
+    assert error.source == f"file {path}"
+
+
+def test_a_config_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "utf8.json"
+    path.write_bytes('{"observability": {"service_name": "café"}}'.encode())
+    assert Config(path, search=False, env={}).get("observability.service_name") == "café"
+    script = (
+        "import sys; from kaygraph.config import Config; "
+        "sys.stdout.buffer.write(Config(sys.argv[1], search=False, env={})"
+        ".get('observability.service_name').encode('utf-8'))"
+    )
+    # The C locale without coercion or UTF-8 mode: open() would default to ASCII here.
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], env=env, capture_output=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.decode("utf-8") == "café"
+
+
+def test_every_unknown_variable_warns_once_each() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Config(search=False, env={"KAYGRAPH_FIRST_THING": "1", "KAYGRAPH_SECOND_THING": "2"})
+        Config(search=False, env={"KAYGRAPH_FIRST_THING": "1"})
+    assert sorted(str(warning.message) for warning in caught) == [
+        "Environment variable KAYGRAPH_FIRST_THING is not a KayGraph setting and is ignored.",
+        "Environment variable KAYGRAPH_SECOND_THING is not a KayGraph setting and is ignored.",
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kaygraph.core.exceptions import PluginError
+from kaygraph.core.exceptions import PluginError, UnknownPluginError
 from kaygraph.plugins import PluginInfo, PluginRegistry
 
 TRACE = "kg_plugin_trace"  # a helper module the fake plugins append their lifecycle events to
@@ -577,3 +577,265 @@ def test_the_global_discover_looks_once_until_asked_to_refresh(
     package_plugin(site, "kaygraph_late", '{"name": "late", "version": "1"}')
     assert registry_module.discover_plugins() == []  # cached
     assert [info.name for info in registry_module.discover_plugins(refresh=True)] == ["late"]
+
+
+# -- every plugin error in full: the message and the plugin it names ---------------------------
+
+SHAPE = "it must return a PluginInfo or a dict with at least 'name' and 'version'"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"name": "p"}, f"Plugin 'p': plugin_info() lacks 'version'; {SHAPE}"),
+        ({}, f"Plugin 'p': plugin_info() lacks 'name', 'version'; {SHAPE}"),
+        (42, f"Plugin 'p': plugin_info() returned 42 (int); {SHAPE}"),
+        ({"name": "p", "version": 1}, "Plugin 'p': 'name' and 'version' must be strings"),
+        ({"name": 1, "version": "1"}, "Plugin 'p': 'name' and 'version' must be strings"),
+        ({"name": "p", "version": "1", "requires": "base"}, "Plugin 'p': 'requires' must be a list of plugin names"),
+        ({"name": "p", "version": "1", "requires": 5}, "Plugin 'p': 'requires' must be a list of plugin names"),
+    ],
+    ids=["no-version", "nothing", "not-a-dict", "version-not-str", "name-not-str", "requires-str", "requires-int"],
+)
+def test_a_plugin_info_of_the_wrong_shape_is_an_error_naming_the_plugin(value: object, message: str) -> None:
+    with pytest.raises(PluginError) as caught:
+        PluginInfo.from_value(value, plugin="p")
+    assert str(caught.value) == message
+    assert caught.value.plugin == "p"
+
+
+def test_a_broken_plugin_of_either_kind_is_recorded_under_its_name_with_the_full_reason(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    package_plugin(site, "kaygraph_half", '{"name": "half"}')
+    write(site, "half_ep.py", "def plugin_info():\n    return {'version': '1'}\n")
+    entry_point_plugin(site, "half_dist", "[kaygraph.plugins]\nhalf_entry = half_ep\n")
+
+    with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
+        registry = PluginRegistry(env={})
+        assert registry.list_plugins() == []
+
+    assert registry.failed == {
+        "half_entry": f"PluginError: Plugin 'half_entry': plugin_info() lacks 'name'; {SHAPE}",
+        "kaygraph_half": f"PluginError: Plugin 'kaygraph_half': plugin_info() lacks 'version'; {SHAPE}",
+    }
+    skipped = sorted(record.getMessage() for record in caplog.records if record.name == "kaygraph.plugins")
+    assert skipped == [
+        "Skipping KayGraph plugin 'half_entry' (entry point half_entry = half_ep (half_dist 1.0)): it failed to load",
+        f"Skipping KayGraph plugin 'kaygraph_half' (package {site / 'kaygraph_half'}): it failed to load",
+    ]
+
+
+def test_a_failure_recorded_under_the_short_name_is_reported_for_the_prefixed_name_too(site: Path) -> None:
+    write(site, "brk_ep.py", "raise RuntimeError('broken at import')\n")
+    entry_point_plugin(site, "brk_dist", "[kaygraph.plugins]\nbrk = brk_ep\n")
+    registry = PluginRegistry(env={})
+
+    with pytest.raises(PluginError) as caught:
+        registry.load("kaygraph_brk")
+
+    assert str(caught.value) == (
+        "Plugin 'brk' was found but failed to load (RuntimeError: broken at import); fix or uninstall it"
+    )
+    assert caught.value.plugin == "brk"
+
+
+def test_plugins_requiring_each_other_are_a_cycle_error_naming_the_chain(site: Path) -> None:
+    package_plugin(site, "kaygraph_aa", '{"name": "aa", "version": "1", "requires": ["bb"]}')
+    package_plugin(site, "kaygraph_bb", '{"name": "bb", "version": "1", "requires": ["aa"]}')
+
+    with pytest.raises(PluginError) as caught:
+        PluginRegistry(env={}).load("aa")
+
+    assert str(caught.value) == (
+        "Plugins require each other in a cycle: kaygraph_aa -> kaygraph_bb -> kaygraph_aa"
+    )
+    assert caught.value.plugin == "kaygraph_aa"
+    assert not [event for event in events() if event.startswith("initialize")]
+
+
+def test_a_missing_required_plugin_and_a_failing_initialize_name_the_plugin(site: Path) -> None:
+    package_plugin(site, "kaygraph_top", '{"name": "top", "version": "1", "requires": ["absent"]}')
+    package_plugin(
+        site,
+        "kaygraph_bad",
+        '{"name": "bad", "version": "1"}',
+        extra="""
+        def initialize():
+            raise KeyError("token")
+        """,
+    )
+    registry = PluginRegistry(env={})
+
+    with pytest.raises(PluginError) as missing:
+        registry.load("top")
+    assert str(missing.value) == (
+        "Plugin 'kaygraph_top' requires plugin 'absent', which is not installed; install it or remove "
+        "it from kaygraph_top's requires"
+    )
+    assert missing.value.plugin == "kaygraph_top"
+
+    with pytest.raises(PluginError) as failing:
+        registry.load("bad")
+    assert str(failing.value) == (
+        f"Plugin 'kaygraph_bad' (package {site / 'kaygraph_bad'}) failed to initialize: KeyError: 'token'"
+    )
+    assert failing.value.plugin == "kaygraph_bad"
+
+    with pytest.raises(PluginError) as unknown:
+        registry.load("nowhere")
+    assert unknown.value.plugin == "nowhere"
+
+
+def test_an_unknown_plugin_lists_every_plugin_found_and_the_allow_list(site: Path) -> None:
+    package_plugin(site, "kaygraph_one", '{"name": "one", "version": "1"}')
+    package_plugin(site, "kaygraph_two", '{"name": "two", "version": "1"}')
+    registry = PluginRegistry(env={"KAYGRAPH_PLUGINS": "two, one"})
+
+    with pytest.raises(PluginError) as caught:
+        registry.load("three")
+
+    assert str(caught.value) == (
+        "No KayGraph plugin named 'three'. Found: kaygraph_one, kaygraph_two. KAYGRAPH_PLUGINS limits "
+        "discovery to one, two. A plugin is a 'kaygraph_<name>' package with plugin_info() or an entry "
+        "point in the group 'kaygraph.plugins'."
+    )
+
+
+def test_an_entry_point_naming_something_else_keeps_the_plugin_on_the_logged_error(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(site, "odd_pkg.py", "NUMBER = 42\n")
+    entry_point_plugin(site, "odd_dist", "[kaygraph.plugins]\nodd = odd_pkg:NUMBER\n")
+
+    with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
+        PluginRegistry(env={}).list_plugins()
+
+    (record,) = [record for record in caplog.records if record.exc_info]
+    assert isinstance(record.exc_info[1], PluginError) and record.exc_info[1].plugin == "odd"
+
+
+# -- what discovery and loading log, on the kaygraph.plugins logger -----------------------------
+
+
+def test_discovery_and_loading_are_logged_on_the_plugins_logger(
+    hello: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (hello / "kaygraph_plain").mkdir()
+    (hello / "kaygraph_plain" / "__init__.py").write_text("VALUE = 1\n")
+
+    with caplog.at_level(logging.DEBUG, logger="kaygraph.plugins"):
+        registry = PluginRegistry(env={})
+        registry.load("hello")
+
+    logged = sorted(
+        (record.levelname, record.getMessage()) for record in caplog.records if record.name == "kaygraph.plugins"
+    )
+    assert logged == [
+        ("DEBUG", f"Found KayGraph plugin 'kaygraph_hello' (package {hello / 'kaygraph_hello'})"),
+        ("DEBUG", "kaygraph_plain has no plugin_info(); not a KayGraph plugin"),
+        ("INFO", "Loaded KayGraph plugin 'kaygraph_hello' 1.0"),
+    ]
+
+
+def test_an_entry_point_declared_by_two_distributions_is_taken_once_with_a_warning(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for dist in ("first_dist", "second_dist"):
+        write(site, f"{dist}_mod.py", f"def plugin_info():\n    return {{'name': '{dist}', 'version': '1'}}\n")
+        entry_point_plugin(site, dist, f"[kaygraph.plugins]\ndup = {dist}_mod\nonly_{dist} = {dist}_mod\n")
+
+    with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
+        registry = PluginRegistry(env={})
+        keys = sorted(registry.plugins)
+
+    assert keys == ["dup", "only_first_dist", "only_second_dist"]  # a duplicate ends nothing
+    warned = [record.getMessage() for record in caplog.records if record.name == "kaygraph.plugins"]
+    assert warned == ["Two installed distributions declare the KayGraph plugin 'dup'; using the first"]
+
+
+# -- where discovery looks ----------------------------------------------------------------------
+
+
+def test_a_registry_scans_only_the_path_it_is_given(hello: Path, tmp_path: Path) -> None:
+    assert PluginRegistry(env={}, path=[]).list_plugins() == []  # hello is on sys.path, not on []
+    missing = str(tmp_path / "missing")
+    assert [info.name for info in PluginRegistry(env={}, path=[missing, str(hello)]).list_plugins()] == ["hello"]
+
+
+def test_the_first_package_on_the_path_wins_and_plain_files_are_not_candidates(
+    hello: Path, tmp_path: Path
+) -> None:
+    later = tmp_path / "later"
+    package_plugin(later, "kaygraph_hello", '{"name": "shadowed", "version": "9"}')
+    (hello / "kaygraph_notes").write_text("not a module\n")  # an identifier, but a plain file
+    (hello / "kaygraph_stub").mkdir()  # a directory without __init__.py
+
+    registry = PluginRegistry(env={}, path=[str(hello), str(later)])
+
+    assert registry.origin("hello") == f"package {hello / 'kaygraph_hello'}"
+    assert registry.failed == {}
+    assert "kaygraph_stub" not in sys.modules and "kaygraph_notes" not in sys.modules
+
+
+def test_an_explicit_load_by_the_full_package_name_finds_it_with_autoload_off(hello: Path) -> None:
+    registry = PluginRegistry(env={"KAYGRAPH_DISABLE_PLUGIN_AUTOLOAD": "1"})
+
+    registry.load("kaygraph_hello")
+
+    assert registry.origin("kaygraph_hello") == f"package {hello / 'kaygraph_hello'}"
+
+
+def test_a_plugin_is_found_by_its_own_name_when_that_is_unambiguous(site: Path) -> None:
+    package_plugin(site, "kaygraph_greet", '{"name": "greeter-plugin", "version": "1"}')
+    package_plugin(site, "kaygraph_twin_a", '{"name": "twin", "version": "1"}')
+    package_plugin(site, "kaygraph_twin_b", '{"name": "twin", "version": "2"}')
+    registry = PluginRegistry(env={})
+
+    info = registry.get_plugin_info("greeter-plugin")
+    assert info is not None and info.version == "1"
+    assert registry.get_plugin_info("twin") is None  # two plugins call themselves twin
+
+
+def test_discover_without_refresh_returns_what_it_found_first(site: Path) -> None:
+    registry = PluginRegistry(env={})
+    assert registry.discover() == []
+    package_plugin(site, "kaygraph_late", '{"name": "late", "version": "1"}')
+    assert registry.discover() == []
+    assert [info.name for info in registry.discover(refresh=True)] == ["late"]
+
+
+def test_an_allow_list_naming_nothing_says_so_in_full(hello: Path) -> None:
+    with pytest.warns(UserWarning) as caught:
+        PluginRegistry(env={"KAYGRAPH_PLUGINS": " , "}).list_plugins()
+    assert [str(warning.message) for warning in caught] == [
+        "KAYGRAPH_PLUGINS is set to ' , ', which names no plugin, so no plugin is discovered. List the "
+        "plugins to allow (KAYGRAPH_PLUGINS=a,b), or unset it to allow all."
+    ]
+
+
+def test_an_entry_point_is_found_by_its_name_with_the_prefix_too(site: Path) -> None:
+    write(site, "short_ep.py", "def plugin_info():\n    return {'name': 'a-longer-name', 'version': '1'}\n")
+    entry_point_plugin(site, "short_dist", "[kaygraph.plugins]\nep = short_ep\n")
+    registry = PluginRegistry(env={})
+
+    assert registry.load("kaygraph_ep") is sys.modules["short_ep"]
+    assert registry.is_loaded("ep")
+
+
+def test_only_the_kaygraph_prefix_is_stripped_from_a_name(site: Path) -> None:
+    """``notaplug_`` is as long as ``kaygraph_``: a name that merely has nine characters before
+    ``ep`` is not plugin ``ep`` (not for the allow-list, nor look-ups, nor recorded failures)."""
+    for name in ("ep", "notaplug_ep"):
+        write(site, f"{name}_mod.py", f"def plugin_info():\n    return {{'name': 'n{name}', 'version': '1'}}\n")
+    write(site, "broken_mod.py", "raise RuntimeError('broken')\n")
+    entry_point_plugin(
+        site, "tail_dist", "[kaygraph.plugins]\nep = ep_mod\nnotaplug_ep = notaplug_ep_mod\nbad = broken_mod\n"
+    )
+
+    allowed = PluginRegistry(env={"KAYGRAPH_PLUGINS": "ep,bad"})
+    assert sorted(allowed.plugins) == ["ep"]
+    assert "notaplug_ep" not in allowed  # not discovered, and not mistaken for "ep"
+    assert "notaplug_ep" in PluginRegistry(env={})
+    with pytest.raises(UnknownPluginError):
+        allowed.load("notaplug_bad")  # "bad" failed; "notaplug_bad" is another (unknown) name

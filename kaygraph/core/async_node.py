@@ -234,8 +234,11 @@ class AsyncGraph(Graph, AsyncNode):
     _run = AsyncNode._run
 
     async def _run_async(self, shared: Any) -> Any:
-        steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
-        return await drive_async(steps)
+        if self._has_hooks:
+            steps = lifecycle(self, shared, self._hooked_prep_async, self._hooked_exec_async, self.post_async)
+            return await drive_async(steps)
+        prep_res = await self._hooked_prep_async(shared)
+        return await self.post_async(shared, prep_res, await self._hooked_exec_async(shared, prep_res))
 
     async def _hooked_exec_async(self, shared: Any, prep_res: Any) -> Any:
         return await self._orch_async(shared)

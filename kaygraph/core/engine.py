@@ -205,7 +205,8 @@ def graph_steps(graph: Any, shared: Any, params: dict[str, Any] | None) -> Gener
         return resumed_action
     params = params or {**graph.params}
     listening = bool(ctx.listeners)
-    starting, ending = ctx.wants("on_node_start"), ctx.wants("on_node_end")  # once, not per step
+    starting = listening and ctx.wants("on_node_start")  # asked once per level, not per step
+    ending = listening and ctx.wants("on_node_end")
     logging_steps = ctx.log_steps
     observed = listening or logging_steps  # one test per step on the plain path
     scoped = batch_prefix.get()  # in a batch graph's parameter set, paths pass through its index

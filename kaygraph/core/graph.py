@@ -185,11 +185,13 @@ class Graph(BaseNode):
                 "durable runs, tracing and the dashboard need unique ids; give one another node_id",
                 stacklevel=3,
             )
-        listeners = tuple(listeners or ())
-        for listener in listeners:
-            _events.validate_listener(listener)
-        # A listener attached globally and for this run is called once, where it was first attached.
-        attached = {id(listener): listener for listener in (*_events.get_listeners(), *listeners)}
+        attached = _events.get_listeners()
+        if listeners:
+            listeners = tuple(listeners)
+            for listener in listeners:
+                _events.validate_listener(listener)
+            # A listener attached globally and for this run is called once, where first attached.
+            attached = tuple({id(listener): listener for listener in (*attached, *listeners)}.values())
         runner = self._fresh_copy()
         if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
             raise TypeError(f"cancel= must be a kaygraph.CancelToken, got {cancel!r}")
@@ -199,15 +201,18 @@ class Graph(BaseNode):
             )
         resume_at = None if resume is None else resume.restarted()
         runner._run_ctx = RunContext(
-            self, attached.values(), run_id=run_id, resume=resume_at, cancel=cancel, executor=executor
+            self, attached, run_id=run_id, resume=resume_at, cancel=cancel, executor=executor
         )
         runner._kg_path = ()
         if resume is not None and resume.params is not None:
             runner.params = dict(resume.params)
         return runner
 
-    def _run(self, shared: Any) -> Any:  # once per run of this graph, not per step: no fast path needed
-        return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
+    def _run(self, shared: Any) -> Any:
+        if self._has_hooks:
+            return drive(lifecycle(self, shared, self._hooked_prep, self._hooked_exec, self.post))
+        prep_res = self._hooked_prep(shared)
+        return self.post(shared, prep_res, self._hooked_exec(shared, prep_res))
 
     def _hooked_exec(self, shared: Any, prep_res: Any) -> Any:
         return self._orch(shared)

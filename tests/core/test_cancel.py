@@ -326,3 +326,37 @@ def test_outer_task_cancellation_is_not_turned_into_run_cancelled():
 
     asyncio.run(main())
     assert not token.cancelled
+
+
+def test_token_repr_callbacks_errors_and_an_unbounded_wait():
+    from kaygraph.core.cancel import cancelled_error
+
+    token = CancelToken()
+    assert repr(token) == "<CancelToken active>"
+    called = []
+    forgotten = called.append
+    token.add_callback(forgotten)
+    token.remove_callback(forgotten)
+    token.remove_callback(print)  # never added: ignored
+
+    def fails(which: str):
+        def callback(_token):
+            called.append(which)
+            raise ValueError(which)
+
+        return callback
+
+    token.add_callback(fails("first"))
+    token.add_callback(fails("second"))
+    with pytest.raises(ValueError, match="^first$"):
+        token.cancel("enough")
+    assert called == ["first", "second"]  # every callback ran, the removed one not at all
+    assert repr(token) == "<CancelToken cancelled ('enough')>"
+    assert str(cancelled_error(token, None, None)) == "run was cancelled: enough"
+    assert str(cancelled_error(token, "n", "r1")) == "run 'r1' was cancelled at node 'n': enough"
+
+    later = CancelToken()
+    timer = threading.Timer(0.2, later.cancel)
+    timer.start()
+    assert later.wait() is True  # no timeout: blocks until cancelled
+    timer.join(10)

@@ -88,3 +88,8 @@ def test_definition_errors_are_value_errors_and_invalid_actions_type_errors() ->
     assert issubclass(errors.InvalidActionError, errors.GraphDefinitionError)
     assert issubclass(errors.InvalidActionError, TypeError)
     assert issubclass(errors.ListenerError, TypeError)
+
+
+def test_install_hints_are_quoted_for_shells_that_glob_brackets() -> None:
+    assert errors.install_hint("persistence") == "pip install 'kaygraph[persistence]'"
+    assert errors.install_hint("ui", quoted=False) == "pip install kaygraph[ui]"

@@ -508,3 +508,15 @@ def test_async_cancel_cancels_the_executor_futures():
     with pytest.raises(RunCancelled):
         asyncio.run(AsyncGraph(start=Items(node_id="items")).run_async({}, executor=Never(), cancel=token))
     assert len(futures) == 2 and all(future.cancelled() for future in futures)
+
+
+def test_the_inline_executor_runs_at_once_and_keeps_the_error():
+    executor = InlineExecutor()
+    assert repr(executor) == "InlineExecutor()"
+    assert executor.submit(lambda a, b: a + b, 2, b=3).result() == 5
+    error = ValueError("kept")
+
+    def fails():
+        raise error
+
+    assert executor.submit(fails).exception() is error

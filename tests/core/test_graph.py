@@ -295,3 +295,10 @@ def test_node_id_must_be_a_non_empty_string():
         BaseNode(node_id=5)  # type: ignore[arg-type]
     with pytest.raises(GraphDefinitionError, match="node_id must be a non-empty string"):
         BaseNode().node_id = ""
+
+
+def test_mermaid_names_a_node_once_when_its_id_is_its_class_and_escapes_bars_in_actions():
+    first, second = Record(node_id="Record"), Record(node_id="next")
+    first - "yes|no" >> second
+    lines = Graph(start=first).to_mermaid().splitlines()
+    assert lines[1:] == ['    n0["Record"]', '    n1["next (Record)"]', "    n0 -->|yes/no| n1"]

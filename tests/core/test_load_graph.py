@@ -28,6 +28,8 @@ MODULE = textwrap.dedent(
         graph = graph
 
     not_a_graph = 42
+    sixty = "x" * 58  # its repr is exactly 60 characters
+    longer = "y" * 100
 
     def needs_args(x):
         return Graph(start=Hello())
@@ -116,3 +118,26 @@ def test_a_module_failing_its_own_import_shows_that_error(flows):
     with pytest.raises(ModuleNotFoundError, match="kg_no_such_dependency") as info:
         load_graph("kg_ref_pkg.broken:graph")
     assert not isinstance(info.value, GraphReferenceError)
+
+
+def test_a_value_named_instead_of_a_graph_is_shown_whole_up_to_60_characters(flows):
+    with pytest.raises(GraphReferenceError) as sixty:
+        load_graph("kg_ref_pkg.flows:sixty")
+    assert f"names str {'x' * 58!r}, not a Graph" in str(sixty.value)
+    with pytest.raises(GraphReferenceError) as longer:
+        load_graph("kg_ref_pkg.flows:longer")
+    assert f"names str {repr('y' * 100)[:57]}..., not a Graph" in str(longer.value)
+
+
+def test_the_reference_errors_say_what_a_reference_looks_like(flows):
+    with pytest.raises(GraphReferenceError) as shape:
+        load_graph("no_colon_here")
+    with pytest.raises(GraphReferenceError) as value:
+        load_graph("kg_ref_pkg.flows:not_a_graph")
+    assert str(shape.value) == (
+        "graph reference 'no_colon_here' is not of the form 'package.module:attr' (e.g. 'myapp.flows:build_graph')"
+    )
+    assert str(value.value) == (
+        "graph reference 'kg_ref_pkg.flows:not_a_graph' names int 42, not a Graph or a zero-argument function "
+        "returning one"
+    )

@@ -224,3 +224,23 @@ def test_without_logging_configured_nothing_reaches_stderr():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stderr == ""
+
+
+def test_a_retry_wait_and_the_last_attempt_are_logged(caplog):
+    class Stubborn(Node):
+        def exec(self, prep_res):
+            raise ConnectionError(f"attempt {self.cur_retry}")
+
+        def exec_fallback(self, prep_res, exc):
+            return "fallback"
+
+    stubborn = Stubborn(max_retries=3, wait=0.001, node_id="stubborn")
+    with caplog.at_level(logging.INFO):
+        Graph(start=stubborn).run({})
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "Stubborn"]
+    waits = [message for _, message in records if "Waiting" in message]
+    assert waits == ["Node stubborn: Waiting for 0.001 seconds before next retry."] * 2
+    exhausted = [index for index, (level, _) in enumerate(records) if level == "ERROR"]
+    failed = [index for index, (level, _) in enumerate(records) if level == "WARNING"]
+    assert records[exhausted[0]][1] == "Node stubborn: Max retries reached. Calling fallback."
+    assert len(exhausted) == 1 and exhausted[0] == failed[-1] + 1  # right after the third failure

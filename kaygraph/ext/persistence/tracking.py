@@ -19,8 +19,8 @@ How an in-place mutation is detected (correctness first):
 3. **Which items of a list.** After a step that appended to a top-level list of at least
    :data:`ADOPT_LENGTH` items held by nothing but ``shared`` and the caller's dict it was copied
    from (counted with ``sys.getrefcount``), the list is replaced, in both dicts, by a
-   :class:`TrackedList` of the same items. It logs which old items it handed out: appends run at
-   C speed and are counted; ``lst[i]`` and short slices mark those indices; whatever hands out
+   :class:`TrackedList` of the same items. It logs which old items it handed out: appends are
+   counted, never compared; ``lst[i]`` and short slices mark those indices; whatever hands out
    every item or rearranges the list marks all of it. Only marked items are compared with the
    shadow, plus the length (the old one plus the counted appends) and the identity of the first
    and last old items: C code such as ``heapq`` writes without the methods, and any mismatch
@@ -169,7 +169,7 @@ class TrackedDict(dict):  # type: ignore[type-arg]
 class TrackedList(list):  # type: ignore[type-arg]
     """A top-level list of a durable run's shared store that remembers which old items it handed out.
 
-    Appends (``append``, ``extend``, ``+=``) run at C speed and are found by the length. Reading
+    Appends (``append``, ``extend``, ``+=``) are counted, never compared. Reading
     one item (``lst[i]``, a short slice) marks that index; anything that hands out every item or
     rearranges the list (iteration, ``copy``, ``+``, comparisons, ``pop``, ``sort``, assignment,
     deletion...) marks the whole list, which is then compared exactly. See the module docstring.

@@ -178,7 +178,7 @@ def test_runs_show_hides_secrets_unless_asked_and_resume_rebuilds_the_graph(
     assert "tok-secret-value-99" not in capsys.readouterr().out
     # The run recorded where its graph comes from: the CLI rebuilds it and resumes the run.
     assert main("runs", "resume", "leaky-1", "--store", store_url) == 0
-    assert "run 'leaky-1' succeeded" in capsys.readouterr().out
+    assert capsys.readouterr().out == "run 'leaky-1' succeeded: 1 steps\n"  # no action: none was returned
     with durable(Graph(Node(node_id="only"), name="plain"), store_url) as runner:
         runner.run({}, run_id="plain-1")
     from kaygraph.core.exceptions import ResumeError
@@ -197,7 +197,55 @@ def test_runs_show_hides_secrets_unless_asked_and_resume_rebuilds_the_graph(
         )
         == 0
     )
-    assert "already finished" in capsys.readouterr().out
+    assert capsys.readouterr().out == "run 'plain-1' succeeded (it had already finished): 1 steps\n"
+
+
+def test_runs_list_since_limit_and_delete_force(
+    new_store_url: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import time
+
+    url = new_store_url("memory")
+    clock = [1_700_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # runs created a day apart, no sleeping
+    with durable(Graph(Node(node_id="only"), name="dated"), url, ttl=None) as runner:  # kept a day later
+        runner.run({}, run_id="old")
+        clock[0] += 86400
+        runner.run({}, run_id="new")
+    monkeypatch.undo()
+    between = dt.datetime.fromtimestamp(1_700_000_000.0 + 43200).isoformat()
+
+    assert main("runs", "--store", url, "list", "--since", between) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["new"]
+    assert main("runs", "--store", url, "list", "--until", between) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["old"]
+    with pytest.raises(SystemExit):
+        main("runs", "--store", url, "list", "--limit", "many")
+    assert "argument --limit: invalid int value: 'many'" in capsys.readouterr().err
+    assert main("runs", "--store", url, "delete", "old", "--force") == 0
+    assert capsys.readouterr().out == "deleted run 'old'\n"
+
+
+def test_the_runs_help_describes_every_subcommand_and_the_pickle_risk(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapped help lines, whatever the terminal
+    with pytest.raises(SystemExit):
+        main("runs", "--help")
+    overview = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    for line in (
+        "list runs, newest first",
+        "show a run's metadata and its steps",
+        "resume continue a run (crashed, failed, cancelled or forked)",
+        "delete erase every trace of a run",
+    ):
+        assert line in overview
+    with pytest.raises(SystemExit):
+        main("runs", "show", "--help")
+    assert "loading a pickle runs code, so use it only for a store you trust" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 class Chat(Node):

@@ -179,3 +179,134 @@ def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
     )
     assert show.returncode == 1 and "no run 'nope'" in show.stderr and "Traceback" not in show.stderr
     assert not (tmp_path / ".kaygraph").exists()
+
+
+def test_a_bad_run_id_is_quoted_whole_when_short_and_cut_when_long() -> None:
+    from kaygraph.ext.persistence.base import RUN_ID_RULE, check_run_id
+
+    with pytest.raises(PersistenceError) as short:
+        check_run_id("has space")
+    assert str(short.value) == f"invalid run id 'has space': run ids are {RUN_ID_RULE}"
+    with pytest.raises(PersistenceError) as number:
+        check_run_id(42)
+    assert str(number.value) == f"a run id must be a str, got 42 (int); run ids are {RUN_ID_RULE}"
+    with pytest.raises(PersistenceError) as long:
+        check_run_id("x y" * 100)
+    assert str(long.value).startswith(f"invalid run id '{('x y' * 100)[:56]}...' (300 characters): run ids")
+
+
+def test_an_unparsable_url_is_never_echoed_in_a_message() -> None:
+    from kaygraph.ext.persistence.base import redact_url
+
+    assert redact_url("redis://:secret@[::1/0") == "<unparsable URL>"
+    assert redact_url("redis://:secret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+
+
+def test_a_run_row_with_a_wrong_type_names_the_field_and_the_type() -> None:
+    from kaygraph.ext.persistence.base import run_from_row
+
+    row = {
+        "run_id": "r",
+        "graph_name": 5,
+        "status": "running",
+        "created_at": 1.0,
+        "updated_at": 1.0,
+        "steps": 0,
+        "serializer": "json",
+    }
+    with pytest.raises(CheckpointCorruptError) as caught:
+        run_from_row(row, "r", "memory://x")
+    assert str(caught.value) == (
+        "the metadata of run 'r' in memory://x is damaged (graph_name is 5 (int), not text); delete the run "
+        "(kaygraph runs delete r --force) and start it again."
+    )
+    assert caught.value.run_id == "r"
+
+
+def test_a_sqlite_store_in_a_missing_directory_names_the_file_and_the_directory(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "x.db"
+    with pytest.raises(PersistenceError) as caught:
+        open_store(f"sqlite:///{path}")
+    assert str(caught.value) == (
+        f"cannot create the SQLite store {str(path)!r}: its directory {str(path.parent)!r} does not exist. "
+        "Create it first (a store URL never creates directories, so a typo in the path does not go unnoticed)."
+    )
+
+
+def test_a_shared_store_that_cannot_be_checkpointed_is_named_with_its_key_path(new_store_url: Any) -> None:
+    from kaygraph.core.exceptions import SerializationError
+
+    store = new_store_url("memory")  # the checks come before any store is written to
+
+    class Keys(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared[shared["bad_key"]] = "value"
+            return None
+
+    with pytest.raises(SerializationError) as non_string:
+        durable(Graph(Keys(node_id="keys"), name="keys"), store).run({"bad_key": 3}, run_id="keys")
+    assert str(non_string.value) == (
+        "run 'keys' cannot checkpoint after node 'keys': cannot checkpoint shared[3]: top-level keys of the "
+        "shared store must be strings, got int. Use a string key."
+    )
+    assert non_string.value.key_path == "shared[3]"
+
+    class Appends(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["items"].append(object())
+            return None
+
+    with pytest.raises(SerializationError) as appended:
+        durable(Graph(Appends(node_id="appends"), name="appends"), store).run({"items": [1, 2]}, run_id="appends")
+    assert appended.value.key_path == "shared['items'][2]"
+
+
+def test_a_writer_without_the_lease_is_refused_naming_the_run_and_the_record(store: Any) -> None:
+    from kaygraph.core.exceptions import RunLockedError
+
+    durable(one_node(), store).run({}, run_id="taken")
+    with pytest.raises(RunLockedError) as caught:
+        store.append("taken", 99, b"{}", owner="another-host:1:1:token")
+    assert str(caught.value) == (
+        "cannot write checkpoint 99 of run 'taken': this process no longer holds the run's lease (another "
+        "process took the run over). This writer stops so the history is not interleaved."
+    )
+    assert caught.value.run_id == "taken"
+
+
+def test_a_postgres_schema_that_is_not_an_identifier_is_named(postgres_url: str) -> None:
+    from kaygraph.ext.persistence.postgres import PostgresStore
+
+    with pytest.raises(PersistenceError) as caught:
+        PostgresStore(postgres_url, schema="bad schema")
+    assert str(caught.value) == "PostgresStore schema must be a plain SQL identifier, got 'bad schema'"
+
+
+def test_a_shared_store_that_is_not_a_dict_is_named(new_store_url: Any) -> None:
+    from kaygraph.core.exceptions import SerializationError
+
+    with pytest.raises(SerializationError) as caught:
+        durable(one_node(), new_store_url("memory")).run([1, 2], run_id="listy")  # type: ignore[arg-type]
+    assert caught.value.key_path == "shared"
+    assert "cannot checkpoint a shared store of type list" in str(caught.value)
+
+
+def test_the_persistence_extension_describes_the_configured_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kaygraph.ext.persistence  # noqa: F401  (registers the extension)
+    from kaygraph.config import get_config
+    from kaygraph.ext.base import get_extension
+
+    extension = get_extension("persistence")
+    assert extension is not None
+    get_config().configure(persistence={"url": "redis://:hunter2@cache.example:6379/2", "ttl": 600})
+    described = extension.describe()
+    assert (described["store"], described["ttl"]) == ("redis://:***@cache.example:6379/2", "600 s")
+
+
+def test_a_record_of_an_unknown_kind_is_named_with_its_run_and_seq() -> None:
+    from kaygraph.ext.persistence.records import unframe
+
+    with pytest.raises(CheckpointCorruptError) as caught:
+        unframe(b"X\x00\x00\x00\x00{}", "r1", 7)
+    assert "unknown record kind b'X'" in str(caught.value)
+    assert "'r1'" in str(caught.value) and "7" in str(caught.value)

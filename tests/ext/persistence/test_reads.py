@@ -381,3 +381,127 @@ def test_another_process_can_request_a_cancel_and_the_run_ends_cancelled(store: 
     slow_again - "done" >> Node(node_id="end")
     finished = durable(Graph(slow_again, name="remote"), store).resume("remote")
     assert finished.status == "succeeded" and get_run(store, "remote").cancel_requested is None
+
+
+def test_a_pickle_run_forks_through_its_runner_at_a_record_keeping_the_step_count(store: Any) -> None:
+    runner = durable(counter(5), store, serializer="pickle")
+    runner.run({}, run_id="pickled")
+    recorded = [entry for entry in steps(store, "pickled", serializer="pickle") if entry.kind == "step"]
+    middle = recorded[2]
+
+    forked = runner.fork("pickled", seq=middle.seq, new_run_id="pickled-fork")
+
+    assert (forked.parent_seq, forked.steps, forked.serializer) == (middle.seq, 3, "pickle")
+    stored = get_run(store, "pickled-fork")
+    assert (stored.steps, stored.status) == (3, "pending")
+    assert state_at(store, "pickled-fork", serializer="pickle").state == {"n": 3, "log": [1, 2, 3]}
+    assert [entry.kind for entry in steps(store, "pickled-fork", serializer="pickle")] == ["start"]
+    finished = runner.resume("pickled-fork")
+    assert finished.shared["log"] == [1, 2, 3, 4, 5]
+    assert get_run(store, "pickled-fork").steps == 6  # the three before the fork, three after
+
+
+def test_records_are_read_a_page_at_a_time_each_once(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    history_module = importlib.import_module("kaygraph.ext.persistence.history")
+    durable(counter(6), store).run({}, run_id="paged")
+    whole = [entry.seq for entry in steps(store, "paged")]
+    monkeypatch.setattr(history_module, "PAGE", 2)
+    assert [entry.seq for entry in steps(store, "paged")] == whole
+    assert len(whole) == len(set(whole)) > 4
+
+
+def test_an_empty_cancel_reason_is_recorded_as_cancel_requested(store: Any) -> None:
+    from kaygraph.ext.persistence import request_cancel
+
+    seen: list[Any] = []
+
+    def ask(shared: Any) -> None:
+        if not seen:
+            assert request_cancel(store, "quiet", "")
+            seen.append(get_run(store, "quiet").cancel_requested)
+
+    try:  # whether the writer notices before its 3 steps end depends on its refresh clock
+        durable(counter(3, probe=ask), store).run({}, run_id="quiet")
+    except RunCancelled as cancelled:
+        assert "cancel requested" in str(cancelled)
+    assert seen == ["cancel requested"]
+
+
+def test_reading_a_store_that_does_not_exist_yet_finds_nothing(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/never.db"
+    page = runs_page(url)
+    assert (page.runs, page.next_cursor) == ([], None)
+    with pytest.raises(RunNotFoundError) as caught:
+        events(url, "r1")
+    assert str(caught.value) == (
+        "no run 'r1' in the store (it does not exist yet): it never started there, was deleted, or "
+        "expired (persistence.ttl)"
+    )
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_where_a_process_start_cannot_be_read_a_live_pid_keeps_its_lease(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import os
+    import socket
+
+    leases = importlib.import_module("kaygraph.ext.persistence.leases")
+    durable(counter(1), store).run({}, run_id="held")
+    info = get_run(store, "held")
+    info.lease_owner = f"{socket.gethostname()}:{os.getppid()}:12345:token"  # the parent is alive
+    monkeypatch.setattr(leases, "_process_start", lambda pid: "")  # as without /proc
+    assert leases.lease_is_live(info)
+
+
+def test_step_entries_are_running_until_the_end_entry_and_a_fork_by_step_counts_steps(store: Any) -> None:
+    runner = durable(counter(4), store)
+    runner.run({}, run_id="stepped")
+    entries = steps(store, "stepped")
+    assert {entry.status for entry in entries if entry.kind != "end"} == {"running"}
+    assert entries[-1].status == "succeeded"
+    forked = runner.fork("stepped", step=2, new_run_id="stepped-fork")
+    assert forked.steps == 2
+    assert state_at(store, "stepped-fork").state == {"n": 2, "log": [1, 2]}
+
+
+def test_changes_without_a_limit_returns_every_changed_run(store: Any) -> None:
+    from kaygraph.ext.persistence import changes
+
+    for index in range(3):
+        durable(counter(1), store).run({}, run_id=f"changed-{index}")
+    found = changes(store, 0.0, limit=None)
+    assert sorted(info.run_id for info in found.runs) == ["changed-0", "changed-1", "changed-2"]
+
+
+def test_a_failed_node_is_an_event_with_its_error_attempt_and_the_core_seq(store: Any) -> None:
+    class Fail(Node):
+        def exec(self, prep_res: Any) -> Any:
+            raise RuntimeError("planned")
+
+    with pytest.raises(RuntimeError):
+        durable(Graph(Fail(node_id="boom"), name="failing"), store).run({}, run_id="failing")
+    found = [(event.kind, event.node_id, event.error, event.attempt, event.core_seq) for event in events(store, "failing")]
+    assert found[1:3] == [
+        ("node_start", "boom", None, None, 1),
+        ("node_error", "boom", "RuntimeError: planned", 1, 2),
+    ]
+
+
+def test_a_fork_of_a_finished_run_resumes_to_the_action_the_run_ended_with(store: Any) -> None:
+    class Bye(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            return "bye"
+
+    first = Node(node_id="first")
+    first >> Bye(node_id="bye")
+    for every in (100, 1):  # the last step read from a step record, then from a snapshot
+        runner = durable(Graph(first, name="ends"), store, snapshot_every=every)
+        assert runner.run({}, run_id=f"ended-{every}").action == "bye"
+        for new_run_id, options in ((f"latest-{every}", {}), (f"step-{every}", {"step": 2})):
+            runner.fork(f"ended-{every}", new_run_id=new_run_id, **options)
+            resumed = runner.resume(new_run_id)
+            assert (resumed.status, resumed.action) == ("succeeded", "bye"), new_run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import datetime as dt
 import json
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 from kaygraph.core.exceptions import SerializationError
 from kaygraph.ext.persistence.serialization import JSONSerializer, register_type
+
+serialization_module = importlib.import_module("kaygraph.ext.persistence.serialization")
 
 
 def round_trip(value: Any) -> Any:
@@ -51,7 +54,10 @@ def test_only_dataclasses_enums_and_pydantic_models_are_instantiated() -> None:
 Alias = Kept
 
 
-def test_classes_of_imported_modules_and_registered_classes_round_trip() -> None:
+def test_classes_of_imported_modules_and_registered_classes_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The registry is process-wide: start from a copy, so the test also passes a second time in
+    # one process (mutmut runs the tests again in the process that first collected them).
+    monkeypatch.setattr(serialization_module, "_registered", dict(serialization_module._registered))
     assert round_trip(Kept(3)) == Kept(3)
 
     @dataclasses.dataclass
@@ -125,3 +131,28 @@ def test_a_module_getattr_is_never_called_for_checkpoint_data(
         assert not marker.exists()
     finally:
         sys.modules.pop("kg_lazy_module", None)
+
+
+def test_what_cannot_be_checkpointed_or_restored_is_named_in_full() -> None:
+    import collections
+
+    serializer = JSONSerializer()
+    with pytest.raises(SerializationError) as unknown_type:
+        serializer.encode(collections.OrderedDict(a=1), "shared['x']")
+    assert str(unknown_type.value).startswith(
+        "cannot checkpoint shared['x'] of type collections.OrderedDict: the JSON serializer handles dict, "
+    )
+    with pytest.raises(SerializationError) as malformed:
+        serializer.decode({"k": {"__kg__": "datetime", "v": "garbage"}})
+    assert str(malformed.value).startswith(
+        "malformed 'datetime' value (ValueError: Invalid isoformat string: 'garbage')"
+    )
+    assert malformed.value.key_path == "['k']"
+    encoded = json.loads(serializer.encode(Kept(1), "shared['x']"))
+    encoded["v"]["gone"] = 2
+    with pytest.raises(SerializationError) as changed:
+        serializer.decode(encoded)
+    assert str(changed.value) == (
+        f"dataclass '{__name__}:Kept' has no field(s) ['gone'] any more; the class changed since the run "
+        "was checkpointed"
+    )

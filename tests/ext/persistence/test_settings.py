@@ -45,10 +45,76 @@ def test_bad_configured_settings_name_the_configuration_key(monkeypatch: pytest.
         durable(graph(), "memory://settings")
 
 
-def test_the_lease_is_released_even_if_the_final_fields_cannot_be_computed() -> None:
-    runner = durable(graph(), "memory://settings-release", ttl=None)
+def test_the_lease_is_released_even_if_the_final_fields_cannot_be_computed(new_store_url: Any) -> None:
+    # A fresh store: a named memory store outlives the test, and a second run of "leak" there
+    # (the same test run again in one process, as mutmut does) would find it already finished.
+    runner = durable(graph(), new_store_url("memory"), ttl=None)
     runner.ttl = "broken"  # type: ignore[assignment]  # as if changed after validation
     with pytest.raises(TypeError):
         runner.run({}, run_id="leak")
     info = runner.get_run("leak")
     assert info.lease_owner is None and info.status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"ttl": -1},
+            "durable(ttl=...) must be a number of seconds >= 0 (0 or None: never), got -1 (int); fix the "
+            "value before running the graph",
+        ),
+        (
+            {"lease_seconds": 0},
+            "durable(lease_seconds=...) must be a number of seconds > 0, got 0 (int); fix the value before "
+            "running the graph",
+        ),
+        (
+            {"keep_snapshots": 0},
+            "durable(keep_snapshots=...) must be an int >= 1 or None (no limit), got 0 (int); fix the value "
+            "before running the graph",
+        ),
+        (
+            {"snapshot_every": 0},
+            "durable(snapshot_every=...) must be an int >= 1, got 0 (int); fix the value before running the graph",
+        ),
+    ],
+    ids=["ttl", "lease", "keep", "every"],
+)
+def test_a_bad_setting_says_exactly_what_is_allowed(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        durable(graph(), "memory://settings", **options)
+    assert str(caught.value) == message
+
+
+def test_durable_names_what_it_was_given_instead_of_a_graph_and_a_bad_live_threshold() -> None:
+    from kaygraph.core.exceptions import PersistenceError
+
+    with pytest.raises(PersistenceError) as caught:
+        durable("not a graph", "memory://settings")  # type: ignore[arg-type]
+    assert str(caught.value) == "durable() needs a kaygraph Graph or AsyncGraph, got 'not a graph'"
+    with pytest.raises(ConfigurationError) as threshold:
+        durable(graph(), "memory://settings", live_threshold=-1)
+    assert str(threshold.value).startswith("durable(live_threshold=...) must be a number of seconds >= 0")
+
+
+def test_the_configured_serializer_is_used_when_none_is_given() -> None:
+    from kaygraph.config import get_config
+
+    get_config().configure(persistence={"serializer": "pickle"})
+    assert durable(graph(), "memory://settings").serializer.name == "pickle"
+    assert durable(graph(), "memory://settings", serializer="json").serializer.name == "json"
+
+
+def test_open_store_names_a_target_of_the_wrong_type_and_reads_durability_from_the_url(tmp_path: Any) -> None:
+    from kaygraph.core.exceptions import PersistenceError
+    from kaygraph.ext.persistence import open_store
+
+    with pytest.raises(PersistenceError) as caught:
+        open_store(42)  # type: ignore[arg-type]
+    assert "got 42 (int)" in str(caught.value)
+    store = open_store(f"sqlite:///{tmp_path}/runs.db?durability=full")
+    try:
+        assert store.durability == "full"  # type: ignore[attr-defined]
+    finally:
+        store.close()

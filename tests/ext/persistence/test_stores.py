@@ -85,3 +85,19 @@ def test_a_damaged_redis_run_hash_hides_only_that_run(
         assert runner.delete_run("bad", force=True) and store.get_run("good") is not None
     finally:
         store.close()
+
+
+@pytest.mark.service("redis")
+def test_a_redis_run_that_expired_natively_leaves_no_index_entry_behind(new_store_url: Any) -> None:
+    store = open_store(new_store_url("redis"))
+    try:
+        for run_id in ("kept", "expired"):
+            durable(Graph(Node(node_id="only"), name="g"), store).run({}, run_id=run_id)
+        store.client.delete(f"{store.prefix}run:expired")  # as Redis does when the key's TTL ends
+
+        assert [info.run_id for info in store.list_runs()] == ["kept"]
+        for index in ("runs", "updates"):
+            assert store.client.zscore(f"{store.prefix}{index}", "expired") is None, index
+            assert store.client.zscore(f"{store.prefix}{index}", "kept") is not None, index
+    finally:
+        store.close()

@@ -86,6 +86,19 @@ def type_changed(shared: Any, _: Any) -> None:
     shared["count"] = 1.0  # equal to 1, but a float now
 
 
+def updated(shared: Any, _: Any) -> None:
+    shared.update({"count": 2}, fresh="via update")
+
+
+def merged(shared: Any, _: Any) -> None:
+    shared |= {"fresh": "via |=", "merged": True}
+
+
+def swapped(shared: Any, _: Any) -> None:
+    del shared["swap_old"]  # a deletion and a new key in the same step
+    shared["swap_new"] = "new"
+
+
 CHANGES = [
     ("append", appended, None),
     ("nested", nested, None),
@@ -96,6 +109,9 @@ CHANGES = [
     ("prep", through_prep_result, "trail"),
     ("values", through_items_view, None),
     ("retype", type_changed, None),
+    ("update", updated, None),
+    ("merge", merged, None),
+    ("swap", swapped, None),
     ("append-again", appended, None),
 ]
 
@@ -112,6 +128,7 @@ def initial() -> dict[str, Any]:
         "trail": [],
         "count": 1,
         "big": list(range(3000)),
+        "swap_old": "old",
     }
 
 
@@ -130,9 +147,11 @@ def test_every_in_place_mutation_is_recorded_in_the_step_that_made_it(store: Any
     for entry, expected in zip(recorded, TRUTH, strict=True):
         assert entry.state == expected, entry.node_id
         assert state_at(store, "mutations", seq=entry.seq).state == expected, entry.node_id
-    assert type(recorded[-1].state["count"]) is float
+    assert type(recorded[CHANGES.index(("retype", type_changed, None))].state["count"]) is float
     final = state_at(store, "mutations").state
     assert final["a"] == final["b"] == [1, 2, 3, 99, -1, -1]  # values() met the list twice
+    assert (final["count"], final["fresh"], final["merged"]) == (2, "via |=", True)  # update() and |= took
+    assert "swap_old" not in final and final["swap_new"] == "new"
 
 
 def test_a_step_stores_what_it_changed_not_the_state(store: Any) -> None:
