@@ -62,6 +62,9 @@ _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 ADOPT_LENGTH = 256
 _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
 _MISSING = object()
+#: A list that grew over this many snapshots is written whole again, so reading any state
+#: follows at most this many references (the older snapshots are then pruned).
+MAX_CHAIN = 8
 #: Encoded values at most this long are repeated in every snapshot instead of being referenced.
 INLINE_LIMIT = 512
 #: A slice longer than this marks a whole TrackedList as reached.
@@ -733,6 +736,7 @@ class StateTracker:
                 or holder is None
                 or since == "set"
                 or (entry.items is None and len(entry.text or "") <= INLINE_LIMIT)
+                or len(entry.chain) >= MAX_CHAIN
             ):
                 inline[key] = entry.full_text()
                 entry.holder, entry.chain = seq, ()

@@ -685,3 +685,28 @@ def test_a_failed_and_resumed_run_hands_out_plain_lists_only(store: Any) -> None
         range(ADOPT_LENGTH, ADOPT_LENGTH + 6)
     )
     assert state_at(store, "fails").state == resumed.shared
+
+
+def test_reading_any_state_of_a_long_growing_list_follows_a_bounded_chain_of_snapshots(store: Any) -> None:
+    from kaygraph.ext.persistence.tracking import MAX_CHAIN
+
+    durable(grow_graph(120), store, snapshot_every=3, keep_snapshots=None).run(
+        {"messages": []}, run_id="chain"
+    )
+    reads: list[tuple[Any, Any]] = []
+    read = store.read
+
+    def counted(run_id: str, **options: Any) -> Any:
+        reads.append((options.get("start"), options.get("stop")))
+        return read(run_id, **options)
+
+    store.read = counted
+    try:
+        for entry in [entry for entry in steps(store, "chain") if entry.kind == "step"][::7]:
+            reads.clear()
+            state = state_at(store, "chain", seq=entry.seq).state
+            assert state["messages"] == [{"n": index, "text": "x" * 40} for index in range(entry.step)]
+            single = [span for span in reads if span[0] is not None and span[1] == span[0] + 1]
+            assert len(single) <= MAX_CHAIN + 2, entry.seq  # the snapshot, its chain, nothing more
+    finally:
+        del store.read
