@@ -509,7 +509,8 @@ class Scheduler:
         return self._runs_store
 
     def _prepare(self, job: _Job) -> tuple[Any, Any, dict[str, Any]]:
-        from kaygraph.ext.persistence import durable
+        # The submodule, not the package's lazy export: that lookup was a tenth of a fire's start.
+        from kaygraph.ext.persistence.durable import durable
 
         graph = load_graph(job.schedule.graph_ref)
         fire = job.fire
@@ -602,7 +603,11 @@ class Scheduler:
                 logger.warning(
                     "fire %s was taken over by another scheduler before it ended here", fire.fire_id
                 )
-            self.store.poke(fire.schedule)
+            if job.schedule.overlap != "allow":
+                # A fire of this schedule may wait for this one to end (queue, skip: one at a time;
+                # a manual or backfilled fire): plan the schedule again now. With overlap="allow"
+                # nothing ever waits for a fire to end, so that second pass would change nothing.
+                self.store.poke(fire.schedule)
         except Exception:
             logger.exception(
                 "could not record the end of fire %s (its lease expires and it is checked again)",
