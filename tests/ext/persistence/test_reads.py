@@ -533,3 +533,19 @@ def test_purge_counts_every_expired_run(store: Any) -> None:
 
 def list_runs_of(store: Any) -> list[str]:
     return [info.run_id for info in store.list_runs()]
+
+
+def test_a_resumed_run_lists_its_resume_entry(store: Any) -> None:
+    failures = [1]
+
+    class Flaky(Node):
+        def exec(self, prep_res: Any) -> Any:
+            if failures:
+                failures.pop()
+                raise RuntimeError("first run fails")
+
+    runner = durable(Graph(Flaky(node_id="flaky"), name="flaky"), store)
+    with pytest.raises(RuntimeError):
+        runner.run({}, run_id="again")
+    runner.resume("again")
+    assert [entry.kind for entry in steps(store, "again")] == ["start", "end", "resume", "step", "end"]
