@@ -17,23 +17,32 @@ How an in-place mutation is detected (correctness first):
    value is re-encoded and its JSON compared with the last one, so an equal replacement stores
    nothing and a deleted key is stored as deleted.
 3. **Which items of a list.** After a step that appended to a top-level list of at least
-   ``ADOPT_LENGTH`` items held by nothing but ``shared`` (and the caller's dict it was copied
-   from; counted with ``sys.getrefcount``, so the swap is invisible), the list is replaced by a
-   :class:`TrackedList` of the same items. It logs which old items it handed out and how many
-   items its own ``append``/``extend``/``+=`` added; ``lst[i]`` and short slices mark those
-   indices; whatever hands out every item or rearranges the list marks all of it. Only marked
-   items are compared with the shadow, plus the length (the old one plus the logged additions)
-   and the identity of the first and last old items (C code such as ``heapq`` writes without the
-   methods). Snapshots and the run's end compare every item; at the end :meth:`StateTracker.release`
-   gives the original plain list object its final items back wherever it is referenced.
+   :data:`ADOPT_LENGTH` items held by nothing but ``shared`` and the caller's dict it was copied
+   from (counted with ``sys.getrefcount``), the list is replaced, in both dicts, by a
+   :class:`TrackedList` of the same items. It logs which old items it handed out: appends are
+   counted, never compared; ``lst[i]`` and short slices mark those indices; whatever hands out
+   every item or rearranges the list marks all of it. Only marked items are compared with the
+   shadow, plus the length (the old one plus the counted appends) and the identity of the first
+   and last old items: C code such as ``heapq`` writes without the methods, and any mismatch
+   compares the whole list. Snapshots and the run's end compare every item of every key. A
+   graph step counts as in flight: what its ``prep`` reached stays marked until its ``post`` ran,
+   and no list is swapped while a graph is in flight (its prep may hold old items, unlogged).
+4. **Invisible.** :meth:`StateTracker.release` ends the run: each TrackedList's original plain
+   list gets the final items, and every dict, list or instance dict holding the TrackedList (the
+   state, the caller's dict, a nested value, a node's attribute; ``gc.get_referrers``, only when
+   the reference count shows it escaped) holds the original again.
 
-Limits, stated plainly: a value mutated through a reference kept *outside* ``shared`` from an
-earlier step (a global, a node attribute) without reaching it through ``shared`` again is seen
-only when some later step reaches that key (an item of a TrackedList: at the next snapshot); an
-object nested inside one key and also stored under another key is not an alias at the top level
-and is not followed; C code that rearranges a TrackedList keeping its length and ends is seen at
-the next snapshot. Numbers equal across types (``1``, ``1.0``, ``True``) nested inside an old
-list item compare equal, so such a retyping alone is recorded when that item is next re-encoded.
+Limits, stated plainly: inside a run a TrackedList is a list subclass (``type(x) is list``,
+``yaml.safe_dump`` and ``msgpack`` with ``strict_types`` refuse it); after it, a reference held
+by a tuple, ``__slots__``, a closure cell or a running frame stays a TrackedList. A value mutated
+through a reference kept *outside* ``shared`` from an earlier step (a global, a node attribute)
+without reaching it through ``shared`` again is seen only when some later step reaches that key
+(an item of a TrackedList: at the next snapshot), and so are writes through the base class
+(``list.__setitem__(lst, i, v)``, ``list.__getitem__(lst, i)``) and C code that rearranges old
+items keeping the length and ends; an object nested inside one key and also stored under another
+key is not an alias at the top level and is not followed. Numbers equal across types (``1``,
+``1.0``, ``True``) nested inside an old list item compare equal, so such a retyping alone is
+recorded when that item is next re-encoded.
 """
 
 from __future__ import annotations
@@ -54,6 +63,9 @@ _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 ADOPT_LENGTH = 256
 _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
 _MISSING = object()
+#: A list that grew over this many snapshots is written whole again, so reading any state
+#: follows at most this many references (the older snapshots are then pruned).
+MAX_CHAIN = 8
 #: Encoded values at most this long are repeated in every snapshot instead of being referenced.
 INLINE_LIMIT = 512
 #: A slice longer than this marks a whole TrackedList as reached.
@@ -277,16 +289,46 @@ TrackedList.__copy__ = TrackedList.copy  # type: ignore[attr-defined]
 del _name
 
 
-def _repoint(holder: Any, tracked: TrackedList, plain: list[Any]) -> None:
-    """In the dict or list ``holder``, replace every reference to ``tracked`` with ``plain``."""
+def _repoint(holder: Any, tracked: TrackedList, plain: list[Any], owner: type | None = None) -> None:
+    """In the dict or list ``holder``, replace every reference to ``tracked`` with ``plain``
+    (through ``setattr`` when ``holder`` is the namespace of the class ``owner``, so its
+    attribute caches see the change)."""
     if isinstance(holder, dict):
         for key, value in list(dict.items(holder)):
             if value is tracked:
-                dict.__setitem__(holder, key, plain)
+                if owner is not None:
+                    setattr(owner, key, plain)
+                else:
+                    dict.__setitem__(holder, key, plain)
     elif isinstance(holder, list):
         for index, value in enumerate(list(list.__iter__(holder))):
             if value is tracked:
                 list.__setitem__(holder, index, plain)
+
+
+def _repoint_everywhere(escaped: list[TrackedList], ignore: tuple[Any, ...]) -> None:
+    """Point every dict and list holding one of ``escaped`` (outside ``ignore``) at its original
+    plain list: a value moved under a nested key, a node's attribute, a global. A heap scan
+    (``gc.get_referrers``), paid only by runs whose tracked lists were kept elsewhere."""
+    import gc
+
+    holders = [
+        holder
+        for holder in gc.get_referrers(*escaped)
+        if isinstance(holder, (dict, list)) and not any(holder is other for other in ignore)
+    ]
+    # A class's namespace must be written with setattr; it is a dict with "__module__".
+    namespaces = {id(holder) for holder in holders if type(holder) is dict and "__module__" in holder}
+    owners: dict[int, type] = {}
+    if namespaces:
+        for owner in gc.get_referrers(*(holder for holder in holders if id(holder) in namespaces)):
+            if isinstance(owner, type):
+                for referent in gc.get_referents(owner):
+                    if id(referent) in namespaces:
+                        owners[id(referent)] = owner
+    for holder in holders:
+        for tracked in escaped:
+            _repoint(holder, tracked, tracked._origin, owners.get(id(holder)))
 
 
 def _references(container: dict[Any, Any], key: Any) -> int:
@@ -477,7 +519,8 @@ class StateTracker:
                         value._added = 0
                     del value
                 elif (
-                    kind is list
+                    settled  # (a graph in flight may hold old items its prep reached, unlogged)
+                    and kind is list
                     and key in delta.appended
                     and entries[key].shadow is not None
                     and len(entries[key].shadow) >= ADOPT_LENGTH  # type: ignore[arg-type]
@@ -531,12 +574,7 @@ class StateTracker:
                 escaped.append(tracked)
         del tracked
         if escaped:
-            import gc
-
-            for tracked in escaped:
-                for holder in gc.get_referrers(tracked):
-                    if holder is not escaped and holder is not swapped:
-                        _repoint(holder, tracked, tracked._origin)
+            _repoint_everywhere(escaped, (escaped, swapped))
 
     def _examine(self, key: Any, value: Any, delta: Delta, whole: bool = False) -> None:
         if type(key) is not str:
@@ -700,6 +738,7 @@ class StateTracker:
                 or holder is None
                 or since == "set"
                 or (entry.items is None and len(entry.text or "") <= INLINE_LIMIT)
+                or len(entry.chain) >= MAX_CHAIN
             ):
                 inline[key] = entry.full_text()
                 entry.holder, entry.chain = seq, ()
@@ -722,6 +761,7 @@ def key_json(key: str) -> str:
 
 
 __all__ = [
+    "ADOPT_LENGTH",
     "INLINE_LIMIT",
     "Delta",
     "StateTracker",

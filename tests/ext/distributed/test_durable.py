@@ -68,6 +68,7 @@ def driver(url: str, run_id: str, side: Path, mode: str, executor: str) -> subpr
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its process group: the driver with the pool processes it starts
     )
 
 
@@ -85,7 +86,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_items(
         assert time.monotonic() < deadline, "no item was checkpointed within 90 s"
         time.sleep(0.05)
     assert first.poll() is None, first.communicate()[1]
-    first.send_signal(signal.SIGKILL)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver's machine dies: the driver and its pool processes
     first.wait(timeout=30)
     saved = checkpointed_items(url, "batch-1")
     assert 10 <= len(saved) < ITEMS  # killed mid-batch, with some items checkpointed

@@ -593,6 +593,7 @@ def test_no_tracked_list_escapes_the_run_moved_kept_or_nested(store: Any) -> Non
             if self.node_id != "c0":  # after the first step's swap (a list held before is not swapped)
                 kept.setdefault("ref", shared["messages"])  # a reference a node keeps
                 memory.other = shared["other"]  # and one in an object's attribute
+                Chat.kept = shared["other"]  # and one in a class attribute
             return None
 
     class Archive(Node):
@@ -615,6 +616,7 @@ def test_no_tracked_list_escapes_the_run_moved_kept_or_nested(store: Any) -> Non
     assert id(old) == original and type(old) is list and len(old) == ADOPT_LENGTH + 3
     assert result.shared["archive"]["log"][0] is result.shared["other"] is memory.other
     assert id(result.shared["other"]) == other and kept["ref"] is old
+    assert Chat.kept is result.shared["other"] and type(Chat.kept) is list
     assert state_at(store, "escape").state == result.shared
     import json
 
@@ -651,3 +653,83 @@ def test_a_graphs_own_prep_and_post_edits_are_recorded_in_its_step(store: Any) -
     assert recorded["outer"] == result.shared
     assert recorded["outer"]["messages"][0]["content"] == recorded["outer"]["doc"]["state"]
     assert recorded["outer"]["doc"]["state"] == "edited by the graph's post"
+
+
+def test_a_failed_and_resumed_run_hands_out_plain_lists_only(store: Any) -> None:
+    fail = [True]
+
+    class Chat(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            messages = shared["messages"]
+            messages.append({"n": len(messages)})
+            if len(messages) == ADOPT_LENGTH + 3 + 2 * (not fail[0]):  # (a resume swaps it again)
+                assert type(dict.__getitem__(shared, "messages")) is TrackedList
+            if len(messages) == ADOPT_LENGTH + 3 and fail[0]:
+                raise RuntimeError("worker died")
+            return "again" if len(messages) < ADOPT_LENGTH + 6 else "done"
+
+    chat = Chat(node_id="chat")
+    chat - "again" >> chat
+    chat - "done" >> Node(node_id="end")
+    runner = durable(Graph(chat, name="fails"), store)
+    caller = {"messages": long_chat()}
+    original = id(caller["messages"])
+    with pytest.raises(RuntimeError, match="worker died"):
+        runner.run(caller, run_id="fails")
+    assert id(caller["messages"]) == original and type(caller["messages"]) is list
+    assert len(caller["messages"]) == ADOPT_LENGTH + 3  # the failed node's append included
+    fail[0] = False
+    resumed = runner.resume("fails")
+    assert reachable_tracked_lists(resumed.shared) == []
+    assert [item.get("n") for item in resumed.shared["messages"][ADOPT_LENGTH:]] == list(
+        range(ADOPT_LENGTH, ADOPT_LENGTH + 6)
+    )
+    assert state_at(store, "fails").state == resumed.shared
+
+
+def test_reading_any_state_of_a_long_growing_list_follows_a_bounded_chain_of_snapshots(store: Any) -> None:
+    from kaygraph.ext.persistence.tracking import MAX_CHAIN
+
+    durable(grow_graph(120), store, snapshot_every=3, keep_snapshots=None).run(
+        {"messages": []}, run_id="chain"
+    )
+    reads: list[tuple[Any, Any]] = []
+    read = store.read
+
+    def counted(run_id: str, **options: Any) -> Any:
+        reads.append((options.get("start"), options.get("stop")))
+        return read(run_id, **options)
+
+    store.read = counted
+    try:
+        for entry in [entry for entry in steps(store, "chain") if entry.kind == "step"][::7]:
+            reads.clear()
+            state = state_at(store, "chain", seq=entry.seq).state
+            assert state["messages"] == [{"n": index, "text": "x" * 40} for index in range(entry.step)]
+            single = [span for span in reads if span[0] is not None and span[1] == span[0] + 1]
+            assert len(single) <= MAX_CHAIN + 2, entry.seq  # the snapshot, its chain, nothing more
+    finally:
+        del store.read
+
+
+def test_a_list_is_not_swapped_under_a_graph_whose_prep_reached_its_items(store: Any) -> None:
+    class Child(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["messages"].append({"content": "child"})  # the append that makes it worth tracking
+            return None
+
+    class Outer(Graph):
+        def prep(self, shared: Any) -> Any:
+            return shared["messages"][0]  # an old item of a list not swapped yet
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            prep_res["content"] = "edited by the graph's post"
+            return None
+
+    outer = Outer(Child(node_id="child"), node_id="outer")
+    result = durable(Graph(outer, name="late"), store, snapshot_every=1000).run(
+        {"messages": long_chat()}, run_id="late"
+    )
+    recorded = {entry.node_id: entry.state for entry in steps(store, "late") if entry.kind == "step"}
+    assert recorded["outer"] == result.shared
+    assert recorded["outer"]["messages"][0]["content"] == "edited by the graph's post"
