@@ -60,7 +60,7 @@ def _isolate_kaygraph_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees another's global listeners, and the global config is rebuilt per test."""
     from kaygraph.core import events
 
-    keep = ("KAYGRAPH_REQUIRE_SERVICES", "KAYGRAPH_TEST_")
+    keep = ("KAYGRAPH_REQUIRE_SERVICES", "KAYGRAPH_TEST_", "KAYGRAPH_UI_SCREENSHOTS")
     for key in list(os.environ):
         if key.startswith("KAYGRAPH_") and not key.startswith(keep):
             monkeypatch.delenv(key)

@@ -29,6 +29,7 @@ MODULE = textwrap.dedent(
 
     not_a_graph = 42
     sixty = "x" * 58  # its repr is exactly 60 characters
+    sixty_one = "z" * 59
     longer = "y" * 100
 
     def needs_args(x):
@@ -124,6 +125,9 @@ def test_a_value_named_instead_of_a_graph_is_shown_whole_up_to_60_characters(flo
     with pytest.raises(GraphReferenceError) as sixty:
         load_graph("kg_ref_pkg.flows:sixty")
     assert f"names str {'x' * 58!r}, not a Graph" in str(sixty.value)
+    with pytest.raises(GraphReferenceError) as sixty_one:
+        load_graph("kg_ref_pkg.flows:sixty_one")
+    assert f"names str {repr('z' * 59)[:57]}..., not a Graph" in str(sixty_one.value)
     with pytest.raises(GraphReferenceError) as longer:
         load_graph("kg_ref_pkg.flows:longer")
     assert f"names str {repr('y' * 100)[:57]}..., not a Graph" in str(longer.value)
@@ -140,4 +144,13 @@ def test_the_reference_errors_say_what_a_reference_looks_like(flows):
     assert str(value.value) == (
         "graph reference 'kg_ref_pkg.flows:not_a_graph' names int 42, not a Graph or a zero-argument function "
         "returning one"
+    )
+
+
+def test_a_missing_package_is_named_with_where_python_looks():
+    with pytest.raises(GraphReferenceError) as caught:
+        load_graph("kg_absent_pkg.flows:graph")
+    assert str(caught.value) == (
+        "graph reference 'kg_absent_pkg.flows:graph': no module named 'kg_absent_pkg.flows' (is its package "
+        "installed, or its directory on sys.path / PYTHONPATH?)"
     )

@@ -25,7 +25,8 @@ How an in-place mutation is detected (correctness first):
    shadow, plus the length (the old one plus the counted appends) and the identity of the first
    and last old items: C code such as ``heapq`` writes without the methods, and any mismatch
    compares the whole list. Snapshots and the run's end compare every item of every key. A
-   graph step counts as in flight: what its ``prep`` reached stays marked until its ``post`` ran.
+   graph step counts as in flight: what its ``prep`` reached stays marked until its ``post`` ran,
+   and no list is swapped while a graph is in flight (its prep may hold old items, unlogged).
 4. **Invisible.** :meth:`StateTracker.release` ends the run: each TrackedList's original plain
    list gets the final items, and every dict, list or instance dict holding the TrackedList (the
    state, the caller's dict, a nested value, a node's attribute; ``gc.get_referrers``, only when
@@ -518,7 +519,8 @@ class StateTracker:
                         value._added = 0
                     del value
                 elif (
-                    kind is list
+                    settled  # (a graph in flight may hold old items its prep reached, unlogged)
+                    and kind is list
                     and key in delta.appended
                     and entries[key].shadow is not None
                     and len(entries[key].shadow) >= ADOPT_LENGTH  # type: ignore[arg-type]

@@ -242,6 +242,9 @@ def test_the_runs_help_describes_every_subcommand_and_the_pickle_risk(
     ):
         assert line in overview
     with pytest.raises(SystemExit):
+        main("runs", "list", "--help")
+    assert "--graph GRAPH only runs of this graph name" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
         main("runs", "show", "--help")
     assert "loading a pickle runs code, so use it only for a store you trust" in " ".join(
         capsys.readouterr().out.split()
@@ -312,3 +315,13 @@ def test_info_names_the_runs_store_as_a_url_that_store_accepts(
     monkeypatch.setenv("KAYGRAPH_PERSISTENCE_URL", "postgresql://kay:s3cret@127.0.0.1:5432/runs")
     _reset_for_tests()  # the environment is read once per process
     assert persistence_store() == "store: postgresql://kay:***@127.0.0.1:5432/runs"
+
+
+def test_runs_list_names_the_configured_sqlite_file_when_it_finds_no_runs(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KAYGRAPH_PERSISTENCE_DIRECTORY", str(tmp_path / "state"))
+    assert main("runs", "list") == 0
+    assert capsys.readouterr().out == (
+        f"no runs in sqlite:///{tmp_path / 'state' / 'runs.db'} (pass --store URL to read another store)\n"
+    )

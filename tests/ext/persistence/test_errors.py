@@ -310,3 +310,32 @@ def test_a_record_of_an_unknown_kind_is_named_with_its_run_and_seq() -> None:
         unframe(b"X\x00\x00\x00\x00{}", "r1", 7)
     assert "unknown record kind b'X'" in str(caught.value)
     assert "'r1'" in str(caught.value) and "7" in str(caught.value)
+
+
+def test_a_writer_of_a_deleted_run_is_told_it_was_deleted(store: Any) -> None:
+    from kaygraph.core.exceptions import RunNotFoundError
+
+    durable(one_node(), store).run({}, run_id="gone")
+    store.delete_run("gone")
+    with pytest.raises(RunNotFoundError) as caught:
+        store.append("gone", 99, b"{}", owner="someone")
+    assert str(caught.value) == (
+        "run 'gone' was deleted while this process was writing it (delete_run(force=True) or expiry); this "
+        "writer stops without storing anything more. Start the run again if it is still needed."
+    )
+
+
+def test_register_type_refuses_a_class_defined_in_a_function_by_name() -> None:
+    import dataclasses
+
+    from kaygraph.core.exceptions import SerializationError
+    from kaygraph.ext.persistence.serialization import register_type
+
+    @dataclasses.dataclass
+    class Local:
+        a: int
+
+    with pytest.raises(SerializationError) as caught:
+        register_type(Local)
+    assert str(caught.value).startswith("cannot checkpoint register_type(")
+    assert "<locals>.Local: the class is defined inside a function" in str(caught.value)

@@ -505,3 +505,47 @@ def test_a_fork_of_a_finished_run_resumes_to_the_action_the_run_ended_with(store
             runner.fork(f"ended-{every}", new_run_id=new_run_id, **options)
             resumed = runner.resume(new_run_id)
             assert (resumed.status, resumed.action) == ("succeeded", "bye"), new_run_id
+
+
+def test_pages_of_steps_and_runs_end_exactly_and_filter_by_time(store: Any) -> None:
+    durable(counter(3), store).run({}, run_id="paged-steps")
+    every = steps(store, "paged-steps")
+    whole = steps_page(store, "paged-steps", limit=len(every))
+    assert (len(whole.steps), whole.next_cursor) == (len(every), None)  # nothing after a full page
+    first = steps_page(store, "paged-steps", limit=2)
+    rest = steps_page(store, "paged-steps", after=first.next_cursor, limit=100)
+    assert [entry.seq for entry in first.steps + rest.steps] == [entry.seq for entry in every]
+    with pytest.raises(PersistenceError, match="runs_page limit must be an int >= 1, got 0"):
+        runs_page(store, limit=0)
+    future = time.time() + 3600
+    assert runs_page(store, since=future).runs == [] and count_runs(store, since=future)["succeeded"] == 0
+    assert [info.run_id for info in runs_page(store, since=0.0).runs] == ["paged-steps"]
+    assert count_runs(store, since=0.0)["succeeded"] == 1
+
+
+def test_purge_counts_every_expired_run(store: Any) -> None:
+    for index in range(3):
+        durable(counter(1), store, ttl=60).run({}, run_id=f"short-{index}")
+    assert len(store.list_runs(limit=2)) == 2
+    assert store.purge_expired(now=time.time() + 3600) == 3
+    assert list_runs_of(store) == []
+
+
+def list_runs_of(store: Any) -> list[str]:
+    return [info.run_id for info in store.list_runs()]
+
+
+def test_a_resumed_run_lists_its_resume_entry(store: Any) -> None:
+    failures = [1]
+
+    class Flaky(Node):
+        def exec(self, prep_res: Any) -> Any:
+            if failures:
+                failures.pop()
+                raise RuntimeError("first run fails")
+
+    runner = durable(Graph(Flaky(node_id="flaky"), name="flaky"), store)
+    with pytest.raises(RuntimeError):
+        runner.run({}, run_id="again")
+    runner.resume("again")
+    assert [entry.kind for entry in steps(store, "again")] == ["start", "end", "resume", "step", "end"]

@@ -151,7 +151,8 @@ def test_what_cannot_be_checkpointed_or_restored_is_named_in_full() -> None:
     encoded = json.loads(serializer.encode(Kept(1), "shared['x']"))
     encoded["v"]["gone"] = 2
     with pytest.raises(SerializationError) as changed:
-        serializer.decode(encoded)
+        serializer.decode({"kept": encoded})
+    assert changed.value.key_path == "['kept']"
     assert str(changed.value) == (
         f"dataclass '{__name__}:Kept' has no field(s) ['gone'] any more; the class changed since the run "
         "was checkpointed"

@@ -118,3 +118,31 @@ def test_open_store_names_a_target_of_the_wrong_type_and_reads_durability_from_t
         assert store.durability == "full"  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def test_a_sqlite_store_made_directly_is_normal_durability(tmp_path: Any) -> None:
+    from kaygraph.ext.persistence.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        assert store.durability == "normal"
+    finally:
+        store.close()
+
+
+def test_the_extension_says_which_drivers_are_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import kaygraph.ext.persistence as persistence
+
+    real = importlib.import_module
+
+    def without_drivers(name: str, *args: Any) -> Any:
+        if name in ("redis", "psycopg"):
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_drivers)
+    assert persistence._backends_ready() == (
+        "SQLite and memory ready; Redis/PostgreSQL need redis, psycopg: pip install 'kaygraph[persistence]'"
+    )

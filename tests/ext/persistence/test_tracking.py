@@ -710,3 +710,26 @@ def test_reading_any_state_of_a_long_growing_list_follows_a_bounded_chain_of_sna
             assert len(single) <= MAX_CHAIN + 2, entry.seq  # the snapshot, its chain, nothing more
     finally:
         del store.read
+
+
+def test_a_list_is_not_swapped_under_a_graph_whose_prep_reached_its_items(store: Any) -> None:
+    class Child(Node):
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            shared["messages"].append({"content": "child"})  # the append that makes it worth tracking
+            return None
+
+    class Outer(Graph):
+        def prep(self, shared: Any) -> Any:
+            return shared["messages"][0]  # an old item of a list not swapped yet
+
+        def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+            prep_res["content"] = "edited by the graph's post"
+            return None
+
+    outer = Outer(Child(node_id="child"), node_id="outer")
+    result = durable(Graph(outer, name="late"), store, snapshot_every=1000).run(
+        {"messages": long_chat()}, run_id="late"
+    )
+    recorded = {entry.node_id: entry.state for entry in steps(store, "late") if entry.kind == "step"}
+    assert recorded["outer"] == result.shared
+    assert recorded["outer"]["messages"][0]["content"] == "edited by the graph's post"

@@ -98,6 +98,74 @@ def test_run_page_shows_graph_timeline_state_and_diff_escaped(sqlite_url: str, s
     screenshot(page, "ui-run.png")
 
 
+def highlighted(page: Any) -> dict[str, Any]:
+    """What the run page's graph marks: visited nodes, taken edges, the selected and current node."""
+    return page.evaluate(
+        """() => {
+          const ids = (selector, attr) => [...document.querySelectorAll(selector)].map((e) => e.getAttribute(attr)).sort();
+          return {
+            visited: ids("#graph [data-node].visited", "data-node"),
+            taken: ids("#graph [data-edge].taken", "data-edge"),
+            selected: ids("#graph [data-node].selected", "data-node"),
+            current: ids("#graph [data-node].current", "data-node"),
+          };
+        }"""
+    )
+
+
+def test_selecting_a_step_draws_the_path_up_to_that_step(sqlite_url: str, serve: Any, page: Any) -> None:
+    seed(sqlite_url)
+    server = serve(sqlite_url)
+    page.goto(server.url + "/#/runs/run-002")  # Load, Think x4 (again, again, again, done), Answer
+    page.locator("#timeline .step[data-step='6'].selected").wait_for()
+    whole = {
+        "visited": ["Answer", "Load", "Think"],
+        "taken": ["Load>Think", "Think>Answer", "Think>Think"],
+        "selected": [],
+        "current": [],
+    }
+    assert highlighted(page) == whole
+    assert not page.locator("#graph-at").is_visible()
+    page.locator("#timeline .step[data-step='1']").click()
+    page.locator("#graph [data-node=Load].selected").wait_for()
+    assert highlighted(page) == {"visited": ["Load"], "taken": [], "selected": ["Load"], "current": []}
+    assert page.locator("#graph-at").inner_text().startswith("path up to step 1")
+    page.locator("#timeline .step[data-step='3']").click()
+    page.locator("#graph [data-node=Think].selected").wait_for()
+    assert highlighted(page) == {
+        "visited": ["Load", "Think"],
+        "taken": ["Load>Think", "Think>Think"],
+        "selected": ["Think"],
+        "current": [],
+    }
+    screenshot(page, "ui-run-step.png")
+    page.locator("#graph-latest").click()  # back to the whole run: the latest step selected
+    page.locator("#timeline .step[data-step='6'].selected").wait_for()
+    assert highlighted(page) == whole
+    assert not page.locator("#graph-at").is_visible()
+    page.locator("#timeline .step[data-step='2']").click()
+    page.locator("#graph [data-node=Think].selected").wait_for()
+    assert highlighted(page)["taken"] == ["Load>Think"]
+    page.locator("#timeline .step[data-step='6']").click()  # selecting the latest step also shows it all
+    page.locator("#graph [data-node].selected").wait_for(state="detached")
+    assert highlighted(page) == whole
+
+
+def test_a_step_inside_a_subgraph_counts_the_edge_into_it(sqlite_url: str, serve: Any, page: Any) -> None:
+    from ui_graphs import nested
+
+    with durable(nested(), sqlite_url) as runner:
+        runner.run({}, run_id="nested-1")  # Load, fetch > reload, fetch, Answer
+    server = serve(sqlite_url, graphs=["ui_graphs:nested"])
+    page.goto(server.url + "/#/runs/nested-1")
+    page.locator("#timeline .step[data-step='2']").click()
+    page.locator("#graph [data-node=fetch].selected").wait_for()
+    assert highlighted(page) == {"visited": ["Load", "fetch"], "taken": ["Load>fetch"], "selected": ["fetch"], "current": []}
+    page.locator("#timeline .step[data-step='4']").click()
+    page.locator("#graph [data-node].selected").wait_for(state="detached")
+    assert highlighted(page)["taken"] == ["Load>fetch", "fetch>Answer"]
+
+
 def test_a_run_started_from_the_page_updates_live(sqlite_url: str, serve: Any, page: Any) -> None:
     server = serve(sqlite_url)
     GATES["browser"] = gate = threading.Event()

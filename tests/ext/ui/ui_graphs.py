@@ -56,6 +56,14 @@ def pipeline() -> Graph:
     return Graph(start=load, name="pipeline")
 
 
+def nested() -> Graph:
+    """load >> fetch (a one-node subgraph: its inner step is recorded before its own) >> answer."""
+    load, answer = Load(), Answer()
+    fetch = Graph(start=Load(node_id="reload"), name="fetch", node_id="fetch")
+    load >> fetch >> answer
+    return Graph(start=load, name="nested")
+
+
 def slow() -> Graph:
     """wait (loops ``waits`` times) >> answer: long enough to watch live and to cancel."""
     wait, done = Wait(), Load()

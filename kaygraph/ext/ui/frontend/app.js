@@ -444,6 +444,7 @@ function drawGraph(graph, highlight = {}) {
     if (visited.has(n.id)) classes.push("visited");
     if (highlight.failed === n.id) classes.push("failed");
     if (highlight.current === n.id) classes.push("current");
+    if (highlight.selected === n.id) classes.push("selected");
     const label = n.id.length > 30 ? n.id.slice(0, 29) + "…" : n.id;
     const showKind = n.graph || n.type !== n.id.replace(/_\d+$/, "");
     const group = svg("g", { class: classes.join(" "), "data-node": n.id, transform: `translate(${p.x},${p.y})` },
@@ -483,20 +484,37 @@ async function runPage(runId) {
   const tabState = h("button", { class: "tab active", id: "tab-state", onclick: () => { view = "state"; showSelected(); } }, "State");
   const tabDiff = h("button", { class: "tab", id: "tab-diff", onclick: () => { view = "diff"; showSelected(); } }, "Diff");
   const stateBody = h("div", { id: "state" }, h("p", { class: "muted pad" }, "Pick a step in the timeline."));
+  const graphAt = h("span", { class: "graph-at hidden", id: "graph-at" });
 
   main().replaceChildren(header, h("div", { class: "run-grid" },
     h("div", { class: "stack" },
-      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", { class: "grow" }, "Graph"), h("span", { class: "muted mono" }, run.graph || "")),
-        graphBox, h("div", { class: "legend" }, h("span", {}, h("i", { class: "v" }), "visited"), h("span", {}, h("i", { class: "c" }), "current"))),
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", { class: "grow" }, "Graph"), graphAt, h("span", { class: "muted mono" }, run.graph || "")),
+        graphBox, h("div", { class: "legend" }, h("span", {}, h("i", { class: "v" }), "visited"), h("span", {}, h("i", { class: "c" }), "current"),
+          h("span", {}, h("i", { class: "s" }), "selected step"))),
       h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", { class: "grow" }, "Timeline"), h("span", { class: "muted", id: "step-count" }, "")), timeline, stepsMore)),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, stateTitle, h("div", { class: "tabs" }, tabState, tabDiff)), stateBody)));
 
-  const topLevel = () => steps.filter((s) => s.path.length === 1);
+  /* The step the graph is drawn up to: the selected one, or null (the whole run, live) when nothing
+   * or the latest step is selected. */
+  const pinnedStep = () => (selected === null || selected === steps[steps.length - 1]?.step ? null : selected);
   function highlight() {
-    const visited = new Set(steps.map((s) => s.path[0]).filter(Boolean));
+    const upTo = pinnedStep();
+    const shown = upTo === null ? steps : steps.filter((s) => s.step <= upTo);
+    const visited = new Set(shown.map((s) => s.path[0]).filter(Boolean));
+    // The top-level nodes in the order they ran: a subgraph's inner steps enter it before its own step ends it.
+    const hops = [];
+    let inside = false;
+    for (const s of shown) {
+      const node = s.path[0];
+      if (!node) continue;
+      if (!inside || hops[hops.length - 1].node !== node) hops.push({ node, action: null });
+      inside = s.path.length > 1;
+      if (!inside) hops[hops.length - 1].action = s.action;
+    }
     const taken = new Set();
-    const top = topLevel();
-    for (let i = 0; i + 1 < top.length; i++) taken.add(`${top[i].path[0]}\u0000${top[i].action || "default"}\u0000${top[i + 1].path[0]}`);
+    for (let i = 0; i + 1 < hops.length; i++) taken.add(`${hops[i].node}\u0000${hops[i].action || "default"}\u0000${hops[i + 1].node}`);
+    const top = shown.filter((s) => s.path.length === 1);
+    if (upTo !== null) return { visited, taken, selected: (shown[shown.length - 1] || { path: [] }).path[0] };
     let current = null;
     if (run.status === "running") {
       if (startedNode) current = startedNode;
@@ -510,6 +528,10 @@ async function runPage(runId) {
     return { visited, taken, current, failed };
   }
   function drawGraphBox() {
+    const upTo = pinnedStep();
+    graphAt.classList.toggle("hidden", upTo === null);
+    if (upTo !== null) graphAt.replaceChildren(`path up to step ${upTo}`,
+      h("button", { class: "btn small", id: "graph-latest", onclick: () => selectStep(steps[steps.length - 1].step) }, "Show whole run"));
     if (!graph) {
       graphBox.replaceChildren(h("p", { class: "muted pad" }, `Graph ${run.graph || ""} is not served by this dashboard; start it with --graphs module:attr to see it drawn.`));
       return;
@@ -569,7 +591,7 @@ async function runPage(runId) {
     const r = step.attempts > 1 ? step.attempts - 1 : retries.get(step.step);
     if (r) tags.push(h("span", { class: "tag retry" }, `${r} ${r === 1 ? "retry" : "retries"}`));
     return h("div", { class: "step" + (selected === step.step ? " selected" : ""), "data-step": step.step, title: `${fmtTime(step.time)} (${offset})`,
-      onclick: () => { selected = step.step; renderTimeline(); showSelected(); } },
+      onclick: () => selectStep(step.step) },
       h("span", { class: "no" }, `#${step.step}`),
       h("span", { class: "node-id", title: step.path.join(" › ") },
         step.path.length > 1 ? h("span", { class: "parent" }, step.path.slice(0, -1).join(" › ") + " › ") : null, step.node_id || step.kind),
@@ -579,6 +601,7 @@ async function runPage(runId) {
       h("span", { class: "at" }, offset),
       tags.length ? h("div", { class: "tags" }, tags) : null);
   }
+  function selectStep(step) { selected = step; renderTimeline(); drawGraphBox(); showSelected(); }
   function renderTimeline() {
     const rows = steps.map(stepRow);
     if (run.status === "running") rows.push(h("div", { class: "step marker" }, h("span", {}, ""), h("span", {}, startedNode ? `running ${startedNode}…` : "running…")));
