@@ -608,11 +608,9 @@ class Scheduler:
                 logger.warning(
                     "fire %s was taken over by another scheduler before it ended here", fire.fire_id
                 )
-            if job.schedule.overlap != "allow":
-                # A fire of this schedule may wait for this one to end (queue, skip: one at a time;
-                # a manual or backfilled fire): plan the schedule again now. With overlap="allow"
-                # nothing ever waits for a fire to end, so that second pass would change nothing.
-                self.store.poke(fire.schedule)
+            # Plan the schedule again now: a fire may wait for this one (queue, skip: one at a
+            # time), and its wake time drops this fire's lease (else a pass at lease_until).
+            self.store.poke(fire.schedule)
         except Exception:
             logger.exception(
                 "could not record the end of fire %s (its lease expires and it is checked again)",
