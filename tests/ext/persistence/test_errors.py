@@ -339,3 +339,17 @@ def test_register_type_refuses_a_class_defined_in_a_function_by_name() -> None:
         register_type(Local)
     assert str(caught.value).startswith("cannot checkpoint register_type(")
     assert "<locals>.Local: the class is defined inside a function" in str(caught.value)
+
+
+def test_the_extension_describes_a_memory_or_url_less_server_store_and_the_serializer() -> None:
+    import kaygraph.ext.persistence  # noqa: F401  (registers the extension)
+    from kaygraph.config import get_config
+    from kaygraph.ext.base import get_extension
+
+    extension = get_extension("persistence")
+    assert extension is not None
+    get_config().configure(persistence={"backend": "memory", "serializer": "pickle"})
+    described = extension.describe()
+    assert (described["store"], described["serializer"]) == ("memory:// (this process only)", "pickle")
+    get_config().configure(persistence={"backend": "redis"})
+    assert extension.describe()["store"] == "redis (persistence.url is not set)"
