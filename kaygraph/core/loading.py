@@ -35,9 +35,14 @@ def load_graph(ref: str) -> Graph:
             ref=ref,
         )
     import importlib
+    import sys
 
+    # Loaded already (a scheduler loads its graphs on every fire): skip importlib's machinery,
+    # unless the module is still being imported by another thread.
+    module = sys.modules.get(module_name)
     try:
-        module = importlib.import_module(module_name)
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name != exc.name and not module_name.startswith(exc.name + "."):
             raise  # the module exists but imports something missing: that error is the real one

@@ -132,6 +132,9 @@ class Checkpointer(RunListener):
         self._durations: dict[tuple[Any, ...], float] = {}
         self._attempts: dict[tuple[Any, ...], int] = {}
         self._row_refreshed = time.monotonic()
+        #: No cancel request can be pending yet: the row was just created (or claimed, which
+        #: clears the request) by this writer, so its first refresh skips reading it back.
+        self._cancel_unasked = True
         self._lock = threading.Lock()
         #: The run's CancelToken, cancelled when another process requests it (request_cancel).
         self.cancel: Any = None
@@ -188,8 +191,10 @@ class Checkpointer(RunListener):
         snapshot: bool = False,
         changes: Mapping[str, Any] | None = None,
         refresh: bool = False,
+        ending: bool = False,
     ) -> None:
-        """Append ``record`` as the next record; a snapshot may prune the oldest history."""
+        """Append ``record`` as the next record; a snapshot may prune the oldest history.
+        ``ending``: the run's last record (a cancel request no longer matters)."""
         seq = self.seq
         prune = self._prune() if snapshot else []
         if changes is None and (refresh or time.monotonic() - self._row_refreshed >= ROW_REFRESH):
@@ -206,8 +211,11 @@ class Checkpointer(RunListener):
         if snapshot:
             self.last_snapshot = seq
         self.seq = seq + 1
-        if refreshed and self.cancel is not None and not self.cancel.cancelled:
-            self._honour_cancel_request()
+        if refreshed and not ending and self.cancel is not None and not self.cancel.cancelled:
+            if self._cancel_unasked:
+                self._cancel_unasked = False  # from the next refresh on, it is read back
+            else:
+                self._honour_cancel_request()
 
     def _honour_cancel_request(self) -> None:
         """Cancel the run's token when another process asked for it (checked with each row
@@ -406,7 +414,7 @@ class Checkpointer(RunListener):
                     text = record_json("end", fields, raw)[:-1] + delta_text + "}"
                 else:
                     text = record_json("end", fields, raw)
-                self.write(frame(text), changes={})
+                self.write(frame(text), changes={}, ending=True)
             except BaseException as exc:
                 status, message = "failed", row_text(f"{type(exc).__name__}: {exc}")
                 raise

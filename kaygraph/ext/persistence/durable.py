@@ -407,7 +407,13 @@ class DurableGraph:
             return _Job(result=self._stored_result(info))
         check_serializer(info, self.serializer)
         owner = new_owner()
-        if not claim(self.store, info, owner, self.lease_seconds):
+        try:
+            claimed = claim(self.store, info, owner, self.lease_seconds)
+        except BaseException:  # another live writer has it: this owner never wrote anything
+            drop_owner(owner)
+            raise
+        if not claimed:
+            drop_owner(owner)
             raise RunNotFoundError(f"run {run_id!r} was deleted while resuming it", run_id=run_id)
         try:
             last_seq, stored, snapshot = history.fold_to(self.store, run_id)

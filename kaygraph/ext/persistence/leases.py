@@ -8,6 +8,7 @@ slipped past the lease collides on its next record and stops, so histories never
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -34,23 +35,29 @@ def _process_start(pid: int) -> str:
         return ""
 
 
-_own_start: tuple[int, str] = (-1, "")
+_own_start: tuple[int, str, str] = (-1, "", "")
+_tokens = itertools.count()
 
 
-def _own_process_start() -> tuple[int, str]:
-    """This process's pid and start, read once per pid (a forked child reads its own): every
-    durable run asks, and reading ``/proc`` each time was a tenth of a short run's cost."""
+def _own_process_start() -> tuple[int, str, str]:
+    """This process's pid, start and random token prefix, made once per pid (a forked child makes
+    its own): every durable run asks, and reading ``/proc`` each time was a tenth of a short run's
+    cost."""
     global _own_start
     pid = os.getpid()
     if _own_start[0] != pid:
-        _own_start = (pid, _process_start(pid))
+        _own_start = (pid, _process_start(pid), os.urandom(4).hex())
     return _own_start
 
 
 def new_owner() -> str:
-    """A fresh lease owner token for this process: ``host:pid:process-start:random``."""
-    pid, started = _own_process_start()
-    owner = f"{_HOST}:{pid}:{started}:{os.urandom(6).hex()}"
+    """A fresh lease owner token for this process: ``host:pid:process-start:random``.
+
+    The token is this process's random prefix and a counter, unique among its writers: not
+    ``os.urandom`` per run, which gives up the GIL, so a run waited behind every other thread
+    before its first node (the tail of a burst of scheduled fires)."""
+    pid, started, prefix = _own_process_start()
+    owner = f"{_HOST}:{pid}:{started}:{prefix}{next(_tokens):x}"
     with _local_owners_lock:
         _local_owners.add(owner)
     return owner

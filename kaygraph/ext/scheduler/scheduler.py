@@ -508,9 +508,15 @@ class Scheduler:
             self._runs_store = open_store(self._runs_target)
         return self._runs_store
 
-    def _prepare(self, job: _Job) -> tuple[Any, Any, dict[str, Any]]:
-        from kaygraph.ext.persistence import durable
+    def _warm_up(self) -> None:
+        """Import the durable-run machinery and open the runs store as a driver starts, so the
+        first fires do not pay for it (a burst's lag); a failure is left to the fires to record."""
+        with contextlib.suppress(Exception):
+            _durable()
+            self._runs()
 
+    def _prepare(self, job: _Job) -> tuple[Any, Any, dict[str, Any]]:
+        durable = _durable()
         graph = load_graph(job.schedule.graph_ref)
         fire = job.fire
         when = _dt.datetime.fromtimestamp(fire.fire_time, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
@@ -602,7 +608,11 @@ class Scheduler:
                 logger.warning(
                     "fire %s was taken over by another scheduler before it ended here", fire.fire_id
                 )
-            self.store.poke(fire.schedule)
+            if job.schedule.overlap != "allow":
+                # A fire of this schedule may wait for this one to end (queue, skip: one at a time;
+                # a manual or backfilled fire): plan the schedule again now. With overlap="allow"
+                # nothing ever waits for a fire to end, so that second pass would change nothing.
+                self.store.poke(fire.schedule)
         except Exception:
             logger.exception(
                 "could not record the end of fire %s (its lease expires and it is checked again)",
@@ -648,6 +658,7 @@ class Scheduler:
         signal cancels them at once.
         """
         self._stopping.clear()
+        self._warm_up()
         # A fixed set of worker threads (daemons: a stuck graph never blocks the process's exit);
         # tick() claims no more fires than there are workers, so none wait in the queue for long.
         queue: SimpleQueue[_Job | None] = SimpleQueue()
@@ -686,6 +697,7 @@ class Scheduler:
 
         self._notify = notify
         self._stopping.clear()
+        await asyncio.to_thread(self._warm_up)
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -793,6 +805,21 @@ def trigger(store: str | ScheduleStore | None, name: str) -> str:
     """Fire schedule ``name`` of ``store`` now; returns the fire's durable run id."""
     with Scheduler(store) as scheduler:
         return scheduler.trigger(name).run_id
+
+
+_durable_factory: Any = None
+
+
+def _durable() -> Any:
+    """``kaygraph.ext.persistence.durable``, imported on first use. Not a ``from ... import`` per
+    fire: that takes the import lock (and the package's lazy export), and a fire's worker waited
+    there behind every other thread before its first node."""
+    global _durable_factory
+    if _durable_factory is None:
+        from kaygraph.ext.persistence.durable import durable
+
+        _durable_factory = durable
+    return _durable_factory
 
 
 def _is_unfinished_run(exc: BaseException) -> bool:

@@ -567,6 +567,26 @@ def test_second_writer_on_a_live_run_gets_run_locked_error(store: Any) -> None:
     assert runner.resume("leased").status == "succeeded"  # the holder died: its lease is reclaimed
 
 
+def test_a_refused_resume_leaves_no_lease_owner_behind(store: Any) -> None:
+    """This process's live lease owners are dropped again when a resume is refused (a
+    long-running scheduler resumes many runs: the set must not grow by one per refusal)."""
+    from kaygraph.ext.persistence import leases
+
+    leaked: list[int] = []
+
+    class ResumesItself(Node):
+        def exec(self, prep_res: Any) -> Any:
+            before = len(leases._local_owners)
+            with pytest.raises(RunLockedError, match="run 'busy' is being written"):
+                durable(Graph(Node(node_id="other"), name="busy"), store).resume("busy")
+            leaked.append(len(leases._local_owners) - before)
+
+    owners = len(leases._local_owners)
+    durable(Graph(ResumesItself(node_id="first"), name="busy"), store).run({}, run_id="busy")
+    assert leaked == [0]
+    assert len(leases._local_owners) == owners
+
+
 def test_record_numbers_fence_a_stale_writer(store: Any) -> None:
     runner = durable(chain(Tracker(), ["a"]), store)
     runner.run({}, run_id="fenced")

@@ -39,6 +39,19 @@ def test_run_fires_on_time_until_stopped(graphs) -> None:
     assert scheduler.observer.lags and max(scheduler.observer.lags) < 0.5  # woke at the fire times
 
 
+def test_a_driver_opens_the_runs_store_before_the_first_fire(graphs) -> None:
+    scheduler = memory_scheduler()
+    scheduler.add("later", graphs.ref("counting"), every(hours=1))
+    thread = background(scheduler)
+    deadline = time.monotonic() + 10
+    while scheduler._runs_store is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    scheduler.stop()
+    thread.join(10)
+    # The first fires of a burst do not pay for importing and opening it (their lag).
+    assert scheduler._runs_store is not None and scheduler.fires("later") == []
+
+
 def test_run_executes_fires_on_a_fixed_set_of_worker_threads(graphs) -> None:
     scheduler = Scheduler(
         f"memory://{uuid.uuid4().hex}", runs=f"memory://{uuid.uuid4().hex}", poll_interval=1, max_workers=2

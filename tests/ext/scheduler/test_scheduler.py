@@ -167,6 +167,22 @@ def test_overlap_allow_runs_side_by_side(store_url, clock, graphs) -> None:
     assert [s for _, s in statuses(scheduler, "report")] == ["running", "running"]
 
 
+def test_an_ended_fire_of_an_allow_schedule_does_not_make_it_due_again(store_url, clock, graphs) -> None:
+    from kaygraph.ext.persistence import leases
+
+    owners = len(leases._local_owners)
+    scheduler = make(store_url, clock)
+    scheduler.add("report", graphs.ref("counting"), every(minutes=1), overlap="allow")
+    [fire] = step(scheduler, clock, 60)
+    assert fire.status == "succeeded"
+    # Nothing ever waits for an 'allow' fire to end: no second pass of its schedule is asked for.
+    assert scheduler.store.next_wake() > clock.now
+    scheduler.add("queued", graphs.ref("counting"), every(minutes=1), overlap="queue")
+    assert [f.status for f in step(scheduler, clock, 60)] == ["succeeded", "succeeded"]
+    assert scheduler.store.next_wake() <= clock.now  # a queued fire may wait for it: passed again
+    assert len(leases._local_owners) == owners  # every run's lease owner is dropped at its end
+
+
 def test_overlap_cancel_cancels_the_running_fire(store_url, clock, graphs) -> None:
     scheduler = make(store_url, clock)
     scheduler.add("report", graphs.ref("counting"), every(minutes=1), overlap="cancel")
