@@ -339,3 +339,43 @@ def test_register_type_refuses_a_class_defined_in_a_function_by_name() -> None:
         register_type(Local)
     assert str(caught.value).startswith("cannot checkpoint register_type(")
     assert "<locals>.Local: the class is defined inside a function" in str(caught.value)
+
+
+def test_the_extension_describes_a_memory_or_url_less_server_store_and_the_serializer() -> None:
+    import kaygraph.ext.persistence  # noqa: F401  (registers the extension)
+    from kaygraph.config import get_config
+    from kaygraph.ext.base import get_extension
+
+    extension = get_extension("persistence")
+    assert extension is not None
+    get_config().configure(persistence={"backend": "memory", "serializer": "pickle"})
+    described = extension.describe()
+    assert (described["store"], described["serializer"]) == ("memory:// (this process only)", "pickle")
+    get_config().configure(persistence={"backend": "redis"})
+    assert extension.describe()["store"] == "redis (persistence.url is not set)"
+
+
+def test_a_sync_call_on_an_async_graph_names_the_async_method(new_store_url: Any) -> None:
+    from kaygraph import AsyncGraph, AsyncNode
+
+    runner = durable(AsyncGraph(AsyncNode(node_id="a"), name="ag"), new_store_url("memory"))
+    with pytest.raises(PersistenceError) as caught:
+        runner.run({})
+    assert str(caught.value) == "graph 'ag' is an AsyncGraph: use `await runner.run_async(...)`"
+
+
+def test_a_run_row_without_a_serializer_is_damaged() -> None:
+    from kaygraph.ext.persistence.base import run_from_row
+
+    row = {"run_id": "r", "graph_name": "g", "status": "running", "created_at": 1.0, "updated_at": 1.0, "steps": 0}
+    with pytest.raises(CheckpointCorruptError, match=r"is damaged \(serializer is missing\)"):
+        run_from_row(row, "r", "memory://x")
+
+
+def test_a_successful_run_records_no_error_and_none_encodes_as_null(store: Any) -> None:
+    from kaygraph.ext.persistence.serialization import JSONSerializer
+
+    durable(one_node(), store).run({}, run_id="fine")
+    info = get_run(store, "fine")
+    assert (info.status, info.error, info.traceback) == ("succeeded", None, None)
+    assert JSONSerializer().encode(None, "shared['x']") == "null"

@@ -733,3 +733,45 @@ def test_a_list_is_not_swapped_under_a_graph_whose_prep_reached_its_items(store:
     recorded = {entry.node_id: entry.state for entry in steps(store, "late") if entry.kind == "step"}
     assert recorded["outer"] == result.shared
     assert recorded["outer"]["messages"][0]["content"] == "edited by the graph's post"
+
+
+class LongLog(Node):
+    """Grows a long list by every list method, reads it back, and edits an old item in place."""
+
+    def __init__(self, name: str, change: Any) -> None:
+        super().__init__(node_id=name)
+        self.change = change
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        self.change(shared["log"])
+        truth(shared)
+        return None
+
+
+def long_log_changes() -> list[tuple[str, Any]]:
+    return [
+        ("append", lambda log: log.append({"n": -1})),  # long enough now: tracked from here on
+        ("extend", lambda log: log.extend([{"n": -2}, {"n": -3}])),
+        ("count", lambda log: log.append({"n": log.count({"n": 5})})),
+        ("slice", lambda log: log[10:12][0].update(n="edited through a slice")),
+        ("index", lambda log: log[log.index({"n": 7})].update(n="edited after index()")),
+        ("sort", lambda log: log.sort(key=lambda item: str(item["n"]), reverse=True)),
+        ("item", lambda log: log[3].update(n="edited in place")),
+    ]
+
+
+def test_a_long_list_is_recorded_whatever_list_method_changed_it(store: Any) -> None:
+    TRUTH.clear()
+    nodes = [LongLog(name, change) for name, change in long_log_changes()]
+    for left, right in itertools.pairwise(nodes):
+        left >> right
+    result = durable(Graph(nodes[0], name="long-log"), store).run(
+        {"log": [{"n": index} for index in range(300)]}, run_id="long-log"
+    )
+    recorded = [entry for entry in steps(store, "long-log") if entry.kind == "step"]
+    for entry, expected in zip(recorded, TRUTH, strict=True):
+        assert entry.state == expected, entry.node_id
+    final = state_at(store, "long-log").state["log"]
+    assert final == result.shared["log"] and len(final) == 304
+    assert {"n": 1} in final and {"n": -3} in final and {"n": "edited through a slice"} in final
+    assert final[3] == {"n": "edited in place"}
