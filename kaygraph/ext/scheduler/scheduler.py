@@ -167,6 +167,10 @@ class Scheduler:
         self._notify: Callable[[], None] = self._wake.set
         self._stopping = threading.Event()
         self._next_renew = 0.0
+        #: Schedules whose fires ended here and that need a pass (a queued fire may wait for it;
+        #: their wake time drops the ended fire's lease); poked by tick() after the due fires.
+        self._ended: dict[str, None] = {}
+        self._ended_since = 0.0
         self.observer = FireObserver(clock=self.clock)
         self._triggers: dict[str, Trigger] = {}
         self._schedule_triggers: dict[str, tuple[dict[str, Any], Trigger]] = {}
@@ -367,9 +371,28 @@ class Scheduler:
             locked = self.store.lock_due(now, self.owner, now + self.lease, limit)
             if locked:
                 jobs += self._process(locked, now)
-            if len(locked) < limit:
+            # Everything due is claimed: now the schedules whose fires ended get their pass (in
+            # this same tick), not before the fires due at the same instant start.
+            if len(locked) < limit and not self._flush_pokes():
                 break
+        if self._ended and time.monotonic() - self._ended_since > self.poll_interval:
+            self._flush_pokes()  # a long burst: those passes wait no longer than poll_interval
         return jobs
+
+    def _flush_pokes(self) -> bool:
+        """Poke the schedules whose fires ended here since the last flush; whether there were any."""
+        with self._jobs_lock:
+            names, self._ended = self._ended, {}
+        for name in names:
+            try:
+                self.store.poke(name)
+            except Exception:
+                logger.exception(
+                    "could not ask for a pass of schedule %r after its fire ended (it is passed "
+                    "again when its lease runs out)",
+                    name,
+                )
+        return bool(names)
 
     def _capacity(self) -> int:
         """How many more fires this process can run now."""
@@ -492,6 +515,8 @@ class Scheduler:
         now = self.clock() if now is None else now
         wake = now + self.poll_interval
         if self._capacity() > 0:
+            if self._ended:
+                return now  # the passes of ended fires (with every worker busy: when one ends)
             due = self.store.next_wake()
             if due is not None:
                 wake = min(wake, due)
@@ -610,7 +635,6 @@ class Scheduler:
                 )
             # Plan the schedule again now: a fire may wait for this one (queue, skip: one at a
             # time), and its wake time drops this fire's lease (else a pass at lease_until).
-            self.store.poke(fire.schedule)
         except Exception:
             logger.exception(
                 "could not record the end of fire %s (its lease expires and it is checked again)",
@@ -620,6 +644,9 @@ class Scheduler:
             setattr(fire, field, value)
         self.observer.finished(fire)
         with self._jobs_lock:
+            if not self._ended:
+                self._ended_since = time.monotonic()
+            self._ended[fire.schedule] = None  # poked by the next tick, once the due fires started
             self._jobs.pop(fire.fire_id, None)
             self._jobs_done.notify_all()
         self._notify()
@@ -678,6 +705,7 @@ class Scheduler:
             self._drain(self.shutdown_timeout)
             self._cancel_for_shutdown()
             self._drain(10)
+            self._flush_pokes()
             for _ in workers:
                 queue.put(None)
         logger.info("scheduler %s stopped", self.owner)
@@ -718,6 +746,7 @@ class Scheduler:
             self._cancel_for_shutdown()
             if tasks:
                 await asyncio.wait(set(tasks), timeout=10)
+            await asyncio.to_thread(self._flush_pokes)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -771,6 +800,8 @@ class Scheduler:
 
     def close(self) -> None:
         """Close the stores this scheduler opened."""
+        with contextlib.suppress(Exception):
+            self._flush_pokes()
         if self._owns_store:
             self.store.close()
         if self._runs_store is not None and (self._runs_target is None or isinstance(self._runs_target, str)):
