@@ -191,3 +191,23 @@ def test_batch_item_listeners_get_each_item(parallel: bool) -> None:
     Graph(Items(node_id="items")).run({}, listeners=[recorder])
     items = sorted(kwargs["item"] for name, kwargs in recorder.calls if name == "item_start")
     assert items == ["a", "b"]
+
+
+def test_keep_one_and_a_non_number_wait_are_checked() -> None:
+    assert MetricsNode(keep=1).get_stats() == {"status": "no_executions"}
+    with pytest.raises(GraphDefinitionError, match="wait"):
+        Node(wait="soon")  # type: ignore[arg-type]
+
+
+def test_a_failure_in_a_nested_graph_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    class Boom(Node):
+        def exec(self, prep_res: Any) -> Any:
+            raise RuntimeError("deep")
+
+    inner = Graph(Boom(node_id="boom"), node_id="inner")
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError):
+        Graph(Graph(inner, node_id="middle")).run({})
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "Failed" in r.getMessage()]
+    assert failed == ["Node boom: Failed: deep"]
