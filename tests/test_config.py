@@ -173,7 +173,12 @@ def test_missing_explicit_files_are_errors(workdir: Path, monkeypatch: pytest.Mo
         ("KAYGRAPH_DEBUG", "0", "debug", False),
         ("KAYGRAPH_OBSERVABILITY_TRACING_ENABLED", "yes", "observability.tracing_enabled", True),
         ("KAYGRAPH_PERSISTENCE_TTL", "null", "persistence.ttl", None),
-        ("KAYGRAPH_PERSISTENCE_URL", "redis://127.0.0.1:6379/0", "persistence.url", "redis://127.0.0.1:6379/0"),
+        (
+            "KAYGRAPH_PERSISTENCE_URL",
+            "redis://127.0.0.1:6379/0",
+            "persistence.url",
+            "redis://127.0.0.1:6379/0",
+        ),
         ("KAYGRAPH_OBSERVABILITY_SERVICE_NAME", "123", "observability.service_name", "123"),
         ("KAYGRAPH_OBSERVABILITY_SERVICE_NAME", '"quoted"', "observability.service_name", "quoted"),
         ("KAYGRAPH_PERSISTENCE_BACKEND", "SQLite", "persistence.backend", "sqlite"),
@@ -455,19 +460,30 @@ def test_test_and_unknown_variables_do_not_stop_the_variables_after_them() -> No
         warnings.simplefilter("ignore")
         config = Config(
             search=False,
-            env={"KAYGRAPH_AAA_UNKNOWN": "1", "KAYGRAPH_TEST_X": "1", "KAYGRAPH_DEBUG": "1", "KAYGRAPH_UI_PORT": "81"},
+            env={
+                "KAYGRAPH_AAA_UNKNOWN": "1",
+                "KAYGRAPH_TEST_X": "1",
+                "KAYGRAPH_DEBUG": "1",
+                "KAYGRAPH_UI_PORT": "81",
+            },
         )
     assert (config.get("debug"), config.get("ui.port")) == (True, 81)
 
 
 def test_unknown_keys_from_every_layer_are_listed_and_nested(workdir: Path) -> None:
-    path = write_json(workdir / "kaygraph.json", {"from_file": 1, "my_plugin": {"option": {"deep": 2}, "flat": 5}})
+    path = write_json(
+        workdir / "kaygraph.json", {"from_file": 1, "my_plugin": {"option": {"deep": 2}, "flat": 5}}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = Config(path, env={"KAYGRAPH_DEBUG": "1"})
         config.set("at.run.time", 3)
 
-    assert [key for key, _, _ in config.items() if key not in SCHEMA] == ["at.run.time", "from_file", "my_plugin"]
+    assert [key for key, _, _ in config.items() if key not in SCHEMA] == [
+        "at.run.time",
+        "from_file",
+        "my_plugin",
+    ]
     assert config.get("my_plugin.option.deep") == 2
     assert config.get("my_plugin.option.absent", "fallback") == "fallback"
     assert config.get("my_plugin.flat.deeper", "fallback") == "fallback"  # 5 holds no keys

@@ -191,7 +191,8 @@ def test_a_missing_config_file_argument_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "absent.json"
     error = error_of(config_file=missing)
     assert str(error) == (
-        f"KayGraph settings file {missing} does not exist (given as kaygraph.config.Config(config_file=...)); "
+        f"KayGraph settings file {missing} does not exist "
+        "(given as kaygraph.config.Config(config_file=...)); "
         "pass the path of a JSON file."
     )
     assert (error.key, error.source) == (None, f"file {missing}")

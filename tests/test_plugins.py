@@ -592,10 +592,24 @@ SHAPE = "it must return a PluginInfo or a dict with at least 'name' and 'version
         (42, f"Plugin 'p': plugin_info() returned 42 (int); {SHAPE}"),
         ({"name": "p", "version": 1}, "Plugin 'p': 'name' and 'version' must be strings"),
         ({"name": 1, "version": "1"}, "Plugin 'p': 'name' and 'version' must be strings"),
-        ({"name": "p", "version": "1", "requires": "base"}, "Plugin 'p': 'requires' must be a list of plugin names"),
-        ({"name": "p", "version": "1", "requires": 5}, "Plugin 'p': 'requires' must be a list of plugin names"),
+        (
+            {"name": "p", "version": "1", "requires": "base"},
+            "Plugin 'p': 'requires' must be a list of plugin names",
+        ),
+        (
+            {"name": "p", "version": "1", "requires": 5},
+            "Plugin 'p': 'requires' must be a list of plugin names",
+        ),
     ],
-    ids=["no-version", "nothing", "not-a-dict", "version-not-str", "name-not-str", "requires-str", "requires-int"],
+    ids=[
+        "no-version",
+        "nothing",
+        "not-a-dict",
+        "version-not-str",
+        "name-not-str",
+        "requires-str",
+        "requires-int",
+    ],
 )
 def test_a_plugin_info_of_the_wrong_shape_is_an_error_naming_the_plugin(value: object, message: str) -> None:
     with pytest.raises(PluginError) as caught:
@@ -621,7 +635,8 @@ def test_a_broken_plugin_of_either_kind_is_recorded_under_its_name_with_the_full
     }
     skipped = sorted(record.getMessage() for record in caplog.records if record.name == "kaygraph.plugins")
     assert skipped == [
-        "Skipping KayGraph plugin 'half_entry' (entry point half_entry = half_ep (half_dist 1.0)): it failed to load",
+        "Skipping KayGraph plugin 'half_entry' (entry point half_entry = half_ep (half_dist 1.0)): "
+        "it failed to load",
         f"Skipping KayGraph plugin 'kaygraph_half' (package {site / 'kaygraph_half'}): it failed to load",
     ]
 
@@ -729,7 +744,9 @@ def test_discovery_and_loading_are_logged_on_the_plugins_logger(
         registry.load("hello")
 
     logged = sorted(
-        (record.levelname, record.getMessage()) for record in caplog.records if record.name == "kaygraph.plugins"
+        (record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name == "kaygraph.plugins"
     )
     assert logged == [
         ("DEBUG", f"Found KayGraph plugin 'kaygraph_hello' (package {hello / 'kaygraph_hello'})"),
@@ -742,7 +759,9 @@ def test_an_entry_point_declared_by_two_distributions_is_taken_once_with_a_warni
     site: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     for dist in ("first_dist", "second_dist"):
-        write(site, f"{dist}_mod.py", f"def plugin_info():\n    return {{'name': '{dist}', 'version': '1'}}\n")
+        write(
+            site, f"{dist}_mod.py", f"def plugin_info():\n    return {{'name': '{dist}', 'version': '1'}}\n"
+        )
         entry_point_plugin(site, dist, f"[kaygraph.plugins]\ndup = {dist}_mod\nonly_{dist} = {dist}_mod\n")
 
     with caplog.at_level(logging.WARNING, logger="kaygraph.plugins"):
@@ -760,7 +779,9 @@ def test_an_entry_point_declared_by_two_distributions_is_taken_once_with_a_warni
 def test_a_registry_scans_only_the_path_it_is_given(hello: Path, tmp_path: Path) -> None:
     assert PluginRegistry(env={}, path=[]).list_plugins() == []  # hello is on sys.path, not on []
     missing = str(tmp_path / "missing")
-    assert [info.name for info in PluginRegistry(env={}, path=[missing, str(hello)]).list_plugins()] == ["hello"]
+    assert [info.name for info in PluginRegistry(env={}, path=[missing, str(hello)]).list_plugins()] == [
+        "hello"
+    ]
 
 
 def test_the_first_package_on_the_path_wins_and_plain_files_are_not_candidates(
@@ -827,10 +848,14 @@ def test_only_the_kaygraph_prefix_is_stripped_from_a_name(site: Path) -> None:
     """``notaplug_`` is as long as ``kaygraph_``: a name that merely has nine characters before
     ``ep`` is not plugin ``ep`` (not for the allow-list, nor look-ups, nor recorded failures)."""
     for name in ("ep", "notaplug_ep"):
-        write(site, f"{name}_mod.py", f"def plugin_info():\n    return {{'name': 'n{name}', 'version': '1'}}\n")
+        write(
+            site, f"{name}_mod.py", f"def plugin_info():\n    return {{'name': 'n{name}', 'version': '1'}}\n"
+        )
     write(site, "broken_mod.py", "raise RuntimeError('broken')\n")
     entry_point_plugin(
-        site, "tail_dist", "[kaygraph.plugins]\nep = ep_mod\nnotaplug_ep = notaplug_ep_mod\nbad = broken_mod\n"
+        site,
+        "tail_dist",
+        "[kaygraph.plugins]\nep = ep_mod\nnotaplug_ep = notaplug_ep_mod\nbad = broken_mod\n",
     )
 
     allowed = PluginRegistry(env={"KAYGRAPH_PLUGINS": "ep,bad"})

@@ -348,7 +348,7 @@ def test_token_repr_callbacks_errors_and_an_unbounded_wait():
 
     token.add_callback(fails("first"))
     token.add_callback(fails("second"))
-    with pytest.raises(ValueError, match="^first$"):
+    with pytest.raises(ValueError, match=r"^first$"):
         token.cancel("enough")
     assert called == ["first", "second"]  # every callback ran, the removed one not at all
     assert repr(token) == "<CancelToken cancelled ('enough')>"

@@ -37,7 +37,7 @@ def test_call_each_calls_every_function_and_raises_the_first_error() -> None:
 
         return function
 
-    with pytest.raises(ValueError, match="^first$"):
+    with pytest.raises(ValueError, match=r"^first$"):
         call_each([fails("first"), fails("second"), lambda **kwargs: called.append("ok")], {"x": 1})
     assert called == ["first{'x': 1}", "second{'x': 1}", "ok"]
     call_each([lambda: called.append("no kwargs")])
@@ -50,11 +50,13 @@ def test_bad_counts_and_actions_name_the_class_and_the_setting() -> None:
     assert str(steps.value) == "Graph: max_steps must be an int >= 1 or None, got 0"
     with pytest.raises(GraphDefinitionError) as concurrency:
         AsyncParallelBatchNode(max_concurrency=0)
-    assert str(concurrency.value) == "AsyncParallelBatchNode: max_concurrency must be an int >= 1 or None, got 0"
+    assert (
+        str(concurrency.value) == "AsyncParallelBatchNode: max_concurrency must be an int >= 1 or None, got 0"
+    )
     with pytest.raises(InvalidActionError) as action:
         Node().next(Node(), 5)  # type: ignore[arg-type]
     assert str(action.value) == (
-        "action must be a string, got 5 (int) on Node.next(); write node - \"action\" >> other"
+        'action must be a string, got 5 (int) on Node.next(); write node - "action" >> other'
     )
 
 
@@ -175,7 +177,10 @@ def test_listeners_get_the_failed_node_its_duration_and_the_run_end_gets_the_sha
     with pytest.raises(RuntimeError):
         Graph(boom).run(shared, listeners=[recorder])
     (error_kwargs,) = [kwargs for name, kwargs in recorder.calls if name == "node_error"]
-    assert isinstance(error_kwargs["node"], Boom) and error_kwargs["node"].node_id == error_kwargs["node_id"] == "boom"
+    assert (
+        isinstance(error_kwargs["node"], Boom)
+        and error_kwargs["node"].node_id == error_kwargs["node_id"] == "boom"
+    )
     assert isinstance(error_kwargs["duration"], float) and error_kwargs["duration"] >= 0
     (end_kwargs,) = [kwargs for name, kwargs in recorder.calls if name == "run_end"]
     assert end_kwargs["shared"] is shared

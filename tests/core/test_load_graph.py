@@ -139,10 +139,12 @@ def test_the_reference_errors_say_what_a_reference_looks_like(flows):
     with pytest.raises(GraphReferenceError) as value:
         load_graph("kg_ref_pkg.flows:not_a_graph")
     assert str(shape.value) == (
-        "graph reference 'no_colon_here' is not of the form 'package.module:attr' (e.g. 'myapp.flows:build_graph')"
+        "graph reference 'no_colon_here' is not of the form 'package.module:attr' "
+        "(e.g. 'myapp.flows:build_graph')"
     )
     assert str(value.value) == (
-        "graph reference 'kg_ref_pkg.flows:not_a_graph' names int 42, not a Graph or a zero-argument function "
+        "graph reference 'kg_ref_pkg.flows:not_a_graph' names int 42, "
+        "not a Graph or a zero-argument function "
         "returning one"
     )
 

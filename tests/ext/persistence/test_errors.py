@@ -229,7 +229,8 @@ def test_a_sqlite_store_in_a_missing_directory_names_the_file_and_the_directory(
         open_store(f"sqlite:///{path}")
     assert str(caught.value) == (
         f"cannot create the SQLite store {str(path)!r}: its directory {str(path.parent)!r} does not exist. "
-        "Create it first (a store URL never creates directories, so a typo in the path does not go unnoticed)."
+        "Create it first (a store URL never creates directories, "
+        "so a typo in the path does not go unnoticed)."
     )
 
 
@@ -257,7 +258,9 @@ def test_a_shared_store_that_cannot_be_checkpointed_is_named_with_its_key_path(n
             return None
 
     with pytest.raises(SerializationError) as appended:
-        durable(Graph(Appends(node_id="appends"), name="appends"), store).run({"items": [1, 2]}, run_id="appends")
+        durable(Graph(Appends(node_id="appends"), name="appends"), store).run(
+            {"items": [1, 2]}, run_id="appends"
+        )
     assert appended.value.key_path == "shared['items'][2]"
 
 
@@ -367,7 +370,14 @@ def test_a_sync_call_on_an_async_graph_names_the_async_method(new_store_url: Any
 def test_a_run_row_without_a_serializer_is_damaged() -> None:
     from kaygraph.ext.persistence.base import run_from_row
 
-    row = {"run_id": "r", "graph_name": "g", "status": "running", "created_at": 1.0, "updated_at": 1.0, "steps": 0}
+    row = {
+        "run_id": "r",
+        "graph_name": "g",
+        "status": "running",
+        "created_at": 1.0,
+        "updated_at": 1.0,
+        "steps": 0,
+    }
     with pytest.raises(CheckpointCorruptError, match=r"is damaged \(serializer is missing\)"):
         run_from_row(row, "r", "memory://x")
 

@@ -484,7 +484,10 @@ def test_a_failed_node_is_an_event_with_its_error_attempt_and_the_core_seq(store
 
     with pytest.raises(RuntimeError):
         durable(Graph(Fail(node_id="boom"), name="failing"), store).run({}, run_id="failing")
-    found = [(event.kind, event.node_id, event.error, event.attempt, event.core_seq) for event in events(store, "failing")]
+    found = [
+        (event.kind, event.node_id, event.error, event.attempt, event.core_seq)
+        for event in events(store, "failing")
+    ]
     assert found[1:3] == [
         ("node_start", "boom", None, None, 1),
         ("node_error", "boom", "RuntimeError: planned", 1, 2),

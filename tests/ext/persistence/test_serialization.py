@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import datetime as dt
+import importlib
 import json
 import sys
 import zoneinfo
@@ -54,7 +54,9 @@ def test_only_dataclasses_enums_and_pydantic_models_are_instantiated() -> None:
 Alias = Kept
 
 
-def test_classes_of_imported_modules_and_registered_classes_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classes_of_imported_modules_and_registered_classes_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The registry is process-wide: start from a copy, so the test also passes a second time in
     # one process (mutmut runs the tests again in the process that first collected them).
     monkeypatch.setattr(serialization_module, "_registered", dict(serialization_module._registered))

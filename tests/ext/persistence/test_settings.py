@@ -76,7 +76,8 @@ def test_the_lease_is_released_even_if_the_final_fields_cannot_be_computed(new_s
         ),
         (
             {"snapshot_every": 0},
-            "durable(snapshot_every=...) must be an int >= 1, got 0 (int); fix the value before running the graph",
+            "durable(snapshot_every=...) must be an int >= 1, got 0 (int); "
+            "fix the value before running the graph",
         ),
     ],
     ids=["ttl", "lease", "keep", "every"],

@@ -102,7 +102,8 @@ def highlighted(page: Any) -> dict[str, Any]:
     """What the run page's graph marks: visited nodes, taken edges, the selected and current node."""
     return page.evaluate(
         """() => {
-          const ids = (selector, attr) => [...document.querySelectorAll(selector)].map((e) => e.getAttribute(attr)).sort();
+          const ids = (selector, attr) =>
+            [...document.querySelectorAll(selector)].map((e) => e.getAttribute(attr)).sort();
           return {
             visited: ids("#graph [data-node].visited", "data-node"),
             taken: ids("#graph [data-edge].taken", "data-edge"),
@@ -160,7 +161,12 @@ def test_a_step_inside_a_subgraph_counts_the_edge_into_it(sqlite_url: str, serve
     page.goto(server.url + "/#/runs/nested-1")
     page.locator("#timeline .step[data-step='2']").click()
     page.locator("#graph [data-node=fetch].selected").wait_for()
-    assert highlighted(page) == {"visited": ["Load", "fetch"], "taken": ["Load>fetch"], "selected": ["fetch"], "current": []}
+    assert highlighted(page) == {
+        "visited": ["Load", "fetch"],
+        "taken": ["Load>fetch"],
+        "selected": ["fetch"],
+        "current": [],
+    }
     page.locator("#timeline .step[data-step='4']").click()
     page.locator("#graph [data-node].selected").wait_for(state="detached")
     assert highlighted(page)["taken"] == ["Load>fetch", "fetch>Answer"]
