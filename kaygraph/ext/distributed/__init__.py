@@ -65,7 +65,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 def _describe() -> dict[str, str]:
     """``kaygraph info``: the configured executor; executors connect when first used."""
-    from .base import redact
+    from kaygraph.utils.urls import redact_url
+
     from .factory import setting
 
     kind = setting("executor")
@@ -77,7 +78,7 @@ def _describe() -> dict[str, str]:
     if kind == "process":
         lines["address"] = "local processes"
     else:
-        lines["address"] = redact(address) if address else "local cluster on 127.0.0.1"
+        lines["address"] = redact_url(address) if address else "local cluster on 127.0.0.1"
     if kind == "process" or not address:
         lines["workers"] = str(setting("workers") or "one per CPU")
     lines["chunk_size"] = str(setting("chunk_size") or "auto")

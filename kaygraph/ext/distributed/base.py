@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
+from kaygraph.utils.urls import redact_url
+
 from . import pickling, remote, tracecontext
 from .abc import ClusterExecutor
 from .errors import ExecutorClosedError, ExecutorConnectionError, ResourceUnavailableError
@@ -86,24 +88,6 @@ class EngineFuture(Future):  # type: ignore[type-arg]
                 pass
 
 
-def redact(address: str) -> str:
-    """``address`` with any password hidden, for messages.
-
-    >>> redact("tcp://user:secret@host:8786")
-    'tcp://user:***@host:8786'
-    """
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(address)
-        if not parts.password:
-            return address
-    except ValueError:
-        return address
-    user = parts.netloc.rpartition("@")[0].partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}").geturl()
-
-
 def probe_address(address: str, timeout: float, what: str, hint: str) -> None:
     """Fail fast, within ``timeout`` seconds, when nothing listens at ``address`` (``scheme://host:port``)."""
     import socket
@@ -115,21 +99,21 @@ def probe_address(address: str, timeout: float, what: str, hint: str) -> None:
         host, port = parts.hostname, parts.port
     except ValueError as exc:
         raise ExecutorConnectionError(
-            f"{what} address {redact(address)!r} is not valid ({exc}); expected scheme://host:port",
-            address=redact(address),
+            f"{what} address {redact_url(address)!r} is not valid ({exc}); expected scheme://host:port",
+            address=redact_url(address),
         ) from exc
     if not host or not port:
         raise ExecutorConnectionError(
-            f"{what} address {redact(address)!r} lacks a host or port; expected scheme://host:port",
-            address=redact(address),
+            f"{what} address {redact_url(address)!r} lacks a host or port; expected scheme://host:port",
+            address=redact_url(address),
         )
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         raise ExecutorConnectionError(
-            f"cannot reach the {what} at {redact(address)} within {timeout:g} s "
+            f"cannot reach the {what} at {redact_url(address)} within {timeout:g} s "
             f"({type(exc).__name__}: {exc}). {hint}",
-            address=redact(address),
+            address=redact_url(address),
             timeout=timeout,
         ) from exc
 
@@ -331,5 +315,4 @@ __all__ = [
     "BaseExecutor",
     "EngineFuture",
     "probe_address",
-    "redact",
 ]

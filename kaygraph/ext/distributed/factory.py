@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaygraph.utils.urls import redact_url
+
 from .abc import ClusterExecutor
-from .base import redact
 from .errors import DistributedError
 
 #: The ``distributed.*`` settings and their defaults (used when ``kaygraph.config`` is unavailable).
@@ -73,7 +74,7 @@ def _bad_url(target: str) -> DistributedError:
     close = difflib.get_close_matches(head, [*_KINDS, "tcp", "ray+gcs"], n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return DistributedError(
-        f"unknown executor {redact(target)!r}.{hint} Use local, process[://N], dask, tcp://host:8786, "
+        f"unknown executor {redact_url(target)!r}.{hint} Use local, process[://N], dask, tcp://host:8786, "
         "ray, ray://host:10001 or ray+gcs://host:6379."
     )
 

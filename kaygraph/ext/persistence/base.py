@@ -12,9 +12,9 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from kaygraph.core.exceptions import CheckpointCorruptError, MissingExtraError, PersistenceError
+from kaygraph.utils.urls import redact_url
 
 from .abc import RUN_STATUSES, CheckpointStore, RunInfo
 
@@ -45,21 +45,6 @@ def _short(value: Any) -> str:
     """``repr(value)`` cut to 60 characters (a 1 MB id must not flood the message)."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}...' ({len(str(value))} characters)"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and ``describe()``)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<unparsable URL>"
 
 
 def missing_extra(thing: str, package: str) -> MissingExtraError:

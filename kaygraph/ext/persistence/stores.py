@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from kaygraph.core.exceptions import PersistenceError
+from kaygraph.utils.urls import redact_url, without_options
 
 from .abc import CheckpointStore
-from .base import redact_url
 
 #: The ``persistence.*`` settings and their defaults (used when ``kaygraph.config`` is unavailable).
 DEFAULTS: dict[str, Any] = {
@@ -73,20 +73,6 @@ def open_store(target: str | CheckpointStore | None = None, *, create: bool = Tr
     return _from_url(target, create)
 
 
-def _without_options(url: str, consumed: tuple[str, ...]) -> str:
-    """``url`` without the query options KayGraph consumed; every other option (``sslmode``,
-    ``db``, ``application_name``, ...) is passed on to the driver unchanged."""
-    parts = urlsplit(url)
-    # Keep the other options' text exactly as written: re-encoding would turn %20 into "+",
-    # which libpq reads literally.
-    kept = [
-        option
-        for option in parts.query.split("&")
-        if option and unquote(option.split("=", 1)[0]) not in consumed
-    ]
-    return urlunsplit(parts._replace(query="&".join(kept)))
-
-
 def _from_url(url: str, create: bool = True) -> CheckpointStore:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -111,11 +97,11 @@ def _from_url(url: str, create: bool = True) -> CheckpointStore:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
-        return RedisStore(_without_options(url, ("prefix",)), prefix=options.get("prefix", "kaygraph:"))
+        return RedisStore(without_options(url, ("prefix",)), prefix=options.get("prefix", "kaygraph:"))
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresStore
 
-        return PostgresStore(_without_options(url, ("schema",)), schema=options.get("schema"))
+        return PostgresStore(without_options(url, ("schema",)), schema=options.get("schema"))
     raise PersistenceError(
         f"unknown store URL {redact_url(url)!r}: use memory://, sqlite:///path.db, redis://host:port/db or "
         "postgresql://user@host/db"

@@ -76,9 +76,9 @@ def _describe() -> dict[str, str]:
     lines = {"store": "", "timezone": str(setting("timezone"))}
     try:
         url = configured_url()
-        from .base import safe_url
+        from .base import redact_url
 
-        lines["store"] = safe_url(url)
+        lines["store"] = redact_url(url)
         if url.startswith("memory:"):
             return lines
         from .stores import open_schedule_store

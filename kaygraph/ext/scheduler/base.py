@@ -11,9 +11,9 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from kaygraph.core.exceptions import MissingExtraError
+from kaygraph.utils.urls import redact_url
 
 from .abc import ANY_OWNER, Fire, PassWrite, Schedule, ScheduleStore
 from .errors import ScheduleStoreError
@@ -32,24 +32,11 @@ def missing_extra(thing: str, package: str) -> MissingExtraError:
     )
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:
-        return "<unparsable URL>"
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
-
-
 def unreachable(kind: str, url: str, exc: BaseException) -> ScheduleStoreError:
     """The error for a store server that cannot be reached or refused the connection (one line)."""
     reason = " ".join(str(exc).split()) or "no reason given"
     return ScheduleStoreError(
-        f"cannot reach the {kind} schedule store at {safe_url(url)} ({type(exc).__name__}: {reason}); "
+        f"cannot reach the {kind} schedule store at {redact_url(url)} ({type(exc).__name__}: {reason}); "
         "check that the server runs and the URL is right (--store / scheduler.url)"
     )
 
@@ -444,7 +431,7 @@ __all__ = [
     "fire_from_row",
     "fire_row",
     "missing_extra",
-    "safe_url",
+    "redact_url",
     "schedule_from_row",
     "schedule_row",
     "unreachable",

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from .base import SQLScheduleStore, missing_extra, safe_url, unreachable
+from .base import SQLScheduleStore, missing_extra, redact_url, unreachable
 from .errors import ScheduleStoreError
 
 try:
@@ -93,7 +93,7 @@ class PostgresScheduleStore(SQLScheduleStore):
             self._connection.close()
 
     def describe(self) -> str:
-        return safe_url(self.url) + (f" (schema {self.schema})" if self.schema else "")
+        return redact_url(self.url) + (f" (schema {self.schema})" if self.schema else "")
 
 
 __all__ = ["PostgresScheduleStore"]

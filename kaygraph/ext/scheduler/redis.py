@@ -12,7 +12,7 @@ from .base import (
     fire_from_row,
     fire_row,
     missing_extra,
-    safe_url,
+    redact_url,
     schedule_from_row,
     schedule_row,
     unreachable,
@@ -320,7 +320,7 @@ class RedisScheduleStore(ScheduleStore):
         self._client.close()
 
     def describe(self) -> str:
-        return f"{safe_url(self.url)} (prefix {self.prefix!r})"
+        return f"{redact_url(self.url)} (prefix {self.prefix!r})"
 
 
 __all__ = ["RedisScheduleStore"]

@@ -563,18 +563,11 @@ class Scheduler:
 
     def execute(self, job: _Job) -> Fire:
         """Run a claimed fire to its end in this thread and record how it ended."""
-        error: BaseException | None = None
         try:
             runner, shared, kwargs = self._prepare(job)
-            try:
-                runner.run(shared, run_id=job.fire.fire_id, **kwargs)
-            except KayGraphError as exc:
-                if not _is_unfinished_run(exc):
-                    raise
-                runner.resume(job.fire.fire_id, **kwargs)
         except BaseException as exc:  # recorded on the fire; the scheduler goes on
-            error = exc
-        return self._finish(job, error)
+            return self._finish(job, exc)
+        return self._run_prepared(job, runner, shared, kwargs)
 
     async def execute_async(self, job: _Job) -> Fire:
         """:meth:`execute` for the async driver: ``AsyncGraph`` fires run on the loop, others in a thread."""
@@ -598,6 +591,7 @@ class Scheduler:
         return await asyncio.to_thread(self._finish, job, error)
 
     def _run_prepared(self, job: _Job, runner: Any, shared: Any, kwargs: dict[str, Any]) -> Fire:
+        """Run (or, if its run already exists unfinished, resume) a prepared fire; record how it ended."""
         error: BaseException | None = None
         try:
             try:

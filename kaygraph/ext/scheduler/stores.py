@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from kaygraph.utils.urls import redact_url, without_options
 
 from .abc import ScheduleStore
 from .errors import ScheduleStoreError
@@ -80,15 +82,14 @@ def open_schedule_store(target: str | ScheduleStore | None = None) -> ScheduleSt
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisScheduleStore
 
-        return RedisScheduleStore(_without(target, "prefix"), prefix=options.get("prefix", "kaygraph:sched:"))
+        prefix = options.get("prefix", "kaygraph:sched:")
+        return RedisScheduleStore(without_options(target, ("prefix",)), prefix=prefix)
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresScheduleStore
 
-        return PostgresScheduleStore(_without(target, "schema"), schema=options.get("schema"))
-    from .base import safe_url
-
+        return PostgresScheduleStore(without_options(target, ("schema",)), schema=options.get("schema"))
     raise ScheduleStoreError(
-        f"unknown schedule store URL {safe_url(target)!r}: use memory://, sqlite:///path.db, "
+        f"unknown schedule store URL {redact_url(target)!r}: use memory://, sqlite:///path.db, "
         "redis://host:port/db or postgresql://user@host/db"
     )
 
@@ -102,16 +103,8 @@ def runs_url_for(store_url: str) -> str:
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         return f"sqlite:///{Path(path or Path(setting('directory')) / SQLITE_FILE).with_name('runs.db')}"
     if scheme in ("redis", "rediss", "unix"):
-        return _without(store_url, "prefix")
-    if scheme in ("postgres", "postgresql"):
-        return store_url
-    return store_url
-
-
-def _without(url: str, option: str) -> str:
-    parts = urlsplit(url)
-    kept = [item for item in parts.query.split("&") if item and unquote(item.split("=", 1)[0]) != option]
-    return urlunsplit(parts._replace(query="&".join(kept)))
+        return without_options(store_url, ("prefix",))
+    return store_url  # PostgreSQL: the same database, other tables; memory: the same process
 
 
 __all__ = ["DEFAULTS", "configured_url", "open_schedule_store", "runs_url_for", "setting"]

@@ -10,7 +10,7 @@ import pytest
 from kaygraph import Graph, Node
 from kaygraph.core.exceptions import CheckpointCorruptError, PersistenceError
 from kaygraph.ext.persistence import durable, open_store
-from kaygraph.ext.persistence.stores import _without_options
+from kaygraph.utils.urls import without_options
 
 
 class Once(Node):
@@ -20,11 +20,11 @@ class Once(Node):
 
 def test_only_consumed_url_options_are_removed() -> None:
     url = "postgresql://u@h/db?sslmode=verify-full&schema=s&application_name=a%20b&sslrootcert=%2Fca.pem"
-    assert _without_options(url, ("schema",)) == (  # the others exactly as written (libpq reads "+")
+    assert without_options(url, ("schema",)) == (  # the others exactly as written (libpq reads "+")
         "postgresql://u@h/db?sslmode=verify-full&application_name=a%20b&sslrootcert=%2Fca.pem"
     )
-    assert _without_options("redis://h:6379/?db=14&prefix=p:", ("prefix",)) == "redis://h:6379/?db=14"
-    assert _without_options("redis://h:6379/2?prefix=p:", ("prefix",)) == "redis://h:6379/2"
+    assert without_options("redis://h:6379/?db=14&prefix=p:", ("prefix",)) == "redis://h:6379/?db=14"
+    assert without_options("redis://h:6379/2?prefix=p:", ("prefix",)) == "redis://h:6379/2"
 
 
 def test_redis_url_keeps_db_next_to_prefix(redis_url: str) -> None:

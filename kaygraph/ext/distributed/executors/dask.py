@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from kaygraph.utils.imports import require_package
+from kaygraph.utils.urls import redact_url
 
 from .. import pickling, remote
-from ..base import BaseExecutor, EngineFuture, probe_address, redact
+from ..base import BaseExecutor, EngineFuture, probe_address
 from ..errors import DistributedError, ExecutorConnectionError, WorkerLostError
 
 _distributed = require_package("distributed", "distributed", "DaskExecutor", package="dask[distributed]")
@@ -156,9 +157,9 @@ class DaskExecutor(BaseExecutor):
             return _distributed.Client(address, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ExecutorConnectionError(
-                f"cannot connect to the Dask scheduler at {redact(address)} within "
+                f"cannot connect to the Dask scheduler at {redact_url(address)} within "
                 f"{self.connect_timeout:g} s ({type(exc).__name__}: {exc}). {hint}",
-                address=redact(address),
+                address=redact_url(address),
                 timeout=self.connect_timeout,
             ) from exc
 
@@ -185,9 +186,9 @@ class DaskExecutor(BaseExecutor):
 
     def _engine_lines(self) -> dict[str, str]:
         if self.address:
-            where = redact(self.address)
+            where = redact_url(self.address)
         elif self._client is not None and self._cluster is None:
-            where = f"your client ({redact(str(self._client.scheduler.address))})"
+            where = f"your client ({redact_url(str(self._client.scheduler.address))})"
         else:
             where = f"local cluster on 127.0.0.1 ({self._local_workers or 'one worker per CPU'})"
         lines = {"address": where}

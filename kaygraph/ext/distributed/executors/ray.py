@@ -25,9 +25,10 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from kaygraph.utils.imports import require_package
+from kaygraph.utils.urls import redact_url
 
 from .. import pickling, remote
-from ..base import BaseExecutor, EngineFuture, probe_address, redact
+from ..base import BaseExecutor, EngineFuture, probe_address
 from ..errors import DistributedError, ExecutorConnectionError, WorkerLostError
 
 _ray = require_package("ray", "distributed", "RayExecutor")
@@ -87,7 +88,7 @@ def _refused(address: str, exc: BaseException) -> str:
     what = "Ray Client server" if address.startswith("ray://") else "Ray cluster (GCS)"
     mode = os.environ.get("RAY_AUTH_MODE")
     return (
-        f"cannot connect to the {what} at {redact(address)} ({type(exc).__name__}: {exc}); its port "
+        f"cannot connect to the {what} at {redact_url(address)} ({type(exc).__name__}: {exc}); its port "
         "answers, so the cluster runs but did not accept this process. If the cluster uses token "
         "authentication, give this process its token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> "
         f"(or the file ~/.ray/auth_token); RAY_AUTH_MODE is {'unset' if mode is None else repr(mode)} "
@@ -129,7 +130,7 @@ class RayExecutor(BaseExecutor):
         if _ray.is_initialized():
             if self.address is not None:
                 raise DistributedError(
-                    f"RayExecutor({redact(self.address)!r}): this process is already connected to a Ray "
+                    f"RayExecutor({redact_url(self.address)!r}): this process is already connected to a Ray "
                     "cluster; Ray allows one per process. Use RayExecutor() to reuse it, or "
                     "ray.shutdown() first."
                 )
@@ -175,7 +176,7 @@ class RayExecutor(BaseExecutor):
                 warnings.filterwarnings("ignore", "Ray Client connection timed out", UserWarning)
                 _ray.init(address=address, logging_level="WARNING", **self._init_options)
         except (OSError, TimeoutError, _ray.exceptions.RayError) as exc:
-            raise ExecutorConnectionError(_refused(address, exc), address=redact(address)) from exc
+            raise ExecutorConnectionError(_refused(address, exc), address=redact_url(address)) from exc
         self._owns_ray = True
 
     def _stop(self) -> None:
@@ -200,7 +201,7 @@ class RayExecutor(BaseExecutor):
         return int(sum(node.get("Resources", {}).get("CPU", 0) for node in self._nodes()))
 
     def _engine_lines(self) -> dict[str, str]:
-        where = redact(self.address) if self.address else "local Ray on 127.0.0.1"
+        where = redact_url(self.address) if self.address else "local Ray on 127.0.0.1"
         lines = {"address": where}
         if self._started:
             lines["workers"] = str(self._slots())
